@@ -1,0 +1,101 @@
+#pragma once
+// Invalidation rules (SPEC §3): parsed from YAML rules files, validated completely, and
+// applied to row changes to produce the Redis actions (keys to delete, patterns to scan,
+// version keys to bump). Pure logic: callers read files and pass their text.
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "walbust/change.h"
+#include "walbust/diagnostics.h"
+
+namespace walbust {
+
+enum class ActionKind : std::uint8_t { Delete, DeletePattern, BumpVersion };
+// "delete", "delete_pattern", "bump_version"
+[[nodiscard]] std::string_view action_name(ActionKind kind);
+
+struct Action {
+  ActionKind kind = ActionKind::Delete;
+  std::uint32_t rule = 0;  // index into RuleSet::rules()
+  std::string key;         // the final Redis key (Delete, BumpVersion) or SCAN pattern
+  std::string value;       // BumpVersion: the commit LSN as a decimal integer
+  std::uint32_t redelete_after_ms = 0;  // 0: no second delete
+
+  friend bool operator==(const Action&, const Action&) = default;
+};
+
+// A template that could not be rendered for a change. reason is one of "null",
+// "unchanged_toast", "old_row_unavailable", "unknown_column".
+struct RenderFailure {
+  std::uint32_t rule = 0;
+  std::string reason;
+  std::string column;
+};
+
+struct RuleSource {
+  std::string path;  // used in diagnostics
+  std::string text;  // YAML
+};
+
+// What a rule set needs from one table, for `setup` and `check --db`.
+struct TableNeeds {
+  std::string schema;
+  std::string name;
+  std::set<std::string> columns;  // every column any rule names (templates, filters)
+  // Previous values are needed explicitly ({old.x}, changed, ignore_changes, when).
+  bool needs_old_row = false;
+  // Columns rendered with plain {x} by rules that fire on update or delete: their
+  // previous value is needed unless x is in the replica identity.
+  std::set<std::string> old_value_columns;
+  std::set<Op> ops;  // operations any rule on this table listens to
+};
+
+struct Rule;  // defined in rules.cpp; see RuleInfo for what callers may read
+
+struct RuleInfo {
+  std::string name;
+  std::string file;
+  int line = 0;
+  std::string schema;
+  std::string table;
+  std::vector<std::string> targets;  // empty: every target
+};
+
+class RuleSet {
+ public:
+  RuleSet();
+  ~RuleSet();
+  RuleSet(RuleSet&&) noexcept;
+  RuleSet& operator=(RuleSet&&) noexcept;
+
+  // Parses and validates every file (in the order given; callers sort). Every problem is
+  // added to `diags` with file:line:column. When diags is non-empty afterwards the
+  // returned set must not be used.
+  [[nodiscard]] static RuleSet load(const std::vector<RuleSource>& files, Diagnostics& diags);
+
+  // Appends the actions a change causes. Identical (kind, key) pairs are produced once
+  // per change. Templates that cannot be rendered are skipped and reported in `failures`
+  // (when not null). Never throws on any row content.
+  void plan(const Change& change, std::vector<Action>& out,
+            std::vector<RenderFailure>* failures = nullptr) const;
+
+  // True when any rule listens to this table (for any op).
+  [[nodiscard]] bool watches(std::string_view schema, std::string_view table) const;
+
+  [[nodiscard]] std::size_t size() const;
+  [[nodiscard]] const RuleInfo& rule(std::uint32_t index) const;
+  [[nodiscard]] std::vector<TableNeeds> table_needs() const;  // sorted by schema, name
+
+  // Every key any rule could produce, as patterns (placeholders → '*') or plain keys:
+  // what `on_gap: flush_rules` deletes. Rule indexes are set; value empty.
+  [[nodiscard]] std::vector<Action> all_keys_as_patterns() const;
+
+ private:
+  std::vector<std::unique_ptr<Rule>> rules_;
+};
+
+}  // namespace walbust
