@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "support/captured_stream.h"
 #include "support/pgoutput_builder.h"
 
 namespace walbust {
@@ -305,6 +306,73 @@ TEST(ChangeStream, ConsecutiveTransactions) {
   EXPECT_EQ(rec.changes[1].xid, 2u);
   EXPECT_EQ(rec.changes[1].commit_lsn, 0x20u);
   EXPECT_EQ(rec.changes[1].commit_time_us, 200);
+}
+
+// The stream of a real PostgreSQL 15 server (see tests/unit/data/pg15_pgoutput_stream.sql).
+TEST(ChangeStream, RealServerStream) {
+  ChangeStream stream;
+  Recorder rec;
+  for (const auto& m : testing::load_captured("pg15_pgoutput_stream.txt")) {
+    ASSERT_NO_THROW(stream.feed(m.data, m.lsn, rec)) << format_lsn(m.lsn);
+  }
+  EXPECT_FALSE(stream.in_transaction());
+  std::vector<std::string> events;
+  for (const auto& e : rec.events) events.push_back(e.substr(0, e.find(" time=")));
+  EXPECT_EQ(events, (std::vector<std::string>{
+                        "begin xid=731 final=0/153AD38",
+                        "relation public.blog_post columns=4",
+                        "insert public.blog_post",
+                        "insert public.blog_post",
+                        "relation app.tag columns=2",
+                        "insert app.tag",
+                        "commit xid=731 commit=0/153AD38 end=0/153AD68",
+                        "begin xid=732 final=0/153AFD8",
+                        "update public.blog_post",
+                        "update public.blog_post",
+                        "update app.tag",
+                        "delete public.blog_post",
+                        "delete app.tag",
+                        "commit xid=732 commit=0/153AFD8 end=0/153B008",
+                        "begin xid=734 final=0/153B408",
+                        "relation public.blog_post columns=5",
+                        "insert public.blog_post",
+                        "commit xid=734 commit=0/153B408 end=0/153B438",
+                        "begin xid=735 final=0/153B518",
+                        "relation app.mood_log columns=2",
+                        "insert app.mood_log",
+                        "commit xid=735 commit=0/153B518 end=0/153B548",
+                        "begin xid=736 final=0/153CC40",
+                        "relation public.blog_post columns=5",
+                        "relation app.tag columns=2",
+                        "truncate public.blog_post",
+                        "truncate app.tag",
+                        "commit xid=736 commit=0/153CC40 end=0/153CEE0",
+                    }));
+  const auto& c = rec.changes;
+  ASSERT_EQ(c.size(), 12u);
+  ASSERT_TRUE(c[0].new_row);
+  EXPECT_EQ((*c[0].new_row)[3].text.size(), 9600u);  // inserts always carry TOASTed values
+  EXPECT_EQ(c[1].new_row, (Row{t("2"), n(), t("it's \"quoted\"\nnew line \xc3\xa9"), n()}));
+  // Key unchanged: no old row, and the TOASTed body is not sent.
+  EXPECT_FALSE(c[3].old_row);
+  EXPECT_EQ(c[3].new_row, (Row{t("1"), t("4"), t("hello"), u()}));
+  // Key changed: 'K' old tuple with only the key known.
+  EXPECT_EQ(c[4].old_row, (Row{t("2"), absent(), absent(), absent()}));
+  EXPECT_EQ(c[4].new_row->at(0), t("10"));
+  EXPECT_EQ(c[5].old_row, (Row{t("1"), t("old")}));  // REPLICA IDENTITY FULL
+  EXPECT_EQ(c[5].new_row, (Row{t("1"), t("new")}));
+  EXPECT_EQ(c[6].old_row, (Row{t("10"), absent(), absent(), absent()}));
+  EXPECT_EQ(c[7].old_row, (Row{t("1"), t("new")}));
+  EXPECT_EQ(c[8].new_row, (Row{t("3"), t("1"), t("t"), n(), t("slug-3")}));
+  EXPECT_EQ(c[8].relation->column_index("slug"), 4);
+  EXPECT_EQ(c[6].relation->columns.size(), 4u);  // decoded before the ALTER TABLE
+  EXPECT_EQ(c[9].new_row, (Row{t("1"), t("happy")}));
+  EXPECT_EQ(c[10].truncate_options, 2);
+  EXPECT_EQ(c[11].relation->name, "tag");
+  for (const auto& change : c) {
+    EXPECT_NE(change.lsn, kInvalidLsn);
+    EXPECT_GE(change.lsn, 0x153AAC8u);
+  }
 }
 
 // Not a benchmark, a guard against accidental quadratic work or copies per change: a

@@ -5,6 +5,7 @@
 #include <random>
 #include <string>
 
+#include "support/captured_stream.h"
 #include "support/pgoutput_builder.h"
 
 namespace walbust::pgoutput {
@@ -310,6 +311,79 @@ TEST(MessageTypeName, NamesEveryType) {
       {'Y', "type"},     {'I', "insert"},  {'U', "update"},  {'D', "delete"},
       {'T', "truncate"}, {'M', "message"}, {'S', "unknown"}, {'\0', "unknown"}};
   for (const auto& [c, name] : names) EXPECT_EQ(message_type_name(c), name);
+}
+
+// Messages from a real PostgreSQL 15 server (see tests/unit/data/pg15_pgoutput_stream.sql).
+TEST(Decode, RealServerStream) {
+  const auto messages = testing::load_captured("pg15_pgoutput_stream.txt");
+  ASSERT_EQ(messages.size(), 30u);
+  std::string types;
+  for (const auto& m : messages) {
+    ASSERT_NO_THROW((void)decode(m.data, m.lsn)) << format_lsn(m.lsn);
+    types += m.data[0];
+  }
+  EXPECT_EQ(types, "BRIIRICBUUUDDMCBRICBYRICBRRTCM");
+
+  const auto begin = std::get<Begin>(decode(messages[0].data, messages[0].lsn));
+  EXPECT_EQ(begin.xid, 731u);
+  const auto commit = std::get<Commit>(decode(messages[6].data, messages[6].lsn));
+  EXPECT_EQ(commit.commit_lsn, begin.final_lsn);  // Begin announces the commit record's LSN
+  EXPECT_EQ(commit.end_lsn, messages[6].lsn);
+  EXPECT_EQ(commit.commit_time_us, begin.commit_time_us);
+  EXPECT_EQ(commit.flags, 0);
+
+  const auto post = std::get<RelationMessage>(decode(messages[1].data, 0)).relation;
+  EXPECT_EQ(post.qualified_name(), "public.blog_post");
+  EXPECT_EQ(post.replica_identity, 'd');
+  ASSERT_EQ(post.columns.size(), 4u);
+  EXPECT_EQ(post.columns[0].name, "id");
+  EXPECT_TRUE(post.columns[0].is_key);
+  EXPECT_EQ(post.columns[0].type_oid, 23u);  // int4
+  EXPECT_EQ(post.columns[0].type_modifier, -1);
+  EXPECT_EQ(post.columns[3].name, "body");
+  EXPECT_FALSE(post.columns[3].is_key);
+  EXPECT_EQ(post.columns[3].type_oid, 25u);  // text
+
+  // With REPLICA IDENTITY FULL every column carries the key flag.
+  const auto tag = std::get<RelationMessage>(decode(messages[4].data, 0)).relation;
+  EXPECT_EQ(tag.qualified_name(), "app.tag");
+  EXPECT_EQ(tag.replica_identity, 'f');
+  EXPECT_TRUE(tag.columns[0].is_key);
+  EXPECT_TRUE(tag.columns[1].is_key);
+
+  // A user-defined enum is announced by a Type message before the relation that uses it.
+  const auto mood = std::get<TypeMessage>(decode(messages[20].data, 0));
+  EXPECT_EQ(mood.schema, "app");
+  EXPECT_EQ(mood.name, "mood");
+  const auto mood_log = std::get<RelationMessage>(decode(messages[21].data, 0)).relation;
+  EXPECT_EQ(mood_log.columns.at(1).type_oid, mood.oid);
+
+  // 'K' old tuple: the non-key columns arrive as 'n'.
+  const auto key_update = std::get<Update>(decode(messages[9].data, 0));
+  EXPECT_EQ(key_update.old_kind, 'K');
+  EXPECT_EQ(key_update.old_tuple, (Row{t("2"), n(), n(), n()}));
+  // No old tuple when the key did not change; the TOASTed body is 'u'.
+  const auto plain_update = std::get<Update>(decode(messages[8].data, 0));
+  EXPECT_EQ(plain_update.old_kind, 0);
+  EXPECT_EQ(plain_update.new_tuple, (Row{t("1"), t("4"), t("hello"), u()}));
+
+  const auto message = std::get<LogicalMessage>(decode(messages[13].data, 0));
+  EXPECT_TRUE(message.transactional);
+  EXPECT_EQ(message.prefix, "walbust");
+  EXPECT_EQ(message.content, "hello");
+  const auto loose = std::get<LogicalMessage>(decode(messages[29].data, 0));
+  EXPECT_FALSE(loose.transactional);
+  EXPECT_EQ(messages[29].xid, 0u);
+
+  const auto truncate = std::get<Truncate>(decode(messages[27].data, 0));
+  EXPECT_EQ(truncate.options, 2);  // RESTART IDENTITY
+  EXPECT_EQ(truncate.relation_oids, (std::vector<std::uint32_t>{post.oid, tag.oid}));
+
+  for (const auto& m : messages) {
+    for (std::size_t len = 0; len < m.data.size(); ++len) {
+      EXPECT_THROW((void)decode(std::string_view(m.data).substr(0, len), m.lsn), DecodeError);
+    }
+  }
 }
 
 // The fuzz fallback for builds without libFuzzer: mutated valid messages either decode or
