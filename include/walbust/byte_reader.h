@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
+#include <string>
 #include <string_view>
 
 namespace walbust {
@@ -18,6 +19,9 @@ class ByteReadError : public std::runtime_error {
 class ByteReader {
  public:
   explicit ByteReader(std::string_view data) : data_(data) {}
+  explicit ByteReader(const char* data) : data_(data) {}
+  // The reader keeps a view: a temporary string would be gone before the first read.
+  explicit ByteReader(std::string&&) = delete;
 
   [[nodiscard]] std::uint8_t read_u8();
   [[nodiscard]] std::int16_t read_i16();

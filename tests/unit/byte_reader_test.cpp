@@ -105,7 +105,8 @@ TEST(ByteReader, ErrorSaysWhatWhereAndOfWhatSize) {
 }
 
 TEST(ByteReader, CStringWithoutNulFails) {
-  ByteReader r("ab\0cd"s);
+  const std::string data = "ab\0cd"s;
+  ByteReader r(data);
   EXPECT_EQ(r.read_cstring(), "ab");
   try {
     (void)r.read_cstring();
@@ -117,7 +118,8 @@ TEST(ByteReader, CStringWithoutNulFails) {
 }
 
 TEST(ByteReader, NegativeCountedLengthFails) {
-  ByteReader r("\xFF\xFF\xFF\xFFxyz"s);
+  const std::string data = "\xFF\xFF\xFF\xFFxyz"s;
+  ByteReader r(data);
   try {
     (void)r.read_counted_bytes();
     FAIL() << "no exception";
@@ -127,7 +129,8 @@ TEST(ByteReader, NegativeCountedLengthFails) {
 }
 
 TEST(ByteReader, HugeLengthsAreCheckedNotTrusted) {
-  ByteReader r("\x7F\xFF\xFF\xFFxyz"s);
+  const std::string data = "\x7F\xFF\xFF\xFFxyz"s;
+  ByteReader r(data);
   EXPECT_THROW((void)r.read_counted_bytes(), ByteReadError);
   ByteReader r2("abc");
   EXPECT_THROW((void)r2.read_bytes(SIZE_MAX), ByteReadError);
