@@ -11,6 +11,7 @@
 #include "signals.h"
 #include "walbust/backoff.h"
 #include "walbust/redis_client.h"
+#include "walbust/redis_sink.h"
 
 namespace walbust {
 namespace {
