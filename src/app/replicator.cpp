@@ -300,6 +300,10 @@ void Replicator::on_change(const Change& change) {
     local_.push_back(std::move(item));
   }
   stats_.actions.fetch_add(actions_.size(), std::memory_order_relaxed);
+  if (spdlog::should_log(spdlog::level::trace)) {
+    spdlog::trace("{} {} at {} (xid {}): {} actions", op_name(change.op), change.relation->qualified_name(),
+                  format_lsn(change.lsn), change.xid, actions_.size());
+  }
   for (const auto& f : failures_) {
     stats_.render_failures.fetch_add(1, std::memory_order_relaxed);
     if (warned_failures_.emplace(f.rule, f.reason).second) {

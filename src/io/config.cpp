@@ -47,12 +47,14 @@ class Section {
     }
   }
 
+  // An undefined node (IsDefined() false) when the key is absent.
   [[nodiscard]] YAML::Node get(std::string_view key) const {
-    if (!ok_) return YAML::Node();
-    for (const auto& kv : node_) {
-      if (kv.first.Scalar() == key) return kv.second;
+    if (ok_) {
+      for (const auto& kv : node_) {
+        if (kv.first.Scalar() == key) return kv.second;
+      }
     }
-    return YAML::Node();
+    return YAML::Node(YAML::NodeType::Undefined);
   }
 
   void string(std::string_view key, std::string& out) const {
@@ -296,7 +298,7 @@ std::vector<std::string> resolve_rule_files(const Config& config, Diagnostics& d
     fs::path p(pattern);
     if (p.is_relative()) p = base / p;
     glob_t g{};
-    const int rc = ::glob(p.c_str(), GLOB_ERR | GLOB_NOSORT, nullptr, &g);
+    const int rc = ::glob(p.c_str(), GLOB_NOSORT, nullptr, &g);
     if (rc == GLOB_NOMATCH || (rc == 0 && g.gl_pathc == 0)) {
       diags.add(config.path, 0, 0, "rules: '" + pattern + "' matches no file (looked for " + p.string() + ")");
     } else if (rc != 0) {
