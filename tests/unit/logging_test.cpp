@@ -5,12 +5,21 @@
 #include <stdlib.h>
 
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <sstream>
 #include <stdexcept>
 
 namespace walbust {
 namespace {
+
+// True when `s` has the shape of `pattern`, where '9' stands for any digit.
+bool has_shape(std::string_view s, std::string_view pattern) {
+  if (s.size() != pattern.size()) return false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const bool ok = pattern[i] == '9' ? (s[i] >= '0' && s[i] <= '9') : s[i] == pattern[i];
+    if (!ok) return false;
+  }
+  return true;
+}
 
 class LoggingTest : public ::testing::Test {
  protected:
@@ -36,8 +45,8 @@ TEST_F(LoggingTest, TextFormatHasTimestampLevelAndMessage) {
   setup_logging({"info", "text"}, out_);
   spdlog::info("slot {} streaming from {}", "walbust", "0/16B3748");
   spdlog::debug("hidden at info");
-  EXPECT_TRUE(std::regex_match(
-      out_.str(), std::regex(R"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} info slot walbust streaming from 0/16B3748\n)")))
+  EXPECT_TRUE(has_shape(out_.str(),
+                        "9999-99-99 99:99:99.999 info slot walbust streaming from 0/16B3748\n"))
       << out_.str();
 }
 
@@ -83,8 +92,7 @@ TEST_F(LoggingTest, JsonFormatIsOneEscapedObjectPerLine) {
   ASSERT_EQ(objects.size(), 3u) << out_.str();
   EXPECT_EQ(objects[0]["level"], "warn");
   EXPECT_EQ(objects[0]["msg"], "key \"a\\b\"\nnext\ttab");
-  EXPECT_TRUE(std::regex_match(objects[0]["ts"].get<std::string>(),
-                               std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)")))
+  EXPECT_TRUE(has_shape(objects[0]["ts"].get<std::string>(), "9999-99-99T99:99:99.999Z"))
       << objects[0]["ts"];
   EXPECT_EQ(objects[1]["level"], "debug");
   EXPECT_EQ(objects[1]["msg"], "second");
