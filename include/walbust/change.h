@@ -38,7 +38,9 @@ struct Column {
 
 struct Relation {
   std::uint32_t oid = 0;
-  std::string schema;  // "public" when the Relation message sends an empty namespace
+  // pgoutput sends an empty namespace for pg_catalog (logicalrep_write_namespace); the
+  // decoder fills in "pg_catalog", so this is never empty.
+  std::string schema;
   std::string name;
   char replica_identity = 'd';  // 'd' default, 'n' nothing, 'f' full, 'i' index
   std::vector<Column> columns;
@@ -57,10 +59,10 @@ struct Change {
   // 'K' tuple (other columns Absent), missing when PostgreSQL sent none.
   std::optional<Row> old_row;
   std::optional<Row> new_row;  // insert and update
-  Lsn lsn = kInvalidLsn;         // the XLogData position the change arrived at
+  Lsn lsn = kInvalidLsn;       // the XLogData position the change arrived at
   std::uint32_t xid = 0;
-  Lsn commit_lsn = kInvalidLsn;  // Begin's final LSN: the commit record's LSN
-  std::int64_t commit_time_us = 0;  // microseconds since 2000-01-01 00:00:00 UTC
+  Lsn commit_lsn = kInvalidLsn;       // Begin's final LSN: the commit record's LSN
+  std::int64_t commit_time_us = 0;    // microseconds since 2000-01-01 00:00:00 UTC
   std::uint8_t truncate_options = 0;  // bit 1 CASCADE, bit 2 RESTART IDENTITY
 };
 

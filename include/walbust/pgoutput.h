@@ -80,4 +80,8 @@ using Message = std::variant<Begin, Commit, Origin, RelationMessage, TypeMessage
 // "begin", "commit", "relation", ... for a message type byte; "unknown" otherwise.
 [[nodiscard]] std::string_view message_type_name(char type);
 
+// The context that starts every error about a message, e.g. "pgoutput message 'U' (update)
+// at 0/1A2B3C8" (only its type byte is read), so callers can report in the same words.
+[[nodiscard]] std::string describe_message(std::string_view data, Lsn lsn);
+
 }  // namespace walbust::pgoutput

@@ -91,11 +91,15 @@ class RuleSet {
   [[nodiscard]] std::vector<TableNeeds> table_needs() const;  // sorted by schema, name
 
   // Every key any rule could produce, as patterns (placeholders → '*') or plain keys:
-  // what `on_gap: flush_rules` deletes. Rule indexes are set; value empty.
+  // what `on_gap: flush_rules` deletes. Rule indexes are set; value empty (a constant
+  // bump_version key comes back as BumpVersion: the caller sets the LSN it resumes at).
   [[nodiscard]] std::vector<Action> all_keys_as_patterns() const;
 
  private:
+  struct TableIndex;  // rules by (schema, table), so plan() looks at candidates only
+
   std::vector<std::unique_ptr<Rule>> rules_;
+  std::unique_ptr<TableIndex> tables_;
 };
 
 }  // namespace walbust

@@ -1,8 +1,75 @@
-#include <cstdio>
+// walbust: Redis cache invalidation from PostgreSQL logical replication.
+#include <CLI/CLI.hpp>
 
+#include <cstdio>
+#include <string>
+
+#include "commands.h"
+#include "exit_codes.h"
+#include "walbust/config.h"
 #include "walbust/version.h"
 
-int main() {
-  std::printf("walbust %s\n", walbust::kVersion);
-  return 0;
+int main(int argc, char** argv) {
+  using namespace walbust;
+  CLI::App app{"walbust: deletes Redis cache keys derived from PostgreSQL row changes, read from logical "
+               "replication.\nConfiguration: -c FILE, else $WALBUST_CONFIG, else /etc/walbust/walbust.yaml."};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Show help for every subcommand");
+
+  std::string config_path;
+  auto add_config = [&](CLI::App* cmd) {
+    cmd->add_option("-c,--config", config_path, "Configuration file (default $WALBUST_CONFIG or /etc/walbust/walbust.yaml)");
+  };
+
+  RunOptions run;
+  std::string endpos;
+  auto* run_cmd = app.add_subcommand("run", "Run the daemon: stream changes and delete the keys their rules derive");
+  add_config(run_cmd);
+  run_cmd->add_option("--endpos", endpos,
+                      "Stop with exit 0 once every transaction up to this LSN is deleted and acknowledged");
+
+  CheckOptions check;
+  auto* check_cmd = app.add_subcommand("check", "Validate the configuration and rules files (exit 1 on errors)");
+  add_config(check_cmd);
+  check_cmd->add_flag("--db", check.db, "Also check the live database (wal_level, publication, replica identity, slot)");
+
+  TestOptions test;
+  auto* test_cmd = app.add_subcommand("test", "Run rule test cases (CASES.yaml files) against the configured rules");
+  add_config(test_cmd);
+  test_cmd->add_option("cases", test.case_files, "Test case files")->required();
+
+  app.add_subcommand("version", "Print the version");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? kExitOk : kExitUsage;
+  }
+  if (config_path.empty()) config_path = default_config_path();
+
+  if (app.got_subcommand("version")) {
+    std::printf("walbust %s\n", kVersion);
+    return kExitOk;
+  }
+  if (run_cmd->parsed()) {
+    run.config_path = config_path;
+    if (!endpos.empty()) {
+      run.endpos = parse_lsn(endpos);
+      if (!run.endpos) {
+        std::fprintf(stderr, "walbust run: --endpos: '%s' is not an LSN (expected e.g. 0/1A2B3C8)\n", endpos.c_str());
+        return kExitUsage;
+      }
+    }
+    return run_command(run);
+  }
+  if (check_cmd->parsed()) {
+    check.config_path = config_path;
+    return check_command(check);
+  }
+  if (test_cmd->parsed()) {
+    test.config_path = config_path;
+    return test_command(test);
+  }
+  return kExitUsage;
 }

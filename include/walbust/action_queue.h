@@ -1,0 +1,59 @@
+#pragma once
+// The bounded hand-off between the source thread (decode, match, render) and a sink
+// thread (Redis). Bounded in items, so a slow Redis slows the replication read and memory
+// never grows with the backlog or with the size of one transaction.
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <vector>
+
+#include "walbust/lsn.h"
+#include "walbust/rules.h"
+
+namespace walbust {
+
+struct QueueItem {
+  enum class Kind : std::uint8_t { Action, Commit };
+  Kind kind = Kind::Action;
+  Action action;                    // Kind::Action
+  std::uint64_t ticket = 0;         // Kind::Commit: AckTracker ticket
+  Lsn end_lsn = kInvalidLsn;        // Kind::Commit
+  std::int64_t commit_time_us = 0;  // Kind::Commit: PostgreSQL epoch microseconds
+};
+
+class ActionQueue {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  explicit ActionQueue(std::size_t capacity);
+
+  // Moves items from the front of `items` into the queue, waiting for room until
+  // `deadline`. Returns true when all were moved (then `items` is empty). An empty queue
+  // always accepts a whole chunk, so a chunk larger than the capacity cannot deadlock.
+  [[nodiscard]] bool push(std::vector<QueueItem>& items, Clock::time_point deadline);
+
+  enum class PopResult { Items, Timeout, Closed };
+  // Waits until there is at least one item, the deadline passes, or the queue is closed
+  // and drained. Appends items to `out` until `max_actions` Action items were taken
+  // (Commit items do not count).
+  [[nodiscard]] PopResult pop(std::vector<QueueItem>& out, std::size_t max_actions,
+                              Clock::time_point deadline);
+
+  // No more pushes; the consumer drains what is left, then pop returns Closed.
+  void close();
+  [[nodiscard]] std::size_t size() const;
+  [[nodiscard]] std::size_t capacity() const { return capacity_; }
+
+ private:
+  const std::size_t capacity_;
+  mutable std::mutex mu_;
+  std::condition_variable not_full_;
+  std::condition_variable not_empty_;
+  std::deque<QueueItem> items_;
+  bool closed_ = false;
+};
+
+}  // namespace walbust

@@ -1,0 +1,24 @@
+#pragma once
+// Signal handling: handlers only set flags and poke an eventfd, so loops blocked in
+// poll() wake at once instead of at their next deadline.
+#include <atomic>
+
+namespace walbust {
+
+class Signals {
+ public:
+  // Installs handlers for SIGTERM, SIGINT, SIGHUP; ignores SIGPIPE.
+  static void install();
+  // Blocks those signals in the calling thread (worker threads call this first, so the
+  // thread that polls the wake fd is the one interrupted).
+  static void block_in_this_thread();
+
+  static bool stop_requested();
+  static int stop_signal();  // the signal number that asked to stop, or 0
+  static bool take_reload();  // true once per SIGHUP
+  static void request_stop();  // from code (e.g. a fatal sink error)
+  static int wake_fd();  // readable after any signal; drained by drain_wake_fd()
+  static void drain_wake_fd();
+};
+
+}  // namespace walbust

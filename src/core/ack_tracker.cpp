@@ -1,0 +1,89 @@
+#include "walbust/ack_tracker.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace walbust {
+
+AckTracker::AckTracker(std::size_t targets) : confirmed_(targets == 0 ? 1 : targets, 0) {}
+
+void AckTracker::start_from(Lsn lsn) {
+  std::lock_guard lock(mu_);
+  flush_ = std::max(flush_, lsn);
+}
+
+void AckTracker::begin() {
+  std::lock_guard lock(mu_);
+  in_transaction_ = true;
+}
+
+AckTracker::Ticket AckTracker::commit(Lsn end_lsn) {
+  std::lock_guard lock(mu_);
+  in_transaction_ = false;
+  const Ticket ticket = ++issued_;
+  // Entries stay ordered by LSN: a commit never precedes what was already queued.
+  const Lsn last = entries_.empty() ? flush_ : entries_.back().lsn;
+  entries_.push_back(Entry{ticket, std::max(end_lsn, last)});
+  advance_locked();
+  return ticket;
+}
+
+void AckTracker::keepalive(Lsn wal_end) {
+  std::lock_guard lock(mu_);
+  if (in_transaction_) return;  // walEnd may lie inside the open transaction
+  const Lsn last = entries_.empty() ? flush_ : entries_.back().lsn;
+  if (wal_end <= last) return;
+  // Safe once everything issued so far is confirmed (ticket 0: nothing to wait for). When
+  // the newest entry waits for the same ticket, moving it forward is equivalent and keeps
+  // the queue from growing with keepalives.
+  if (!entries_.empty() && entries_.back().ticket == issued_) {
+    entries_.back().lsn = wal_end;
+  } else {
+    entries_.push_back(Entry{issued_, wal_end});
+  }
+  advance_locked();
+}
+
+void AckTracker::abandon_transaction() {
+  std::lock_guard lock(mu_);
+  in_transaction_ = false;
+}
+
+void AckTracker::confirm(std::size_t target, Ticket ticket) {
+  std::lock_guard lock(mu_);
+  if (target >= confirmed_.size()) throw std::out_of_range("AckTracker::confirm: unknown target");
+  confirmed_[target] = std::max(confirmed_[target], ticket);
+  advance_locked();
+}
+
+void AckTracker::advance_locked() {
+  const Ticket done = *std::min_element(confirmed_.begin(), confirmed_.end());
+  while (!entries_.empty() && entries_.front().ticket <= done) {
+    flush_ = std::max(flush_, entries_.front().lsn);
+    entries_.pop_front();
+  }
+}
+
+Lsn AckTracker::flush_lsn() const {
+  std::lock_guard lock(mu_);
+  return flush_;
+}
+
+bool AckTracker::idle() const {
+  std::lock_guard lock(mu_);
+  const Ticket done = *std::min_element(confirmed_.begin(), confirmed_.end());
+  return !in_transaction_ && done >= issued_;
+}
+
+bool AckTracker::in_transaction() const {
+  std::lock_guard lock(mu_);
+  return in_transaction_;
+}
+
+std::size_t AckTracker::pending() const {
+  std::lock_guard lock(mu_);
+  const Ticket done = *std::min_element(confirmed_.begin(), confirmed_.end());
+  return static_cast<std::size_t>(issued_ - std::min(issued_, done));
+}
+
+}  // namespace walbust

@@ -1,0 +1,56 @@
+#include "walbust/action_queue.h"
+
+namespace walbust {
+
+ActionQueue::ActionQueue(std::size_t capacity) : capacity_(capacity == 0 ? 1 : capacity) {}
+
+bool ActionQueue::push(std::vector<QueueItem>& items, Clock::time_point deadline) {
+  if (items.empty()) return true;
+  std::unique_lock lock(mu_);
+  const bool room = not_full_.wait_until(lock, deadline, [&] {
+    return items_.empty() || items_.size() + items.size() <= capacity_;
+  });
+  if (!room) return false;
+  for (auto& item : items) items_.push_back(std::move(item));
+  items.clear();
+  lock.unlock();
+  not_empty_.notify_one();
+  return true;
+}
+
+ActionQueue::PopResult ActionQueue::pop(std::vector<QueueItem>& out, std::size_t max_actions,
+                                        Clock::time_point deadline) {
+  std::unique_lock lock(mu_);
+  const bool ready =
+      not_empty_.wait_until(lock, deadline, [&] { return !items_.empty() || closed_; });
+  if (!ready) return PopResult::Timeout;
+  if (items_.empty()) return PopResult::Closed;
+  std::size_t actions = 0;
+  while (!items_.empty()) {
+    if (items_.front().kind == QueueItem::Kind::Action) {
+      if (actions == max_actions) break;
+      ++actions;
+    }
+    out.push_back(std::move(items_.front()));
+    items_.pop_front();
+  }
+  lock.unlock();
+  not_full_.notify_one();
+  return PopResult::Items;
+}
+
+void ActionQueue::close() {
+  {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+  }
+  not_empty_.notify_all();
+  not_full_.notify_all();
+}
+
+std::size_t ActionQueue::size() const {
+  std::lock_guard lock(mu_);
+  return items_.size();
+}
+
+}  // namespace walbust

@@ -1,0 +1,330 @@
+#include "walbust/rule_cases.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <array>
+#include <map>
+#include <optional>
+#include <set>
+
+namespace walbust {
+namespace {
+
+// The commit LSN a case runs at unless it gives `lsn:`; bump_version writes it.
+constexpr Lsn kDefaultCaseLsn = 0x1000000;  // 0/1000000
+
+// yaml-cpp reads the key `null:` as a null node.
+std::string key_text(const YAML::Node& key) {
+  if (key.IsNull()) return "null";
+  return key.IsScalar() ? key.Scalar() : std::string();
+}
+
+// "16/B374D848": two hex halves of at most 8 digits each.
+std::optional<Lsn> parse_case_lsn(std::string_view text) {
+  const std::size_t slash = text.find('/');
+  if (slash == std::string_view::npos) return std::nullopt;
+  Lsn halves[2] = {0, 0};
+  const std::string_view parts[2] = {text.substr(0, slash), text.substr(slash + 1)};
+  for (int h = 0; h < 2; ++h) {
+    if (parts[h].empty() || parts[h].size() > 8) return std::nullopt;
+    for (const char c : parts[h]) {
+      int digit = -1;
+      if (c >= '0' && c <= '9') digit = c - '0';
+      if (c >= 'a' && c <= 'f') digit = c - 'a' + 10;
+      if (c >= 'A' && c <= 'F') digit = c - 'A' + 10;
+      if (digit < 0) return std::nullopt;
+      halves[h] = halves[h] * 16 + static_cast<Lsn>(digit);
+    }
+  }
+  return (halves[0] << 32) | halves[1];
+}
+
+std::optional<Op> parse_op(std::string_view name) {
+  if (name == "insert") return Op::Insert;
+  if (name == "update") return Op::Update;
+  if (name == "delete") return Op::Delete;
+  if (name == "truncate") return Op::Truncate;
+  return std::nullopt;
+}
+
+// A YAML scalar as PostgreSQL's text output (true → t, null → NULL), as in rules' `when`.
+Value postgres_value(const YAML::Node& node) {
+  if (node.IsNull()) return Value{Value::Kind::Null, {}};
+  const std::string& s = node.Scalar();
+  if (node.Tag() != "!") {
+    if (s == "true" || s == "True" || s == "TRUE") return Value{Value::Kind::Text, "t"};
+    if (s == "false" || s == "False" || s == "FALSE") return Value{Value::Kind::Text, "f"};
+  }
+  return Value{Value::Kind::Text, s};
+}
+
+using Image = std::vector<std::pair<std::string, Value>>;  // in the order written
+
+struct Case {
+  std::string name;
+  std::string schema;
+  std::string table;
+  Op op = Op::Insert;
+  std::optional<Image> old_image;
+  std::optional<Image> new_image;
+  Lsn lsn = kDefaultCaseLsn;
+  std::array<std::set<std::string>, 3> expect;  // indexed by ActionKind
+};
+
+class CaseParser {
+ public:
+  CaseParser(const std::string& file, Diagnostics& diags) : file_(file), diags_(diags) {}
+
+  // Entries of a map; unknown and duplicate keys are reported.
+  std::map<std::string, YAML::Node> entries(const YAML::Node& map,
+                                            std::initializer_list<std::string_view> allowed) {
+    std::map<std::string, YAML::Node> out;
+    for (const auto& item : map) {
+      const std::string name = key_text(item.first);
+      if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
+        error(item.first, "unknown key '" + name + "'");
+      } else if (!out.emplace(name, item.second).second) {
+        error(item.first, "duplicate key '" + name + "'");
+      }
+    }
+    return out;
+  }
+
+  std::optional<Case> parse(const YAML::Node& node) {
+    if (!node.IsMap()) {
+      error(node, "a case must be a map");
+      return std::nullopt;
+    }
+    const std::size_t before = diags_.size();
+    auto fields = entries(node, {"name", "table", "op", "old", "new", "lsn", "expect"});
+    Case c;
+    c.name = required_string(node, fields, "name");
+    const std::string table = required_string(node, fields, "table");
+    const std::size_t dot = table.find('.');
+    c.schema = dot == std::string::npos ? "public" : table.substr(0, dot);
+    c.table = dot == std::string::npos ? table : table.substr(dot + 1);
+    const std::string op = required_string(node, fields, "op");
+    if (const auto parsed = parse_op(op)) {
+      c.op = *parsed;
+    } else if (fields.count("op") != 0) {
+      error(fields["op"], "unknown op '" + op + "' (expected insert, update, delete or truncate)");
+    }
+    if (fields.count("old") != 0) c.old_image = image(fields["old"], "old");
+    if (fields.count("new") != 0) c.new_image = image(fields["new"], "new");
+    check_images(node, fields, c);
+    if (fields.count("lsn") != 0) {
+      const YAML::Node& lsn = fields["lsn"];
+      const auto parsed = lsn.IsScalar() ? parse_case_lsn(lsn.Scalar()) : std::nullopt;
+      if (parsed) {
+        c.lsn = *parsed;
+      } else {
+        error(lsn, "invalid lsn (expected e.g. \"0/16B3748\")");
+      }
+    }
+    if (fields.count("expect") == 0) {
+      error(node, "missing required key 'expect'");
+    } else {
+      parse_expect(fields["expect"], c);
+    }
+    if (diags_.size() != before) return std::nullopt;
+    return c;
+  }
+
+  void error(const YAML::Node& node, std::string message) {
+    diags_.add(file_, node, std::move(message));
+  }
+
+ private:
+  std::string required_string(const YAML::Node& node, std::map<std::string, YAML::Node>& fields,
+                              const std::string& key) {
+    const auto it = fields.find(key);
+    if (it == fields.end()) {
+      error(node, "missing required key '" + key + "'");
+      return {};
+    }
+    if (!it->second.IsScalar() || it->second.Scalar().empty()) {
+      error(it->second, "'" + key + "' must be a non-empty string");
+      return {};
+    }
+    return it->second.Scalar();
+  }
+
+  std::optional<Image> image(const YAML::Node& node, std::string_view what) {
+    if (!node.IsMap()) {
+      error(node, "'" + std::string(what) + "' must be a map of column: value");
+      return std::nullopt;
+    }
+    Image out;
+    for (const auto& item : node) {
+      const std::string column = key_text(item.first);
+      if (!item.second.IsNull() && !item.second.IsScalar()) {
+        error(item.second, "column values must be scalars");
+      } else if (std::any_of(out.begin(), out.end(), [&](const auto& e) { return e.first == column; })) {
+        error(item.first, "duplicate key '" + column + "'");
+      } else {
+        out.emplace_back(column, postgres_value(item.second));
+      }
+    }
+    return out;
+  }
+
+  // Which images an operation carries; an update may omit `old` (no previous row sent).
+  void check_images(const YAML::Node& node, std::map<std::string, YAML::Node>& fields,
+                    const Case& c) {
+    const bool has_old = fields.count("old") != 0;
+    const bool has_new = fields.count("new") != 0;
+    if (c.op == Op::Insert && has_old) error(fields["old"], "an insert has no 'old' row");
+    if ((c.op == Op::Insert || c.op == Op::Update) && !has_new && fields.count("op") != 0) {
+      error(node, "an " + std::string(op_name(c.op)) + " needs a 'new' row");
+    }
+    if (c.op == Op::Delete && has_new) error(fields["new"], "a delete has no 'new' row");
+    if (c.op == Op::Delete && !has_old && fields.count("op") != 0) {
+      error(node, "a delete needs an 'old' row");
+    }
+    if (c.op == Op::Truncate && (has_old || has_new)) {
+      error(has_old ? fields["old"] : fields["new"], "a truncate has no rows");
+    }
+  }
+
+  void parse_expect(const YAML::Node& node, Case& c) {
+    if (!node.IsMap()) {
+      error(node, "'expect' must be a map of delete, delete_pattern, bump_version");
+      return;
+    }
+    auto fields = entries(node, {"delete", "delete_pattern", "bump_version"});
+    for (const ActionKind kind :
+         {ActionKind::Delete, ActionKind::DeletePattern, ActionKind::BumpVersion}) {
+      const auto it = fields.find(std::string(action_name(kind)));
+      if (it == fields.end()) continue;
+      if (!it->second.IsSequence()) {
+        error(it->second, "'" + it->first + "' must be a list of keys");
+        continue;
+      }
+      for (const auto& key : it->second) {
+        if (!key.IsScalar()) {
+          error(key, "'" + it->first + "' must be a list of keys");
+        } else {
+          c.expect[static_cast<std::size_t>(kind)].insert(key.Scalar());
+        }
+      }
+    }
+  }
+
+  const std::string& file_;
+  Diagnostics& diags_;
+};
+
+// Builds the change PostgreSQL would send. Columns are the union of both images (all
+// non-key, identity FULL, no types). On an update a column given in `old` but not in
+// `new` is an unchanged TOASTed value (Unchanged), and one given in `new` but not in `old`
+// was not sent in the old row (Absent), as without REPLICA IDENTITY FULL.
+Change build_change(const Case& c) {
+  auto relation = std::make_shared<Relation>();
+  relation->schema = c.schema;
+  relation->name = c.table;
+  relation->replica_identity = 'f';
+  for (const auto* image : {&c.old_image, &c.new_image}) {
+    if (!*image) continue;
+    for (const auto& [column, value] : **image) {
+      if (relation->column_index(column) < 0) relation->columns.push_back(Column{column});
+    }
+  }
+  const auto row_of = [&](const Image& image, Value::Kind missing) {
+    Row row(relation->columns.size(), Value{missing, {}});
+    for (const auto& [column, value] : image) {
+      row[static_cast<std::size_t>(relation->column_index(column))] = value;
+    }
+    return row;
+  };
+  Change change;
+  change.op = c.op;
+  change.relation = relation;
+  change.commit_lsn = c.lsn;
+  change.lsn = c.lsn;
+  if (c.old_image) change.old_row = row_of(*c.old_image, Value::Kind::Absent);
+  if (c.new_image) {
+    Row row = row_of(*c.new_image, Value::Kind::Absent);
+    if (c.old_image) {
+      for (std::size_t i = 0; i < row.size(); ++i) {
+        if (row[i].kind == Value::Kind::Absent && (*change.old_row)[i].kind != Value::Kind::Absent) {
+          row[i].kind = Value::Kind::Unchanged;
+        }
+      }
+    }
+    change.new_row = std::move(row);
+  }
+  return change;
+}
+
+std::string join(const std::set<std::string>& keys) {
+  std::string out = "[";
+  for (const auto& key : keys) {
+    if (out.size() > 1) out += ", ";
+    out += key;
+  }
+  return out + "]";
+}
+
+// "delete: missing [a, b]; unexpected [c]" over every action kind that differs.
+std::string difference(const Case& c, const std::vector<Action>& actions) {
+  std::array<std::set<std::string>, 3> produced;
+  for (const auto& a : actions) produced[static_cast<std::size_t>(a.kind)].insert(a.key);
+  std::string out;
+  for (const ActionKind kind :
+       {ActionKind::Delete, ActionKind::DeletePattern, ActionKind::BumpVersion}) {
+    const auto& want = c.expect[static_cast<std::size_t>(kind)];
+    const auto& got = produced[static_cast<std::size_t>(kind)];
+    std::set<std::string> missing;
+    std::set<std::string> unexpected;
+    std::set_difference(want.begin(), want.end(), got.begin(), got.end(),
+                        std::inserter(missing, missing.end()));
+    std::set_difference(got.begin(), got.end(), want.begin(), want.end(),
+                        std::inserter(unexpected, unexpected.end()));
+    if (missing.empty() && unexpected.empty()) continue;
+    if (!out.empty()) out += "; ";
+    out += std::string(action_name(kind)) + ":";
+    if (!missing.empty()) out += " missing " + join(missing);
+    if (!missing.empty() && !unexpected.empty()) out += ";";
+    if (!unexpected.empty()) out += " unexpected " + join(unexpected);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<CaseResult> run_rule_cases(const RuleSet& rules, const RuleSource& cases,
+                                       Diagnostics& diags) {
+  std::vector<CaseResult> results;
+  YAML::Node root;
+  try {
+    root = YAML::Load(cases.text);
+  } catch (const YAML::ParserException& e) {
+    diags.add(cases.path, e.mark.line + 1, e.mark.column + 1, e.msg);
+    return results;
+  }
+  CaseParser parser(cases.path, diags);
+  if (!root.IsMap()) {
+    diags.add(cases.path, 1, 1, "a cases file must be a map with a 'cases:' list");
+    return results;
+  }
+  auto fields = parser.entries(root, {"cases"});
+  if (fields.count("cases") == 0 || !fields["cases"].IsSequence()) {
+    parser.error(fields.count("cases") != 0 ? fields["cases"] : root,
+                 "a cases file must have a 'cases:' list");
+    return results;
+  }
+  std::vector<Action> actions;
+  for (const auto& node : fields["cases"]) {
+    const auto c = parser.parse(node);
+    if (!c) continue;
+    actions.clear();
+    rules.plan(build_change(*c), actions);
+    CaseResult result{cases.path, c->name, false, difference(*c, actions)};
+    result.passed = result.difference.empty();
+    results.push_back(std::move(result));
+  }
+  return results;
+}
+
+}  // namespace walbust

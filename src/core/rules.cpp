@@ -1,0 +1,964 @@
+#include "walbust/rules.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <array>
+#include <initializer_list>
+#include <limits>
+#include <map>
+#include <optional>
+#include <utility>
+
+#include "walbust/django_keys.h"
+#include "walbust/key_template.h"
+
+namespace walbust {
+
+std::string_view action_name(ActionKind kind) {
+  switch (kind) {
+    case ActionKind::Delete:
+      return "delete";
+    case ActionKind::DeletePattern:
+      return "delete_pattern";
+    case ActionKind::BumpVersion:
+      return "bump_version";
+  }
+  return "unknown";
+}
+
+namespace {
+
+constexpr std::uint8_t op_bit(Op op) {
+  return static_cast<std::uint8_t>(1U << static_cast<unsigned>(op));
+}
+constexpr std::uint8_t kAllOps =
+    op_bit(Op::Insert) | op_bit(Op::Update) | op_bit(Op::Delete) | op_bit(Op::Truncate);
+
+struct Fragment {
+  std::string name;
+  std::vector<KeyTemplate> vary_on;
+  bool uses_current = false, uses_old = false, uses_new = false;
+};
+
+}  // namespace
+
+struct Rule {
+  RuleInfo info;
+  std::uint8_t ops = kAllOps;
+  std::vector<std::string> changed;
+  std::vector<std::string> ignore_changes;
+  std::vector<std::pair<std::string, std::optional<std::string>>> when;  // nullopt: NULL
+  std::vector<KeyTemplate> deletes;
+  std::vector<KeyTemplate> patterns;
+  std::vector<KeyTemplate> bumps;
+  std::vector<Fragment> fragments;
+  std::string key_prefix;      // "" (plain) or "PREFIX:VERSION:" (django)
+  std::string pattern_prefix;  // key_prefix with glob characters escaped
+  std::optional<std::string> null_literal;
+  std::uint32_t redelete_after_ms = 0;
+
+  [[nodiscard]] bool fires_on(Op op) const { return (ops & op_bit(op)) != 0; }
+};
+
+// Rules by (schema, table). Transparent comparison lets plan() look up string_views.
+struct RuleSet::TableIndex {
+  struct Less {
+    using is_transparent = void;
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const {
+      return std::pair<std::string_view, std::string_view>(a.first, a.second) <
+             std::pair<std::string_view, std::string_view>(b.first, b.second);
+    }
+  };
+  std::map<std::pair<std::string, std::string>, std::vector<std::uint32_t>, Less> rules;
+};
+
+namespace {
+
+// ---------------------------------------------------------------------------------------
+// Loading
+
+// Options a rule inherits from its file's defaults and may override.
+struct KeyOptions {
+  bool django = false;
+  std::string django_prefix;
+  long long django_version = 1;
+  std::optional<std::string> null_literal;
+  std::uint32_t redelete_after_ms = 0;
+};
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// yaml-cpp reads the key `null:` as a null node; everything else we accept is a scalar.
+std::string key_text(const YAML::Node& key) {
+  if (key.IsNull()) return "null";
+  return key.IsScalar() ? key.Scalar() : std::string();
+}
+
+bool is_quoted(const YAML::Node& node) { return node.Tag() == "!"; }
+
+bool is_identifier(std::string_view name) {
+  if (name.empty()) return false;
+  const auto start = [](unsigned char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
+  };
+  if (!start(static_cast<unsigned char>(name[0]))) return false;
+  return std::all_of(name.begin(), name.end(), [&](char ch) {
+    const auto c = static_cast<unsigned char>(ch);
+    return start(c) || (c >= '0' && c <= '9') || c == '$';
+  });
+}
+
+// The entries of a YAML map, checked against the keys a section allows.
+class Section {
+ public:
+  struct Entry {
+    YAML::Node key;
+    YAML::Node value;
+  };
+
+  Section(const YAML::Node& map, std::initializer_list<std::string_view> allowed,
+          const std::string& file, Diagnostics& diags) {
+    for (const auto& item : map) {
+      const std::string name = key_text(item.first);
+      const auto known = std::find(allowed.begin(), allowed.end(), name) != allowed.end();
+      if (!known) {
+        diags.add(file, item.first, unknown_key_message(name, allowed));
+      } else if (entries_.count(name) != 0) {
+        diags.add(file, item.first, "duplicate key '" + name + "'");
+      } else {
+        entries_.emplace(name, Entry{item.first, item.second});
+      }
+    }
+  }
+
+  [[nodiscard]] const Entry* find(const std::string& name) const {
+    const auto it = entries_.find(name);
+    return it == entries_.end() ? nullptr : &it->second;
+  }
+
+ private:
+  static std::string unknown_key_message(const std::string& name,
+                                         std::initializer_list<std::string_view> allowed) {
+    std::string message = "unknown key '" + name + "'";
+    for (const auto candidate : allowed) {
+      if (edit_distance(name, candidate) <= 2) {
+        message += " (did you mean '" + std::string(candidate) + "'?)";
+        break;
+      }
+    }
+    return message;
+  }
+
+  std::map<std::string, Entry> entries_;
+};
+
+std::optional<std::uint32_t> parse_duration_ms(std::string_view text) {
+  if (text == "0") return 0;
+  std::size_t digits = 0;
+  std::uint64_t value = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') {
+    value = value * 10 + static_cast<std::uint64_t>(text[digits] - '0');
+    if (value > std::numeric_limits<std::uint32_t>::max()) return std::nullopt;
+    ++digits;
+  }
+  if (digits == 0) return std::nullopt;
+  const std::string_view unit = text.substr(digits);
+  std::uint64_t scale = 0;
+  if (unit == "ms") scale = 1;
+  if (unit == "s") scale = 1000;
+  if (unit == "m") scale = 60'000;
+  if (unit == "h") scale = 3'600'000;
+  if (scale == 0 || value * scale > std::numeric_limits<std::uint32_t>::max()) {
+    return std::nullopt;
+  }
+  return static_cast<std::uint32_t>(value * scale);
+}
+
+std::optional<long long> parse_integer(const std::string& text) {
+  if (text.empty() || text.size() > 18) return std::nullopt;
+  std::size_t i = text[0] == '-' ? 1 : 0;
+  if (i == text.size()) return std::nullopt;
+  long long value = 0;
+  for (; i < text.size(); ++i) {
+    if (text[i] < '0' || text[i] > '9') return std::nullopt;
+    value = value * 10 + (text[i] - '0');
+  }
+  return text[0] == '-' ? -value : value;
+}
+
+std::optional<Op> parse_op(std::string_view name) {
+  if (name == "insert") return Op::Insert;
+  if (name == "update") return Op::Update;
+  if (name == "delete") return Op::Delete;
+  if (name == "truncate") return Op::Truncate;
+  return std::nullopt;
+}
+
+// Reads one rules file into rules, reporting every problem with its position.
+class FileLoader {
+ public:
+  FileLoader(const RuleSource& source, Diagnostics& diags,
+             std::map<std::string, std::pair<std::string, int>>& names)
+      : file_(source.path), text_(source.text), diags_(diags), names_(names) {}
+
+  void load(std::vector<std::unique_ptr<Rule>>& rules) {
+    YAML::Node root;
+    try {
+      root = YAML::Load(text_);
+    } catch (const YAML::ParserException& e) {
+      diags_.add(file_, e.mark.line + 1, e.mark.column + 1, e.msg);
+      return;
+    }
+    if (!root.IsMap()) {
+      diags_.add(file_, 1, 1, "a rules file must be a map with 'version: 1' and 'rules:'");
+      return;
+    }
+    const Section top(root, {"version", "defaults", "rules"}, file_, diags_);
+    check_version(root, top.find("version"));
+    KeyOptions defaults;
+    if (const auto* d = top.find("defaults")) load_defaults(d->value, defaults);
+    const auto* list = top.find("rules");
+    if (list == nullptr) {
+      diags_.add(file_, root, "missing required key 'rules'");
+      return;
+    }
+    if (!list->value.IsSequence()) {
+      error(list->value, "'rules' must be a list of rules");
+      return;
+    }
+    for (const auto& node : list->value) {
+      if (auto rule = load_rule(node, defaults)) rules.push_back(std::move(rule));
+    }
+  }
+
+ private:
+  void error(const YAML::Node& node, std::string message) {
+    diags_.add(file_, node, std::move(message));
+  }
+
+  void check_version(const YAML::Node& root, const Section::Entry* version) {
+    if (version == nullptr) {
+      error(root, "missing required key 'version' (this walbust reads 'version: 1')");
+    } else if (!version->value.IsScalar() || version->value.Scalar() != "1") {
+      error(version->value, "unsupported rules file version (this walbust reads 'version: 1')");
+    }
+  }
+
+  std::optional<std::string> string_of(const Section::Entry* entry, std::string_view what) {
+    if (entry == nullptr) return std::nullopt;
+    if (!entry->value.IsScalar()) {
+      error(entry->value, "'" + std::string(what) + "' must be a string");
+      return std::nullopt;
+    }
+    return entry->value.Scalar();
+  }
+
+  // A list of scalars; nullopt (after reporting) when the node is something else.
+  std::optional<std::vector<YAML::Node>> scalar_list(const Section::Entry& entry,
+                                                     std::string_view what) {
+    const std::string message = "'" + std::string(what) + "' must be a list of strings";
+    if (!entry.value.IsSequence()) {
+      error(entry.value, message);
+      return std::nullopt;
+    }
+    std::vector<YAML::Node> items;
+    bool ok = true;
+    for (const auto& item : entry.value) {
+      if (!item.IsScalar()) {
+        error(item, message);
+        ok = false;
+      }
+      items.push_back(item);
+    }
+    if (!ok) return std::nullopt;
+    return items;
+  }
+
+  std::vector<std::string> column_list(const Section::Entry* entry, std::string_view what) {
+    std::vector<std::string> columns;
+    if (entry == nullptr) return columns;
+    const auto items = scalar_list(*entry, what);
+    if (!items) return columns;
+    if (items->empty()) error(entry->value, "'" + std::string(what) + "' must not be empty");
+    for (const auto& item : *items) {
+      if (!is_identifier(item.Scalar())) {
+        error(item, "invalid column name '" + item.Scalar() + "'");
+      }
+      columns.push_back(item.Scalar());
+    }
+    return columns;
+  }
+
+  void load_key_options(const Section& section, KeyOptions& options) {
+    if (const auto format = string_of(section.find("key_format"), "key_format")) {
+      if (*format == "django") {
+        options.django = true;
+      } else if (*format == "plain") {
+        options.django = false;
+      } else {
+        error(section.find("key_format")->value,
+              "unknown key_format '" + *format + "' (expected plain or django)");
+      }
+    }
+    if (const auto* django = section.find("django")) load_django(django->value, options);
+    if (const auto* null = section.find("null")) {
+      if (!null->value.IsScalar()) {
+        error(null->value, "'null' must be skip or a string to render NULL as");
+      } else if (null->value.Scalar() == "skip" && !is_quoted(null->value)) {
+        options.null_literal.reset();
+      } else {
+        options.null_literal = null->value.Scalar();
+      }
+    }
+    if (const auto* redelete = section.find("redelete_after")) {
+      const auto ms = redelete->value.IsScalar() ? parse_duration_ms(redelete->value.Scalar())
+                                                 : std::nullopt;
+      if (ms) {
+        options.redelete_after_ms = *ms;
+      } else {
+        error(redelete->value,
+              "invalid duration for 'redelete_after' (expected e.g. 500ms, 2s, 1m, 1h or 0)");
+      }
+    }
+  }
+
+  void load_django(const YAML::Node& node, KeyOptions& options) {
+    if (!node.IsMap()) {
+      error(node, "'django' must be a map with key_prefix and version");
+      return;
+    }
+    const Section django(node, {"key_prefix", "version"}, file_, diags_);
+    if (const auto* prefix = django.find("key_prefix")) {
+      if (prefix->value.IsNull()) {
+        options.django_prefix.clear();
+      } else if (const auto text = string_of(prefix, "key_prefix")) {
+        options.django_prefix = *text;
+      }
+    }
+    if (const auto* version = django.find("version")) {
+      const auto number = version->value.IsScalar() ? parse_integer(version->value.Scalar())
+                                                     : std::nullopt;
+      if (number) {
+        options.django_version = *number;
+      } else {
+        error(version->value, "'version' must be an integer");
+      }
+    }
+  }
+
+  void load_defaults(const YAML::Node& node, KeyOptions& defaults) {
+    if (!node.IsMap()) {
+      error(node, "'defaults' must be a map");
+      return;
+    }
+    const Section section(node, {"key_format", "django", "null", "redelete_after"}, file_, diags_);
+    load_key_options(section, defaults);
+  }
+
+  std::unique_ptr<Rule> load_rule(const YAML::Node& node, const KeyOptions& defaults) {
+    if (!node.IsMap()) {
+      error(node, "a rule must be a map");
+      return nullptr;
+    }
+    const std::size_t errors_before = diags_.size();
+    const Section s(node,
+                    {"name", "table", "on", "ignore_changes", "changed", "when", "delete",
+                     "delete_pattern", "bump_version", "fragment", "key_format", "django", "null",
+                     "redelete_after", "targets"},
+                    file_, diags_);
+    auto rule = std::make_unique<Rule>();
+    rule->info.file = file_;
+    rule->info.line = node.Mark().line + 1;
+    load_identity(node, s, *rule);
+    load_ops(s, *rule);
+    rule->changed = column_list(s.find("changed"), "changed");
+    rule->ignore_changes = column_list(s.find("ignore_changes"), "ignore_changes");
+    if (s.find("changed") != nullptr && s.find("ignore_changes") != nullptr) {
+      error(s.find("ignore_changes")->key, "'changed' and 'ignore_changes' cannot be used together");
+    }
+    load_when(s.find("when"), *rule);
+    if (const auto* targets = s.find("targets")) {
+      if (const auto items = scalar_list(*targets, "targets")) {
+        for (const auto& item : *items) rule->info.targets.push_back(item.Scalar());
+      }
+    }
+    KeyOptions options = defaults;
+    load_key_options(s, options);
+    apply_key_options(options, *rule);
+    load_actions(node, s, *rule);
+    if (diags_.size() != errors_before) return nullptr;
+    return rule;
+  }
+
+  void load_identity(const YAML::Node& node, const Section& s, Rule& rule) {
+    if (const auto name = string_of(s.find("name"), "name")) {
+      if (name->empty()) {
+        error(s.find("name")->value, "'name' must not be empty");
+      } else if (const auto [it, inserted] =
+                     names_.emplace(*name, std::pair{file_, rule.info.line});
+                 !inserted) {
+        error(s.find("name")->value, "duplicate rule name '" + *name + "' (first defined at " +
+                                         it->second.first + ":" +
+                                         std::to_string(it->second.second) + ")");
+      }
+      rule.info.name = *name;
+    } else if (s.find("name") == nullptr) {
+      error(node, "missing required key 'name'");
+    }
+    if (const auto table = string_of(s.find("table"), "table")) {
+      const std::size_t dot = table->find('.');
+      rule.info.schema = dot == std::string::npos ? "public" : table->substr(0, dot);
+      rule.info.table = dot == std::string::npos ? *table : table->substr(dot + 1);
+      if (!is_identifier(rule.info.schema) || !is_identifier(rule.info.table)) {
+        error(s.find("table")->value,
+              "invalid table name '" + *table + "' (expected schema.table or table)");
+      }
+    } else if (s.find("table") == nullptr) {
+      error(node, "missing required key 'table'");
+    }
+  }
+
+  void load_ops(const Section& s, Rule& rule) {
+    const auto* on = s.find("on");
+    if (on == nullptr) return;
+    const auto items = scalar_list(*on, "on");
+    if (!items) return;
+    rule.ops = 0;
+    if (items->empty()) error(on->value, "'on' must not be empty");
+    for (const auto& item : *items) {
+      if (const auto op = parse_op(item.Scalar())) {
+        rule.ops |= op_bit(*op);
+      } else {
+        error(item, "unknown operation '" + item.Scalar() +
+                        "' (expected insert, update, delete or truncate)");
+      }
+    }
+  }
+
+  void load_when(const Section::Entry* when, Rule& rule) {
+    if (when == nullptr) return;
+    if (!when->value.IsMap() || when->value.size() == 0) {
+      error(when->value, "'when' must be a non-empty map of column: value");
+      return;
+    }
+    for (const auto& item : when->value) {
+      const std::string column = key_text(item.first);
+      if (!is_identifier(column)) error(item.first, "invalid column name '" + column + "'");
+      if (item.second.IsNull()) {
+        rule.when.emplace_back(column, std::nullopt);
+      } else if (!item.second.IsScalar()) {
+        error(item.second, "'when' values must be scalars");
+      } else {
+        rule.when.emplace_back(column, postgres_text(item.second));
+      }
+    }
+  }
+
+  // A YAML scalar as PostgreSQL's text output: booleans become t/f, the rest is as written.
+  static std::string postgres_text(const YAML::Node& scalar) {
+    const std::string& s = scalar.Scalar();
+    if (!is_quoted(scalar)) {
+      if (s == "true" || s == "True" || s == "TRUE") return "t";
+      if (s == "false" || s == "False" || s == "FALSE") return "f";
+    }
+    return s;
+  }
+
+  static void apply_key_options(const KeyOptions& options, Rule& rule) {
+    if (options.django) {
+      rule.key_prefix = django_make_key(options.django_prefix, options.django_version, "");
+      append_glob_escaped(rule.pattern_prefix, rule.key_prefix);
+    }
+    rule.null_literal = options.null_literal;
+    rule.redelete_after_ms = options.redelete_after_ms;
+  }
+
+  void load_actions(const YAML::Node& node, const Section& s, Rule& rule) {
+    bool any = false;
+    const std::pair<const char*, std::vector<KeyTemplate>*> lists[] = {
+        {"delete", &rule.deletes}, {"delete_pattern", &rule.patterns},
+        {"bump_version", &rule.bumps}};
+    for (const auto& [name, target] : lists) {
+      const auto* entry = s.find(name);
+      if (entry == nullptr) continue;
+      any = true;
+      const auto items = scalar_list(*entry, name);
+      if (!items) continue;
+      if (items->empty()) error(entry->value, "'" + std::string(name) + "' must not be empty");
+      for (const auto& item : *items) {
+        if (auto t = compile(item, rule)) target->push_back(std::move(*t));
+      }
+    }
+    if (const auto* fragments = s.find("fragment")) {
+      any = true;
+      load_fragments(*fragments, rule);
+    }
+    if (!any) {
+      error(node, "rule has no action (expected delete, delete_pattern, bump_version or fragment)");
+    }
+  }
+
+  void load_fragments(const Section::Entry& entry, Rule& rule) {
+    if (!entry.value.IsSequence() || entry.value.size() == 0) {
+      error(entry.value, "'fragment' must be a non-empty list of {name, vary_on}");
+      return;
+    }
+    if (!md5_available()) error(entry.key, "fragment keys need MD5, which OpenSSL refuses here");
+    for (const auto& node : entry.value) {
+      if (!node.IsMap()) {
+        error(node, "a fragment must be a map with 'name' and optional 'vary_on'");
+        continue;
+      }
+      const Section s(node, {"name", "vary_on"}, file_, diags_);
+      Fragment fragment;
+      if (const auto name = string_of(s.find("name"), "name")) {
+        if (name->empty()) error(s.find("name")->value, "'name' must not be empty");
+        fragment.name = *name;
+      } else if (s.find("name") == nullptr) {
+        error(node, "missing required key 'name'");
+      }
+      if (const auto* vary_on = s.find("vary_on")) {
+        for (const auto& item : scalar_list(*vary_on, "vary_on").value_or(std::vector<YAML::Node>{})) {
+          if (auto t = compile(item, rule)) fragment.vary_on.push_back(std::move(*t));
+        }
+      }
+      for (const auto& t : fragment.vary_on) {
+        fragment.uses_current = fragment.uses_current || t.uses(RowImage::Current);
+        fragment.uses_old = fragment.uses_old || t.uses(RowImage::Old);
+        fragment.uses_new = fragment.uses_new || t.uses(RowImage::New);
+      }
+      rule.fragments.push_back(std::move(fragment));
+    }
+  }
+
+  // Compiles a template scalar, placing errors at their column inside the YAML line.
+  std::optional<KeyTemplate> compile(const YAML::Node& node, const Rule& rule) {
+    const std::string& text = node.Scalar();
+    if (text.empty()) {
+      error(node, "empty key template");
+      return std::nullopt;
+    }
+    std::vector<TemplateError> errors;
+    auto t = KeyTemplate::compile(text, errors);
+    const YAML::Mark mark = node.Mark();
+    const int quote = is_quoted(node) ? 1 : 0;
+    for (const auto& e : errors) {
+      diags_.add(file_, mark.line + 1, mark.column + 1 + quote + static_cast<int>(e.offset),
+                 e.message);
+    }
+    if (!t) return std::nullopt;
+    check_images(node, *t, rule);
+    for (const auto& p : t->placeholders()) {
+      const bool md5 = std::find(p.filters.begin(), p.filters.end(), KeyFilter::Md5) !=
+                       p.filters.end();
+      if (md5 && !md5_available()) error(node, "the md5 filter needs MD5, which OpenSSL refuses here");
+    }
+    return t;
+  }
+
+  // {old.x} on a rule that never sees a previous row (or {new.x} with no new row) could
+  // never render: almost certainly a mistake in the rule.
+  void check_images(const YAML::Node& node, const KeyTemplate& t, const Rule& rule) {
+    const bool with_old = (rule.ops & (op_bit(Op::Update) | op_bit(Op::Delete))) != 0;
+    const bool with_new = (rule.ops & (op_bit(Op::Insert) | op_bit(Op::Update))) != 0;
+    const int quote = is_quoted(node) ? 1 : 0;
+    for (const auto& p : t.placeholders()) {
+      const bool bad_old = p.image == RowImage::Old && !with_old && rule.fires_on(Op::Insert);
+      const bool bad_new = p.image == RowImage::New && !with_new && rule.fires_on(Op::Delete);
+      if (bad_old || bad_new) {
+        diags_.add(file_, node.Mark().line + 1,
+                   node.Mark().column + 1 + quote + static_cast<int>(p.offset),
+                   bad_old ? "'{old." + p.column +
+                                 "}' can never render: the rule fires on insert only, which "
+                                 "has no previous row"
+                           : "'{new." + p.column +
+                                 "}' can never render: the rule fires on delete only, which "
+                                 "has no new row");
+        return;
+      }
+    }
+  }
+
+  const std::string& file_;
+  const std::string& text_;
+  Diagnostics& diags_;
+  std::map<std::string, std::pair<std::string, int>>& names_;
+};
+
+// ---------------------------------------------------------------------------------------
+// Matching
+
+const Value* value_at(const Row* row, int index) {
+  if (row == nullptr || index < 0 || static_cast<std::size_t>(index) >= row->size()) {
+    return nullptr;
+  }
+  return &(*row)[static_cast<std::size_t>(index)];
+}
+
+// Whether an update changed a column. Unknown (no old row, old value not sent, column
+// missing from the relation) counts as changed: walbust errs toward deleting.
+bool column_changed(const Change& c, int index) {
+  const Value* old_value = value_at(c.old_row ? &*c.old_row : nullptr, index);
+  if (old_value == nullptr || old_value->kind == Value::Kind::Absent ||
+      old_value->kind == Value::Kind::Unchanged) {
+    return true;
+  }
+  const Value* new_value = value_at(c.new_row ? &*c.new_row : nullptr, index);
+  if (new_value == nullptr) return true;
+  // An unchanged TOASTed value is, by definition, unchanged.
+  if (new_value->kind == Value::Kind::Unchanged || new_value->kind == Value::Kind::Absent) {
+    return false;
+  }
+  return new_value->kind != old_value->kind ||
+         (new_value->kind == Value::Kind::Text && new_value->text != old_value->text);
+}
+
+bool update_matches(const Rule& rule, const Change& c) {
+  const Relation& rel = *c.relation;
+  if (!rule.changed.empty()) {
+    return std::any_of(rule.changed.begin(), rule.changed.end(), [&](const std::string& col) {
+      return column_changed(c, rel.column_index(col));
+    });
+  }
+  if (!rule.ignore_changes.empty()) {
+    if (!c.old_row) return true;
+    for (std::size_t i = 0; i < rel.columns.size(); ++i) {
+      const auto& name = rel.columns[i].name;
+      const bool ignored = std::find(rule.ignore_changes.begin(), rule.ignore_changes.end(),
+                                     name) != rule.ignore_changes.end();
+      if (!ignored && column_changed(c, static_cast<int>(i))) return true;
+    }
+    return false;
+  }
+  return true;
+}
+
+// Whether a row image has every `when` value. A value that was not sent (or a column the
+// relation lacks) cannot rule the row out.
+bool row_has_values(const Rule& rule, const Relation& rel, const Row* row, const Row* old_row) {
+  for (const auto& [column, expected] : rule.when) {
+    const int index = rel.column_index(column);
+    const Value* v = value_at(row, index);
+    if (v != nullptr && (v->kind == Value::Kind::Unchanged || v->kind == Value::Kind::Absent) &&
+        row != old_row) {
+      v = value_at(old_row, index);  // unchanged TOAST: the old row has the value
+    }
+    if (v == nullptr || v->kind == Value::Kind::Absent || v->kind == Value::Kind::Unchanged) {
+      continue;
+    }
+    if (!expected) {
+      if (v->kind != Value::Kind::Null) return false;
+    } else if (v->kind != Value::Kind::Text || v->text != *expected) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool when_matches(const Rule& rule, const Change& c) {
+  if (rule.when.empty()) return true;
+  const Relation& rel = *c.relation;
+  const Row* old_row = c.old_row ? &*c.old_row : nullptr;
+  const Row* new_row = c.new_row ? &*c.new_row : nullptr;
+  switch (c.op) {
+    case Op::Insert:
+      return row_has_values(rule, rel, new_row, nullptr);
+    case Op::Delete:
+      return old_row == nullptr || row_has_values(rule, rel, old_row, old_row);
+    case Op::Update:
+      return old_row == nullptr || row_has_values(rule, rel, old_row, old_row) ||
+             row_has_values(rule, rel, new_row, old_row);
+    case Op::Truncate:
+      break;
+  }
+  return true;
+}
+
+bool rule_matches(const Rule& rule, const Change& c) {
+  if (!rule.fires_on(c.op)) return false;
+  if (c.op == Op::Update && !update_matches(rule, c)) return false;
+  return when_matches(rule, c);
+}
+
+// ---------------------------------------------------------------------------------------
+// Planning
+
+// Collects one change's actions, producing each (kind, key) once.
+class Planner {
+ public:
+  Planner(const Change& c, std::vector<Action>& out, std::vector<RenderFailure>* failures)
+      : change_(c), out_(out), begin_(out.size()), failures_(failures) {
+    rows_.relation = c.relation.get();
+    rows_.old_row = c.old_row ? &*c.old_row : nullptr;
+    rows_.new_row = c.new_row ? &*c.new_row : nullptr;
+  }
+
+  void plan(const Rule& rule, std::uint32_t index) {
+    rule_ = &rule;
+    index_ = index;
+    if (change_.op == Op::Truncate) {
+      plan_truncate(rule, index, out_, begin_, std::to_string(change_.commit_lsn));
+      return;
+    }
+    RenderOptions plain{rule.null_literal ? &*rule.null_literal : nullptr, false};
+    RenderOptions glob{plain.null_literal, true};
+    for (const auto& t : rule.deletes) render(t, ActionKind::Delete, plain);
+    for (const auto& t : rule.patterns) render(t, ActionKind::DeletePattern, glob);
+    for (const auto& t : rule.bumps) render(t, ActionKind::BumpVersion, plain);
+    for (const auto& f : rule.fragments) render(f, plain);
+  }
+
+  // What a TRUNCATE produces for a rule: placeholders become '*'. Literal text of delete
+  // and bump templates is a literal key part (escaped); delete_pattern text is a glob.
+  static void plan_truncate(const Rule& rule, std::uint32_t index, std::vector<Action>& out,
+                            std::size_t begin, const std::string& lsn) {
+    const auto add = [&](ActionKind kind, std::string key, std::string value) {
+      emit(out, begin, Action{kind, index, std::move(key), std::move(value),
+                              rule.redelete_after_ms});
+    };
+    const auto as_pattern = [&](const KeyTemplate& t, bool escape_literals) {
+      return rule.pattern_prefix + t.as_pattern(escape_literals);
+    };
+    for (const auto& t : rule.deletes) {
+      if (t.has_placeholders()) {
+        add(ActionKind::DeletePattern, as_pattern(t, true), {});
+      } else {
+        add(ActionKind::Delete, rule.key_prefix + t.as_pattern(false), {});
+      }
+    }
+    for (const auto& t : rule.patterns) add(ActionKind::DeletePattern, as_pattern(t, false), {});
+    // A templated version key cannot be SET by pattern: it is deleted, and the application
+    // falls back to its default version for those keys.
+    for (const auto& t : rule.bumps) {
+      if (t.has_placeholders()) {
+        add(ActionKind::DeletePattern, as_pattern(t, true), {});
+      } else {
+        add(ActionKind::BumpVersion, rule.key_prefix + t.as_pattern(false), lsn);
+      }
+    }
+    for (const auto& f : rule.fragments) {
+      const bool constant = std::none_of(f.vary_on.begin(), f.vary_on.end(),
+                                         [](const KeyTemplate& t) { return t.has_placeholders(); });
+      if (constant) {
+        std::vector<std::string> values;
+        for (const auto& t : f.vary_on) values.push_back(t.as_pattern(false));
+        add(ActionKind::Delete, rule.key_prefix + django_fragment_key(f.name, values), {});
+      } else {
+        std::string pattern = rule.pattern_prefix;
+        append_glob_escaped(pattern, "template.cache." + f.name + ".");
+        add(ActionKind::DeletePattern, pattern + "*", {});
+      }
+    }
+  }
+
+ private:
+  static void emit(std::vector<Action>& out, std::size_t begin, Action action) {
+    for (std::size_t i = begin; i < out.size(); ++i) {
+      if (out[i].kind == action.kind && out[i].key == action.key) {
+        out[i].redelete_after_ms = std::max(out[i].redelete_after_ms, action.redelete_after_ms);
+        return;
+      }
+    }
+    out.push_back(std::move(action));
+  }
+
+  void fail(std::string_view reason, std::string_view column) {
+    if (failures_ != nullptr) {
+      failures_->push_back({index_, std::string(reason), std::string(column)});
+    }
+  }
+
+  // Calls render_one(rows) for each row image the change has: plain {col} renders the new
+  // and the old row; a template that pins images renders once, where they exist.
+  template <typename RenderOne>
+  void for_each_image(bool uses_current, bool uses_old, bool uses_new,
+                      std::string_view old_column, RenderOne&& render_one) {
+    RenderRows rows = rows_;
+    if (uses_old && rows.old_row == nullptr) {
+      // An insert never has one; an update or delete should have, so that is a failure.
+      if (change_.op != Op::Insert) fail("old_row_unavailable", old_column);
+      return;
+    }
+    if (uses_new && rows.new_row == nullptr) return;
+    if (!uses_current) {
+      rows.current = rows.new_row != nullptr ? RowImage::New : RowImage::Old;
+      render_one(rows);
+      return;
+    }
+    if (rows.new_row != nullptr) {
+      rows.current = RowImage::New;
+      render_one(rows);
+    }
+    if (rows.old_row != nullptr) {
+      rows.current = RowImage::Old;
+      render_one(rows);
+    } else if (rows.new_row == nullptr) {
+      fail("old_row_unavailable", old_column);  // a delete without a previous row
+    }
+  }
+
+  static std::string_view first_column(const KeyTemplate& t, RowImage image) {
+    for (const auto& p : t.placeholders()) {
+      if (p.image == image) return p.column;
+    }
+    return {};
+  }
+
+  void render(const KeyTemplate& t, ActionKind kind, const RenderOptions& options) {
+    const bool current = t.uses(RowImage::Current);
+    const bool old = t.uses(RowImage::Old);
+    const std::string_view column = first_column(t, old ? RowImage::Old : RowImage::Current);
+    for_each_image(current, old, t.uses(RowImage::New), column, [&](const RenderRows& rows) {
+      std::string key = kind == ActionKind::DeletePattern ? rule_->pattern_prefix
+                                                          : rule_->key_prefix;
+      TemplateSkip skip;
+      if (!t.render(rows, options, key, skip)) {
+        fail(skip.reason, skip.column);
+        return;
+      }
+      std::string value;
+      if (kind == ActionKind::BumpVersion) value = std::to_string(change_.commit_lsn);
+      emit(out_, begin_, Action{kind, index_, std::move(key), std::move(value),
+                                rule_->redelete_after_ms});
+    });
+  }
+
+  void render(const Fragment& f, const RenderOptions& options) {
+    std::string_view column;
+    for (const auto& t : f.vary_on) {
+      if (column.empty()) column = first_column(t, f.uses_old ? RowImage::Old : RowImage::Current);
+    }
+    for_each_image(f.uses_current, f.uses_old, f.uses_new, column, [&](const RenderRows& rows) {
+      values_.clear();
+      for (const auto& t : f.vary_on) {
+        TemplateSkip skip;
+        values_.emplace_back();
+        if (!t.render(rows, options, values_.back(), skip)) {
+          fail(skip.reason, skip.column);
+          return;
+        }
+      }
+      // With key_format plain the fragment key is used as Django builds it before
+      // make_key, for applications whose KEY_FUNCTION adds no prefix.
+      emit(out_, begin_, Action{ActionKind::Delete, index_,
+                                rule_->key_prefix + django_fragment_key(f.name, values_), {},
+                                rule_->redelete_after_ms});
+    });
+  }
+
+  const Change& change_;
+  std::vector<Action>& out_;
+  std::size_t begin_;
+  std::vector<RenderFailure>* failures_;
+  RenderRows rows_;
+  const Rule* rule_ = nullptr;
+  std::uint32_t index_ = 0;
+  std::vector<std::string> values_;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+// RuleSet
+
+RuleSet::RuleSet() : tables_(std::make_unique<TableIndex>()) {}
+RuleSet::~RuleSet() = default;
+RuleSet::RuleSet(RuleSet&&) noexcept = default;
+RuleSet& RuleSet::operator=(RuleSet&&) noexcept = default;
+
+RuleSet RuleSet::load(const std::vector<RuleSource>& files, Diagnostics& diags) {
+  RuleSet set;
+  std::map<std::string, std::pair<std::string, int>> names;
+  for (const auto& file : files) {
+    FileLoader(file, diags, names).load(set.rules_);
+  }
+  for (std::uint32_t i = 0; i < set.rules_.size(); ++i) {
+    const RuleInfo& info = set.rules_[i]->info;
+    set.tables_->rules[{info.schema, info.table}].push_back(i);
+  }
+  return set;
+}
+
+void RuleSet::plan(const Change& change, std::vector<Action>& out,
+                   std::vector<RenderFailure>* failures) const {
+  if (!change.relation || !tables_) return;
+  const auto it = tables_->rules.find(
+      std::pair<std::string_view, std::string_view>(change.relation->schema, change.relation->name));
+  if (it == tables_->rules.end()) return;
+  Planner planner(change, out, failures);
+  for (const std::uint32_t index : it->second) {
+    const Rule& rule = *rules_[index];
+    if (rule_matches(rule, change)) planner.plan(rule, index);
+  }
+}
+
+bool RuleSet::watches(std::string_view schema, std::string_view table) const {
+  return tables_ && tables_->rules.find(std::pair<std::string_view, std::string_view>(
+                        schema, table)) != tables_->rules.end();
+}
+
+std::size_t RuleSet::size() const { return rules_.size(); }
+
+const RuleInfo& RuleSet::rule(std::uint32_t index) const { return rules_.at(index)->info; }
+
+std::vector<TableNeeds> RuleSet::table_needs() const {
+  std::map<std::pair<std::string, std::string>, TableNeeds> tables;
+  for (const auto& rule : rules_) {
+    TableNeeds& needs = tables[{rule->info.schema, rule->info.table}];
+    needs.schema = rule->info.schema;
+    needs.name = rule->info.table;
+    for (const Op op : {Op::Insert, Op::Update, Op::Delete, Op::Truncate}) {
+      if (rule->fires_on(op)) needs.ops.insert(op);
+    }
+    const bool on_update = rule->fires_on(Op::Update);
+    const bool sees_old = on_update || rule->fires_on(Op::Delete);
+    for (const auto& col : rule->changed) needs.columns.insert(col);
+    for (const auto& col : rule->ignore_changes) needs.columns.insert(col);
+    for (const auto& [col, value] : rule->when) needs.columns.insert(col);
+    if (on_update && (!rule->changed.empty() || !rule->ignore_changes.empty())) {
+      needs.needs_old_row = true;
+    }
+    if (sees_old && !rule->when.empty()) needs.needs_old_row = true;
+    const auto add_template = [&](const KeyTemplate& t) {
+      for (const auto& p : t.placeholders()) {
+        needs.columns.insert(p.column);
+        if (p.image == RowImage::Old) needs.needs_old_row = true;
+        if (p.image == RowImage::Current && sees_old) needs.old_value_columns.insert(p.column);
+      }
+    };
+    for (const auto* list : {&rule->deletes, &rule->patterns, &rule->bumps}) {
+      for (const auto& t : *list) add_template(t);
+    }
+    for (const auto& f : rule->fragments) {
+      for (const auto& t : f.vary_on) add_template(t);
+    }
+  }
+  std::vector<TableNeeds> out;
+  for (auto& [key, needs] : tables) out.push_back(std::move(needs));
+  return out;
+}
+
+std::vector<Action> RuleSet::all_keys_as_patterns() const {
+  std::vector<Action> out;
+  for (std::uint32_t i = 0; i < rules_.size(); ++i) {
+    Planner::plan_truncate(*rules_[i], i, out, 0, {});
+  }
+  return out;
+}
+
+}  // namespace walbust

@@ -1,0 +1,344 @@
+#include "walbust/config.h"
+
+#include <glob.h>
+#include <sys/stat.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+
+#include "walbust/duration.h"
+
+namespace walbust {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Walks one YAML mapping, reporting unknown keys and type errors against `file`.
+class Section {
+ public:
+  Section(const std::string& file, const YAML::Node& node, std::string name, Diagnostics& diags)
+      : file_(file), node_(node), name_(std::move(name)), diags_(diags) {
+    ok_ = node.IsMap();
+    if (!ok_ && node.IsDefined() && !node.IsNull()) {
+      diags_.add(file_, node, name_ + " must be a mapping");
+    }
+  }
+
+  [[nodiscard]] bool present() const { return ok_; }
+
+  // Reports every key not in `known`.
+  void allow_only(std::initializer_list<std::string_view> known) const {
+    if (!ok_) return;
+    for (const auto& kv : node_) {
+      const std::string key = kv.first.Scalar();
+      if (std::find(known.begin(), known.end(), key) == known.end()) {
+        std::string list;
+        for (auto k : known) list += (list.empty() ? "" : ", ") + std::string(k);
+        diags_.add(file_, kv.first, "unknown key '" + key + "' in " + name_ + " (expected one of: " + list + ")");
+      }
+    }
+  }
+
+  // An undefined node (IsDefined() false) when the key is absent.
+  [[nodiscard]] YAML::Node get(std::string_view key) const {
+    if (ok_) {
+      for (const auto& kv : node_) {
+        if (kv.first.Scalar() == key) return kv.second;
+      }
+    }
+    return YAML::Node(YAML::NodeType::Undefined);
+  }
+
+  void string(std::string_view key, std::string& out) const {
+    const YAML::Node n = get(key);
+    if (!n.IsDefined() || n.IsNull()) return;
+    if (!n.IsScalar()) {
+      diags_.add(file_, n, where(key) + " must be a string");
+      return;
+    }
+    out = n.Scalar();
+  }
+
+  void boolean(std::string_view key, bool& out) const {
+    const YAML::Node n = get(key);
+    if (!n.IsDefined() || n.IsNull()) return;
+    bool v = false;
+    if (!n.IsScalar() || !YAML::convert<bool>::decode(n, v)) {
+      diags_.add(file_, n, where(key) + " must be true or false");
+      return;
+    }
+    out = v;
+  }
+
+  void size(std::string_view key, std::size_t& out, std::size_t min, std::size_t max) const {
+    const YAML::Node n = get(key);
+    if (!n.IsDefined() || n.IsNull()) return;
+    long long v = 0;
+    if (!n.IsScalar() || !YAML::convert<long long>::decode(n, v) || v < static_cast<long long>(min) ||
+        v > static_cast<long long>(max)) {
+      diags_.add(file_, n, where(key) + " must be an integer from " + std::to_string(min) + " to " +
+                               std::to_string(max));
+      return;
+    }
+    out = static_cast<std::size_t>(v);
+  }
+
+  void duration(std::string_view key, std::chrono::milliseconds& out,
+                std::chrono::milliseconds min = std::chrono::milliseconds{0}) const {
+    const YAML::Node n = get(key);
+    if (!n.IsDefined() || n.IsNull()) return;
+    const auto d = n.IsScalar() ? parse_duration(n.Scalar()) : std::nullopt;
+    if (!d) {
+      diags_.add(file_, n, where(key) + " must be a duration with a unit, e.g. 500ms, 10s, 5m, 1h");
+      return;
+    }
+    if (*d < min) {
+      diags_.add(file_, n, where(key) + " must be at least " + format_duration(min));
+      return;
+    }
+    out = *d;
+  }
+
+  void choice(std::string_view key, std::string& out, std::initializer_list<std::string_view> options) const {
+    const YAML::Node n = get(key);
+    if (!n.IsDefined() || n.IsNull()) return;
+    std::string list;
+    for (auto o : options) list += (list.empty() ? "" : ", ") + std::string(o);
+    if (!n.IsScalar() || std::find(options.begin(), options.end(), n.Scalar()) == options.end()) {
+      diags_.add(file_, n, where(key) + " must be one of: " + list);
+      return;
+    }
+    out = n.Scalar();
+  }
+
+  void error(const YAML::Node& n, const std::string& message) const { diags_.add(file_, n, message); }
+  [[nodiscard]] std::string where(std::string_view key) const { return name_ + "." + std::string(key); }
+
+ private:
+  const std::string& file_;
+  YAML::Node node_;
+  std::string name_;
+  Diagnostics& diags_;
+  bool ok_ = false;
+};
+
+std::string env_or(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return (v != nullptr && *v != '\0') ? std::string(v) : fallback;
+}
+
+// An explicit password file wins; otherwise systemd's LoadCredential= directory.
+std::string resolve_password_file(const std::string& configured, const char* credential) {
+  if (!configured.empty()) return configured;
+  const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
+  if (dir == nullptr || *dir == '\0') return "";
+  const std::string candidate = std::string(dir) + "/" + credential;
+  std::error_code ec;
+  return fs::exists(candidate, ec) ? candidate : "";
+}
+
+void load_redis(const std::string& file, const YAML::Node& node, const std::string& name,
+                RedisSettings& out, Diagnostics& diags) {
+  Section s(file, node, name, diags);
+  s.allow_only({"url", "password_file", "delete_command", "timeout"});
+  s.string("url", out.url);
+  s.string("password_file", out.password_file);
+  s.choice("delete_command", out.delete_command, {"unlink", "del"});
+  s.duration("timeout", out.timeout, std::chrono::milliseconds{1});
+}
+
+void finish_redis(const std::string& file, const YAML::Node& node, RedisSettings& r, Diagnostics& diags) {
+  std::string error;
+  auto ep = parse_redis_url(r.url, error);
+  if (!ep) {
+    diags.add(file, node, "redis url: " + error);
+    return;
+  }
+  r.endpoint = *ep;
+  r.password_file = resolve_password_file(r.password_file, "redis-password");
+}
+
+}  // namespace
+
+std::string default_config_path() { return env_or("WALBUST_CONFIG", "/etc/walbust/walbust.yaml"); }
+
+std::optional<std::string> read_text_file(const std::string& path, Diagnostics& diags) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    diags.add(path, 0, 0, "is a directory, not a file");
+    return std::nullopt;
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    diags.add(path, 0, 0, std::string("cannot open: ") + std::strerror(errno));
+    return std::nullopt;
+  }
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  return buf.str();
+}
+
+std::optional<Config> load_config(const std::string& path, Diagnostics& diags) {
+  const std::size_t errors_before = diags.size();
+  const auto text = read_text_file(path, diags);
+  if (!text) return std::nullopt;
+  YAML::Node root;
+  try {
+    root = YAML::Load(*text);
+  } catch (const YAML::ParserException& e) {
+    diags.add(path, e.mark.line + 1, e.mark.column + 1, "invalid YAML: " + e.msg);
+    return std::nullopt;
+  }
+  Config config;
+  config.path = path;
+  if (!root.IsMap()) {
+    diags.add(path, root, "the configuration must be a mapping (postgres:, redis:, rules:, ...)");
+    return std::nullopt;
+  }
+  Section top(path, root, "configuration", diags);
+  top.allow_only({"postgres", "redis", "targets", "rules", "batch", "state_dir", "on_gap", "metrics", "log"});
+
+  Section pg(path, top.get("postgres"), "postgres", diags);
+  pg.allow_only({"dsn", "password_file", "slot", "publication", "create_slot", "status_interval"});
+  pg.string("dsn", config.postgres.dsn);
+  pg.string("password_file", config.postgres.password_file);
+  pg.string("slot", config.postgres.slot);
+  pg.string("publication", config.postgres.publication);
+  pg.boolean("create_slot", config.postgres.create_slot);
+  pg.duration("status_interval", config.postgres.status_interval, std::chrono::milliseconds{100});
+  if (!top.get("postgres").IsDefined()) {
+    diags.add(path, root, "missing required section 'postgres' (at least postgres.dsn)");
+  }
+  // Slot names: lower-case letters, digits and underscores, as PostgreSQL requires.
+  const auto& slot = config.postgres.slot;
+  if (slot.empty() || slot.size() > 63 ||
+      !std::all_of(slot.begin(), slot.end(), [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'; })) {
+    diags.add(path, pg.get("slot"), "postgres.slot must be 1-63 characters of a-z, 0-9 and _");
+  }
+  if (config.postgres.publication.empty()) diags.add(path, pg.get("publication"), "postgres.publication must not be empty");
+
+  const YAML::Node redis = top.get("redis");
+  const YAML::Node targets = top.get("targets");
+  if (redis.IsDefined() && targets.IsDefined()) {
+    diags.add(path, targets, "use either redis: or targets:, not both");
+  }
+  if (redis.IsDefined() && !redis.IsNull()) {
+    RedisTarget t{"default", {}};
+    load_redis(path, redis, "redis", t.settings, diags);
+    config.targets.push_back(std::move(t));
+    config.redis_configured = true;
+  } else if (targets.IsDefined() && !targets.IsNull()) {
+    diags.add(path, targets, "targets: (several Redis targets) is not supported by this build; use redis:");
+  } else {
+    config.targets.push_back(RedisTarget{"default", {}});
+  }
+
+  const YAML::Node rules = top.get("rules");
+  if (!rules.IsDefined() || rules.IsNull()) {
+    diags.add(path, root, "missing required key 'rules' (a list of rules files or globs)");
+  } else if (rules.IsScalar()) {
+    config.rules.push_back(rules.Scalar());
+  } else if (rules.IsSequence()) {
+    for (const auto& r : rules) {
+      if (!r.IsScalar() || r.Scalar().empty()) {
+        diags.add(path, r, "rules entries must be file names or globs");
+      } else {
+        config.rules.push_back(r.Scalar());
+      }
+    }
+  } else {
+    diags.add(path, rules, "rules must be a list of files or globs");
+  }
+
+  Section batch(path, top.get("batch"), "batch", diags);
+  batch.allow_only({"max_keys", "max_delay"});
+  batch.size("max_keys", config.batch.max_keys, 1, 1000000);
+  batch.duration("max_delay", config.batch.max_delay);
+
+  top.string("state_dir", config.state_dir);
+  top.choice("on_gap", config.on_gap, {"fail", "flush_rules", "flushdb"});
+
+  Section metrics(path, top.get("metrics"), "metrics", diags);
+  metrics.allow_only({"listen"});
+  metrics.string("listen", config.metrics_listen);
+
+  Section log(path, top.get("log"), "log", diags);
+  log.allow_only({"level", "format"});
+  log.choice("level", config.log.level, {"trace", "debug", "info", "warn", "error"});
+  log.choice("format", config.log.format, {"auto", "text", "json"});
+
+  // Environment overrides (SPEC §2) win over the file.
+  config.postgres.dsn = env_or("WALBUST_PG_DSN", config.postgres.dsn);
+  if (const char* url = std::getenv("WALBUST_REDIS_URL"); url != nullptr && *url != '\0') {
+    config.targets.front().settings.url = url;
+    config.redis_configured = true;
+  }
+  for (auto& t : config.targets) finish_redis(path, redis.IsDefined() ? redis : root, t.settings, diags);
+  config.postgres.password_file = resolve_password_file(config.postgres.password_file, "pg-password");
+  if (config.state_dir.empty()) config.state_dir = env_or("STATE_DIRECTORY", ".");
+  // systemd may pass several state directories separated by ':'; the first is ours.
+  if (auto colon = config.state_dir.find(':'); colon != std::string::npos) config.state_dir.resize(colon);
+
+  if (diags.size() != errors_before) return std::nullopt;
+  return config;
+}
+
+std::vector<std::string> resolve_rule_files(const Config& config, Diagnostics& diags) {
+  const fs::path base = fs::path(config.path).parent_path();
+  std::set<std::string> files;
+  for (const auto& pattern : config.rules) {
+    fs::path p(pattern);
+    if (p.is_relative()) p = base / p;
+    glob_t g{};
+    const int rc = ::glob(p.c_str(), GLOB_NOSORT, nullptr, &g);
+    if (rc == GLOB_NOMATCH || (rc == 0 && g.gl_pathc == 0)) {
+      diags.add(config.path, 0, 0, "rules: '" + pattern + "' matches no file (looked for " + p.string() + ")");
+    } else if (rc != 0) {
+      diags.add(config.path, 0, 0, "rules: cannot read '" + pattern + "'");
+    } else {
+      for (std::size_t i = 0; i < g.gl_pathc; ++i) files.insert(g.gl_pathv[i]);
+    }
+    globfree(&g);
+  }
+  return {files.begin(), files.end()};
+}
+
+RuleSet load_rules(const Config& config, Diagnostics& diags) {
+  return load_rule_files(resolve_rule_files(config, diags), diags);
+}
+
+RuleSet load_rule_files(const std::vector<std::string>& files, Diagnostics& diags) {
+  std::vector<RuleSource> sources;
+  for (const auto& file : files) {
+    if (auto text = read_text_file(file, diags)) sources.push_back(RuleSource{file, std::move(*text)});
+  }
+  return RuleSet::load(sources, diags);
+}
+
+std::string read_password_file(const std::string& path) {
+  if (path.empty()) return "";
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    throw std::runtime_error("password file " + path + ": " + std::strerror(errno));
+  }
+  // A secret readable by every local user is a leak waiting to happen; refuse it.
+  if ((st.st_mode & S_IROTH) != 0) {
+    throw std::runtime_error("password file " + path +
+                             " is world-readable; run: chmod o-rwx " + path);
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("password file " + path + ": cannot open");
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  while (!content.empty() && (content.back() == '\n' || content.back() == '\r')) content.pop_back();
+  return content;
+}
+
+}  // namespace walbust

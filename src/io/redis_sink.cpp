@@ -1,0 +1,139 @@
+#include "walbust/redis_sink.h"
+
+#include <algorithm>
+#include <string_view>
+#include <unordered_set>
+
+namespace walbust {
+
+RedisSink::RedisSink(RedisClient& client, std::string delete_command)
+    : client_(client), delete_command_(delete_command == "del" ? "DEL" : "UNLINK") {}
+
+void RedisSink::check_replies(const std::vector<RedisReply>& replies, const char* what) const {
+  const RedisReply* first_error = nullptr;
+  for (const auto& r : replies) {
+    if (r.type != RedisReply::Type::Error) continue;
+    if (classify_redis_error(r.str) == RedisErrorClass::Fatal) {
+      throw RedisError(RedisErrorClass::Fatal, std::string(what) + " failed on " +
+                                                   client_.endpoint().describe() + ": " + r.str);
+    }
+    if (first_error == nullptr) first_error = &r;
+  }
+  if (first_error != nullptr) {
+    throw RedisError(classify_redis_error(first_error->str),
+                     std::string(what) + " failed on " + client_.endpoint().describe() + ": " + first_error->str);
+  }
+}
+
+BatchResult RedisSink::apply(const std::vector<const Action*>& actions) {
+  BatchResult result;
+  std::unordered_set<std::string_view> seen;
+  seen.reserve(actions.size());
+  std::vector<RedisCommand> commands;
+  std::vector<bool> is_delete;
+  std::vector<const std::string*> patterns;
+  RedisCommand pending{delete_command_};
+  auto flush_deletes = [&] {
+    if (pending.size() > 1) {
+      commands.push_back(std::move(pending));
+      is_delete.push_back(true);
+    }
+    pending = RedisCommand{delete_command_};
+  };
+  for (const Action* a : actions) {
+    switch (a->kind) {
+      case ActionKind::Delete:
+        if (!seen.insert(a->key).second) break;
+        pending.push_back(a->key);
+        ++result.keys;
+        if (pending.size() > kKeysPerCommand) flush_deletes();
+        break;
+      case ActionKind::BumpVersion:
+        // Ordered after earlier deletes of the batch; SET is idempotent on replay.
+        flush_deletes();
+        commands.push_back(RedisCommand{"SET", a->key, a->value});
+        is_delete.push_back(false);
+        break;
+      case ActionKind::DeletePattern:
+        if (std::none_of(patterns.begin(), patterns.end(), [&](const std::string* p) { return *p == a->key; })) {
+          patterns.push_back(&a->key);
+        }
+        break;
+    }
+  }
+  flush_deletes();
+  if (!commands.empty()) {
+    const auto replies = client_.pipeline(commands);
+    result.commands += commands.size();
+    check_replies(replies, "delete pipeline");
+    for (std::size_t i = 0; i < replies.size(); ++i) {
+      if (is_delete[i] && replies[i].type == RedisReply::Type::Integer) result.existed += replies[i].integer;
+    }
+  }
+  for (const std::string* p : patterns) {
+    delete_pattern(*p, result);
+    ++result.patterns;
+  }
+  return result;
+}
+
+std::size_t RedisSink::delete_pattern(const std::string& pattern, BatchResult& result) {
+  // SCAN guarantees that every key present for the whole scan is returned at least once,
+  // which is exactly the guarantee invalidation needs.
+  std::string cursor = "0";
+  std::size_t deleted = 0;
+  do {
+    RedisReply reply = client_.command({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
+    ++result.commands;
+    if (reply.type != RedisReply::Type::Array || reply.elements.size() != 2) {
+      throw RedisError(RedisErrorClass::Retry, "unexpected SCAN reply from " + client_.endpoint().describe());
+    }
+    cursor = reply.elements[0].str;
+    const auto& keys = reply.elements[1].elements;
+    if (!keys.empty()) {
+      RedisCommand del{delete_command_};
+      for (const auto& k : keys) del.push_back(k.str);
+      const RedisReply r = client_.command(del);
+      ++result.commands;
+      result.keys += keys.size();
+      result.existed += r.integer;
+      deleted += static_cast<std::size_t>(r.integer);
+    }
+  } while (cursor != "0");
+  return deleted;
+}
+
+std::vector<bool> RedisSink::exists(const std::vector<std::string>& keys) {
+  std::vector<RedisCommand> commands;
+  commands.reserve(keys.size());
+  for (const auto& k : keys) commands.push_back(RedisCommand{"EXISTS", k});
+  const auto replies = client_.pipeline(commands);
+  check_replies(replies, "EXISTS");
+  std::vector<bool> out;
+  out.reserve(replies.size());
+  for (const auto& r : replies) out.push_back(r.type == RedisReply::Type::Integer && r.integer > 0);
+  return out;
+}
+
+std::size_t RedisSink::count_matching(const std::string& pattern, std::size_t limit, bool& truncated) {
+  std::string cursor = "0";
+  std::size_t count = 0;
+  std::size_t scanned_pages = 0;
+  truncated = false;
+  do {
+    RedisReply reply = client_.command({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
+    if (reply.type != RedisReply::Type::Array || reply.elements.size() != 2) {
+      throw RedisError(RedisErrorClass::Retry, "unexpected SCAN reply from " + client_.endpoint().describe());
+    }
+    cursor = reply.elements[0].str;
+    count += reply.elements[1].elements.size();
+    ++scanned_pages;
+    if (scanned_pages * 1000 >= limit && cursor != "0") {
+      truncated = true;
+      break;
+    }
+  } while (cursor != "0");
+  return count;
+}
+
+}  // namespace walbust

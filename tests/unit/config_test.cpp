@@ -1,0 +1,154 @@
+#include "walbust/config.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+namespace walbust {
+namespace {
+
+namespace fs = std::filesystem;
+
+class ConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("walbust-config-test-" + std::to_string(::getpid()));
+    fs::create_directories(dir_ / "rules.d");
+    write("rules.d/a.yaml", "version: 1\nrules:\n  - name: a\n    table: t\n    delete: [\"k_{id}\"]\n");
+    ::unsetenv("WALBUST_PG_DSN");
+    ::unsetenv("WALBUST_REDIS_URL");
+    ::unsetenv("CREDENTIALS_DIRECTORY");
+    ::unsetenv("STATE_DIRECTORY");
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string write(const std::string& name, const std::string& text) {
+    const auto p = dir_ / name;
+    std::ofstream(p) << text;
+    return p.string();
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(ConfigTest, LoadsEveryOptionAndDefaults) {
+  const auto path = write("w.yaml", R"(postgres:
+  dsn: "host=db dbname=app user=walbust"
+  slot: cache_slot
+  publication: cache_pub
+  create_slot: false
+  status_interval: 2s
+redis:
+  url: "redis://127.0.0.1:6380/3"
+  delete_command: del
+  timeout: 500ms
+rules: [rules.d/*.yaml]
+batch: {max_keys: 500, max_delay: 5ms}
+state_dir: /var/lib/x
+on_gap: flush_rules
+metrics: {listen: ""}
+log: {level: debug, format: json}
+)");
+  Diagnostics d;
+  const auto c = load_config(path, d);
+  ASSERT_TRUE(c) << d.format();
+  EXPECT_EQ(c->postgres.dsn, "host=db dbname=app user=walbust");
+  EXPECT_EQ(c->postgres.slot, "cache_slot");
+  EXPECT_FALSE(c->postgres.create_slot);
+  EXPECT_EQ(c->postgres.status_interval, std::chrono::milliseconds(2000));
+  ASSERT_EQ(c->targets.size(), 1u);
+  EXPECT_EQ(c->targets[0].settings.endpoint.port, 6380);
+  EXPECT_EQ(c->targets[0].settings.endpoint.db, 3);
+  EXPECT_EQ(c->targets[0].settings.delete_command, "del");
+  EXPECT_EQ(c->batch.max_keys, 500u);
+  EXPECT_EQ(c->batch.max_delay, std::chrono::milliseconds(5));
+  EXPECT_EQ(c->on_gap, "flush_rules");
+  EXPECT_EQ(c->metrics_listen, "");
+  EXPECT_EQ(c->log.format, "json");
+  const auto files = resolve_rule_files(*c, d);
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_EQ(files[0], (dir_ / "rules.d/a.yaml").string());
+}
+
+TEST_F(ConfigTest, ReportsEveryErrorWithPosition) {
+  const auto path = write("w.yaml", R"(postgres:
+  dsn: x
+  slott: typo
+  status_interval: 10
+redis:
+  url: "http://nope"
+  delete_command: remove
+rules: [a.yaml]
+batch: {max_keys: 0}
+on_gap: ignore
+logs: {}
+)");
+  Diagnostics d;
+  EXPECT_FALSE(load_config(path, d));
+  const std::string p = path;
+  EXPECT_EQ(d.format(),
+            p + ":11:1: error: unknown key 'logs' in configuration (expected one of: postgres, redis, targets, rules, "
+                "batch, state_dir, on_gap, metrics, log)\n" +
+            p + ":3:3: error: unknown key 'slott' in postgres (expected one of: dsn, password_file, slot, "
+                "publication, create_slot, status_interval)\n" +
+            p + ":4:20: error: postgres.status_interval must be a duration with a unit, e.g. 500ms, 10s, 5m, 1h\n" +
+            p + ":7:19: error: redis.delete_command must be one of: unlink, del\n" +
+            p + ":9:19: error: batch.max_keys must be an integer from 1 to 1000000\n" +
+            p + ":10:9: error: configuration.on_gap must be one of: fail, flush_rules, flushdb\n" +
+            p + ":6:3: error: redis url: Redis URL must start with redis:// or unix://\n");
+}
+
+TEST_F(ConfigTest, InvalidYamlAndMissingFile) {
+  Diagnostics d;
+  EXPECT_FALSE(load_config(write("bad.yaml", "postgres: [unclosed\n"), d));
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_NE(d.items()[0].message.find("invalid YAML"), std::string::npos);
+  Diagnostics d2;
+  EXPECT_FALSE(load_config((dir_ / "missing.yaml").string(), d2));
+  EXPECT_NE(d2.format().find("cannot open"), std::string::npos);
+}
+
+TEST_F(ConfigTest, EnvironmentOverridesAndCredentials) {
+  const auto path = write("w.yaml", "postgres: {dsn: a}\nredis: {url: \"redis://h\"}\nrules: [rules.d/a.yaml]\n");
+  fs::create_directories(dir_ / "creds");
+  write("creds/pg-password", "s3cret\n");
+  ::chmod((dir_ / "creds/pg-password").c_str(), 0600);
+  ::setenv("WALBUST_PG_DSN", "host=other", 1);
+  ::setenv("WALBUST_REDIS_URL", "redis://other:7000", 1);
+  ::setenv("CREDENTIALS_DIRECTORY", (dir_ / "creds").c_str(), 1);
+  ::setenv("STATE_DIRECTORY", "/var/lib/walbust:/var/lib/other", 1);
+  Diagnostics d;
+  const auto c = load_config(path, d);
+  ASSERT_TRUE(c) << d.format();
+  EXPECT_EQ(c->postgres.dsn, "host=other");
+  EXPECT_EQ(c->targets[0].settings.endpoint.host, "other");
+  EXPECT_EQ(c->targets[0].settings.endpoint.port, 7000);
+  EXPECT_EQ(c->postgres.password_file, (dir_ / "creds/pg-password").string());
+  EXPECT_EQ(read_password_file(c->postgres.password_file), "s3cret");
+  EXPECT_EQ(c->targets[0].settings.password_file, "");  // no redis-password credential
+  EXPECT_EQ(c->state_dir, "/var/lib/walbust");
+}
+
+TEST_F(ConfigTest, WorldReadablePasswordFileIsRefused) {
+  const auto p = write("pw", "x");
+  ::chmod(p.c_str(), 0644);
+  EXPECT_THROW((void)read_password_file(p), std::runtime_error);
+  ::chmod(p.c_str(), 0600);
+  EXPECT_EQ(read_password_file(p), "x");
+}
+
+TEST_F(ConfigTest, RuleGlobThatMatchesNothingIsAnError) {
+  const auto path = write("w.yaml", "postgres: {dsn: a}\nrules: [nothing/*.yaml]\n");
+  Diagnostics d;
+  const auto c = load_config(path, d);
+  ASSERT_TRUE(c) << d.format();
+  EXPECT_FALSE(c->redis_configured);
+  (void)resolve_rule_files(*c, d);
+  EXPECT_NE(d.format().find("matches no file"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace walbust
