@@ -36,11 +36,6 @@ def say(text):
     print(f"\n{BOLD}{text}{RESET}", flush=True)
 
 
-def sql(pg, statement, params=None):
-    print(f"  {DIM}SQL>{RESET} {statement}", flush=True)
-    return pg.execute(statement, params)
-
-
 def blog_keys(pg):
     """Every key the blog pages use for the current rows (what a warm cache holds)."""
     posts = pg.query("SELECT id, category_id, author_id FROM blog_post")
@@ -81,17 +76,24 @@ def step(pg, r, w, title, statement, expect_gone, params=None):
     keys = blog_keys(pg) | {"session:alice"}
     fill(r, keys)
     say(title)
-    lsn_before = pg.current_wal_insert_lsn()
-    sql(pg, statement, params)
-    end = pg.current_wal_insert_lsn()
-    keys |= set(expect_gone)
-    # Wait until walbust acknowledged the transaction to PostgreSQL: it does so only
-    # after Redis confirmed the deletes, so the cache state below is final.
+    conn = pg.connect(autocommit=False)
+    with conn.cursor() as cur:
+        print(f"  {DIM}SQL>{RESET} {statement}", flush=True)
+        cur.execute(statement, params)
+    end = fixtures.commit_and_get_end_lsn(conn)
     t0 = time.monotonic()
-    w.wait_confirmed(fixtures.end_lsn_from_insert_lsn(end), timeout=TIMEOUT)
-    took = time.monotonic() - t0
-    print(f"  walbust acknowledged the commit (WAL {lsn_before} -> {fixtures.Lsn(end)}) to"
-          f" PostgreSQL {took * 1000:.0f} ms later, after Redis confirmed its deletes:")
+    conn.close()
+    keys |= set(expect_gone)
+    if expect_gone:
+        fixtures.wait_for(lambda: not fixtures.existing_keys(r, expect_gone), TIMEOUT,
+                          interval=0.005, message="the expected keys to be deleted",
+                          on_timeout=w.log_tail)
+        print(f"  the pages were deleted {(time.monotonic() - t0) * 1000:.0f} ms after COMMIT")
+    # walbust acknowledges a transaction to PostgreSQL only once Redis confirmed its
+    # deletes, so after this the cache state below is final.
+    w.wait_confirmed(end, timeout=TIMEOUT)
+    print(f"  walbust acknowledged the commit (LSN {end}) to PostgreSQL"
+          f" {(time.monotonic() - t0) * 1000:.0f} ms after COMMIT; keys now:")
     show(r, keys, set(expect_gone))
 
 
