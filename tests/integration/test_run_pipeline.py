@@ -435,15 +435,17 @@ class SlotTest(PipelineCase):
             cur.execute("UPDATE blog_post SET category_id = 3 WHERE id = 4 RETURNING author_id")
             cur.execute("SELECT pg_current_wal_insert_lsn()::text")
             before_commit = Lsn.parse(cur.fetchone()[0])
-        conn.commit()
+        end = commit_and_get_end_lsn(conn)
         conn.close()
         w.wait_for(lambda: not self.r.exists("post_detail_4"), 30 * SLOW,
                    message="post_detail_4 deleted")
 
+        confirmed_before = self.pg.confirmed_flush_lsn()
         t0 = time.monotonic()
         code = w.stop(timeout=10)
         took = time.monotonic() - t0
-        log(f"SIGTERM: exit {code} after {took:.2f}s")
+        log(f"SIGTERM: exit {code} after {took:.2f}s; confirmed_flush_lsn before"
+            f" {confirmed_before}, after {self.pg.confirmed_flush_lsn()}, commit end {end}")
         self.assertEqual(code, 0, w.log_tail())
         self.assertLess(took, 10)
 
@@ -452,6 +454,8 @@ class SlotTest(PipelineCase):
         confirmed = self.pg.confirmed_flush_lsn()
         self.assertGreater(confirmed, before_commit,
                            "the last transaction's acknowledgement was not flushed on exit")
+        self.assertGreaterEqual(confirmed, end, "confirmed_flush_lsn is short of the last"
+                                " transaction's end LSN after exit")
         self.assertNotIn(xid, self.pg.pending_xids(),
                          "the server would resend the last transaction")
         self.assertEqual(self.pg.pending_xids(), [], "transactions left unacknowledged")
