@@ -111,8 +111,12 @@ rules:
 TEST(RulesPlan, UpdateRendersOldAndNewRow) {
   const RuleSet rules = load_ok(kBlogRule);
   ChangeBuilder b(Op::Update);
-  b.old_row({{"id", T("7")}, {"category_id", T("3")}, {"author_id", T("1")}, {"view_count", T("10")}})
-      .new_row({{"id", T("7")}, {"category_id", T("4")}, {"author_id", T("1")}, {"view_count", T("10")}});
+  b.old_row(
+       {{"id", T("7")}, {"category_id", T("3")}, {"author_id", T("1")}, {"view_count", T("10")}})
+      .new_row({{"id", T("7")},
+                {"category_id", T("4")},
+                {"author_id", T("1")},
+                {"view_count", T("10")}});
   EXPECT_EQ(plan(rules, b.change),
             (Keys{"delete author_posts_1", "delete category_posts_3", "delete category_posts_4",
                   "delete home_page_posts", "delete post_detail_7"}));
@@ -122,14 +126,12 @@ TEST(RulesPlan, InsertRendersNewRowDeleteRendersOldRow) {
   const RuleSet rules = load_ok(kBlogRule);
   ChangeBuilder insert(Op::Insert);
   insert.new_row({{"id", T("8")}, {"category_id", T("2")}, {"author_id", T("5")}});
-  EXPECT_EQ(plan(rules, insert.change),
-            (Keys{"delete author_posts_5", "delete category_posts_2", "delete home_page_posts",
-                  "delete post_detail_8"}));
+  EXPECT_EQ(plan(rules, insert.change), (Keys{"delete author_posts_5", "delete category_posts_2",
+                                              "delete home_page_posts", "delete post_detail_8"}));
   ChangeBuilder del(Op::Delete);
   del.old_row({{"id", T("9")}, {"category_id", T("1")}, {"author_id", T("2")}});
-  EXPECT_EQ(plan(rules, del.change),
-            (Keys{"delete author_posts_2", "delete category_posts_1", "delete home_page_posts",
-                  "delete post_detail_9"}));
+  EXPECT_EQ(plan(rules, del.change), (Keys{"delete author_posts_2", "delete category_posts_1",
+                                           "delete home_page_posts", "delete post_detail_9"}));
 }
 
 TEST(RulesPlan, IdenticalKeysAreProducedOnce) {
@@ -145,7 +147,7 @@ TEST(RulesPlan, IdenticalKeysAreProducedOnce) {
   rules.plan(b.change, actions);
   ASSERT_EQ(actions.size(), 4u);
   EXPECT_EQ(actions[0].key, "post_detail_7");
-  EXPECT_EQ(actions[0].rule, 0u);  // the first rule that produced it
+  EXPECT_EQ(actions[0].rule, 0u);                  // the first rule that produced it
   EXPECT_EQ(actions[0].redelete_after_ms, 2000u);  // the longest redelete asked for
   // Appends: what the caller already had is left alone and not deduplicated against.
   rules.plan(b.change, actions);
@@ -163,8 +165,8 @@ struct UpdateFilterCase {
 // A full old row (REPLICA IDENTITY FULL) of the table the filter cases run against.
 const std::vector<std::string> kFilterColumns = {"id",     "title",       "slug",
                                                  "status", "is_featured", "view_count"};
-const std::map<std::string, Value> kRow = {{"id", T("7")},         {"title", T("t")},
-                                           {"slug", T("s")},       {"status", T("draft")},
+const std::map<std::string, Value> kRow = {{"id", T("7")},          {"title", T("t")},
+                                           {"slug", T("s")},        {"status", T("draft")},
                                            {"is_featured", T("f")}, {"view_count", T("1")}};
 class RulesUpdateFilter : public ::testing::TestWithParam<UpdateFilterCase> {};
 
@@ -455,12 +457,12 @@ rules:
   ChangeBuilder b(Op::Insert);
   b.new_row({{"id", T("7")}, {"author_id", T("5")}});
   const std::string sidebar = django_fragment_key("sidebar", {"5"});
-  EXPECT_EQ(plan(rules, b.change),
-            (Keys{"bump_version s*te:3:v_7=23803720", "delete :3:x_7", "delete raw_7",
-                  "delete s*te:3:post_7",
-                  "delete s*te:3:template.cache.footer.d41d8cd98f00b204e9800998ecf8427e",
-                  "delete s*te:3:" + sidebar,
-                  "delete " + sidebar, "delete_pattern s\\*te:3:list_5_*"}));
+  EXPECT_EQ(
+      plan(rules, b.change),
+      (Keys{"bump_version s*te:3:v_7=23803720", "delete :3:x_7", "delete raw_7",
+            "delete s*te:3:post_7",
+            "delete s*te:3:template.cache.footer.d41d8cd98f00b204e9800998ecf8427e",
+            "delete s*te:3:" + sidebar, "delete " + sidebar, "delete_pattern s\\*te:3:list_5_*"}));
 }
 
 TEST(RulesPlan, FragmentsRenderEachImage) {
@@ -514,14 +516,14 @@ rules:
 TEST(RulesPlan, TruncateTurnsPlaceholdersIntoPatterns) {
   const RuleSet rules = load_ok(kTruncateRules);
   ChangeBuilder b(Op::Truncate);
-  EXPECT_EQ(plan(rules, b.change),
-            (Keys{"bump_version global_v=23803720", "delete home", "delete p?:1:home",
-                  "delete " + django_fragment_key("fixed", {"a", "b"}),
-                  "delete template.cache.footer.d41d8cd98f00b204e9800998ecf8427e",
-                  "delete_pattern all:*", "delete_pattern lit\\*\\[x\\]_*",
-                  "delete_pattern p\\?:1:post_*", "delete_pattern post_*",
-                  "delete_pattern template.cache.side\\*bar.*", "delete_pattern user:*:*",
-                  "delete_pattern v_*"}));
+  EXPECT_EQ(
+      plan(rules, b.change),
+      (Keys{"bump_version global_v=23803720", "delete home", "delete p?:1:home",
+            "delete " + django_fragment_key("fixed", {"a", "b"}),
+            "delete template.cache.footer.d41d8cd98f00b204e9800998ecf8427e", "delete_pattern all:*",
+            "delete_pattern lit\\*\\[x\\]_*", "delete_pattern p\\?:1:post_*",
+            "delete_pattern post_*", "delete_pattern template.cache.side\\*bar.*",
+            "delete_pattern user:*:*", "delete_pattern v_*"}));
 }
 
 TEST(RulesSet, AllKeysAsPatternsCoversEveryRule) {
@@ -533,21 +535,18 @@ TEST(RulesSet, AllKeysAsPatternsCoversEveryRule) {
     keys.push_back(std::string(action_name(a.kind)) + " " + a.key + " " + std::to_string(a.rule));
   }
   std::sort(keys.begin(), keys.end());
-  EXPECT_EQ(keys,
-            (Keys{"bump_version global_v 0", "delete home 0", "delete p?:1:home 1",
-                  "delete " + django_fragment_key("fixed", {"a", "b"}) + " 0",
-                  "delete template.cache.footer.d41d8cd98f00b204e9800998ecf8427e 0",
-                  "delete_pattern all:* 0", "delete_pattern lit\\*\\[x\\]_* 0",
-                  "delete_pattern never_* 2", "delete_pattern p\\?:1:post_* 1",
-                  "delete_pattern post_* 0", "delete_pattern template.cache.side\\*bar.* 0",
-                  "delete_pattern user:*:* 0", "delete_pattern v_* 0"}));
+  EXPECT_EQ(keys, (Keys{"bump_version global_v 0", "delete home 0", "delete p?:1:home 1",
+                        "delete " + django_fragment_key("fixed", {"a", "b"}) + " 0",
+                        "delete template.cache.footer.d41d8cd98f00b204e9800998ecf8427e 0",
+                        "delete_pattern all:* 0", "delete_pattern lit\\*\\[x\\]_* 0",
+                        "delete_pattern never_* 2", "delete_pattern p\\?:1:post_* 1",
+                        "delete_pattern post_* 0", "delete_pattern template.cache.side\\*bar.* 0",
+                        "delete_pattern user:*:* 0", "delete_pattern v_* 0"}));
 }
 
 TEST(RulesSet, InfoNeedsAndTargets) {
   Diagnostics diags;
-  const RuleSet rules = RuleSet::load(
-      {{"a.yaml", kBlogRule},
-       {"b.yaml", R"(version: 1
+  const RuleSet rules = RuleSet::load({{"a.yaml", kBlogRule}, {"b.yaml", R"(version: 1
 rules:
   - name: comments
     table: shop.comment
@@ -560,7 +559,7 @@ rules:
     when: {status: published}
     delete: ["m_{old.category_id}"]
 )"}},
-      diags);
+                                      diags);
   ASSERT_TRUE(diags.empty()) << diags.format();
   ASSERT_EQ(rules.size(), 3u);
   EXPECT_EQ(rules.rule(0).name, "post-pages");
@@ -575,10 +574,9 @@ rules:
   ASSERT_EQ(needs.size(), 2u);
   EXPECT_EQ(needs[0].name, "blog_post");
   EXPECT_TRUE(needs[0].needs_old_row);
-  EXPECT_EQ(needs[0].columns, (std::set<std::string>{"author_id", "category_id", "id",
-                                                     "status", "view_count"}));
-  EXPECT_EQ(needs[0].old_value_columns,
-            (std::set<std::string>{"author_id", "category_id", "id"}));
+  EXPECT_EQ(needs[0].columns,
+            (std::set<std::string>{"author_id", "category_id", "id", "status", "view_count"}));
+  EXPECT_EQ(needs[0].old_value_columns, (std::set<std::string>{"author_id", "category_id", "id"}));
   EXPECT_EQ(needs[0].ops, (std::set<Op>{Op::Insert, Op::Update, Op::Delete, Op::Truncate}));
   EXPECT_EQ(needs[1].schema, "shop");
   EXPECT_FALSE(needs[1].needs_old_row);
@@ -604,9 +602,18 @@ rules:
     delete: ["{status}"]
 )");
   std::mt19937 rng(42);
-  const std::vector<std::string> samples = {
-      "",        "7",   "t",  "f", "line\nbreak", "\"quoted\" 'x'", "*?[]\\", "\xc3\xa9\xe2\x98\x95",
-      std::string(1 << 20, 'x'), std::string("nul\0byte", 8), "{id}", "}{"};
+  const std::vector<std::string> samples = {"",
+                                            "7",
+                                            "t",
+                                            "f",
+                                            "line\nbreak",
+                                            "\"quoted\" 'x'",
+                                            "*?[]\\",
+                                            "\xc3\xa9\xe2\x98\x95",
+                                            std::string(1 << 20, 'x'),
+                                            std::string("nul\0byte", 8),
+                                            "{id}",
+                                            "}{"};
   const auto random_value = [&] {
     switch (rng() % 5) {
       case 0:
@@ -682,10 +689,12 @@ INSTANTIATE_TEST_SUITE_P(
         ErrorCase{"missing name and table", "version: 1\nrules:\n  - delete: [k]\n",
                   "r.yaml:3:5: error: missing required key 'name'\nr.yaml:3:5: error: missing "
                   "required key 'table'\n"},
-        ErrorCase{"name not a string", "version: 1\nrules:\n  - name: [a]\n    table: t\n    delete: [k]\n",
+        ErrorCase{"name not a string",
+                  "version: 1\nrules:\n  - name: [a]\n    table: t\n    delete: [k]\n",
                   "r.yaml:3:11: error: 'name' must be a string\n"},
-        ErrorCase{"bad table", "version: 1\nrules:\n  - name: r\n    table: a.b.c\n    delete: [k]\n",
-                  "r.yaml:4:12: error: invalid table name 'a.b.c' (expected schema.table or table)\n"},
+        ErrorCase{
+            "bad table", "version: 1\nrules:\n  - name: r\n    table: a.b.c\n    delete: [k]\n",
+            "r.yaml:4:12: error: invalid table name 'a.b.c' (expected schema.table or table)\n"},
         ErrorCase{"no action", rule(""),
                   "r.yaml:3:5: error: rule has no action (expected delete, delete_pattern, "
                   "bump_version or fragment)\n"},
@@ -716,10 +725,12 @@ INSTANTIATE_TEST_SUITE_P(
                   "r.yaml:6:15: error: unclosed '{' (write '{{' for a literal brace)\n"
                   "r.yaml:7:18: error: unknown filter 'lowr' (expected lower, upper, md5 or "
                   "python)\n"},
-        ErrorCase{"old on insert-only rule", rule("    on: [insert]\n    delete: [\"k_{old.id}\"]\n"),
+        ErrorCase{"old on insert-only rule",
+                  rule("    on: [insert]\n    delete: [\"k_{old.id}\"]\n"),
                   "r.yaml:6:17: error: '{old.id}' can never render: the rule fires on insert "
                   "only, which has no previous row\n"},
-        ErrorCase{"new on delete-only rule", rule("    on: [delete]\n    delete: [\"k_{new.id}\"]\n"),
+        ErrorCase{"new on delete-only rule",
+                  rule("    on: [delete]\n    delete: [\"k_{new.id}\"]\n"),
                   "r.yaml:6:17: error: '{new.id}' can never render: the rule fires on delete "
                   "only, which has no new row\n"},
         ErrorCase{"bad key format and django",
@@ -745,15 +756,19 @@ INSTANTIATE_TEST_SUITE_P(
                   "r.yaml:6:21: error: unclosed '{' (write '{{' for a literal brace)\n"
                   "r.yaml:7:9: error: a fragment must be a map with 'name' and optional "
                   "'vary_on'\n"},
+        ErrorCase{"duplicate when column", rule("    when: {a: 1, a: 2}\n    delete: [k]\n"),
+                  "r.yaml:5:18: error: duplicate key 'a'\n"},
         ErrorCase{"targets not a list", rule("    targets: main\n    delete: [k]\n"),
                   "r.yaml:5:14: error: 'targets' must be a list of strings\n"}));
 
 TEST(RulesLoad, DuplicateNamesAcrossFilesPointAtTheFirst) {
   Diagnostics diags;
-  (void)RuleSet::load({{"a.yaml", kBlogRule}, {"b.yaml", "version: 1\nrules:\n  - name: other\n"
-                                                         "    table: t\n    delete: [k]\n"
-                                                         "  - name: post-pages\n    table: t\n"
-                                                         "    delete: [k]\n"}},
+  (void)RuleSet::load({{"a.yaml", kBlogRule},
+                       {"b.yaml",
+                        "version: 1\nrules:\n  - name: other\n"
+                        "    table: t\n    delete: [k]\n"
+                        "  - name: post-pages\n    table: t\n"
+                        "    delete: [k]\n"}},
                       diags);
   EXPECT_EQ(diags.format(),
             "b.yaml:6:11: error: duplicate rule name 'post-pages' (first defined at a.yaml:3)\n");
@@ -761,8 +776,8 @@ TEST(RulesLoad, DuplicateNamesAcrossFilesPointAtTheFirst) {
 
 TEST(RulesLoad, ReportsErrorsOfEveryFileAndRule) {
   Diagnostics diags;
-  (void)RuleSet::load({{"a.yaml", rule("    delete: [\"{\"]\n")}, {"b.yaml", "version: 3\nrules: []\n"}},
-                      diags);
+  (void)RuleSet::load(
+      {{"a.yaml", rule("    delete: [\"{\"]\n")}, {"b.yaml", "version: 3\nrules: []\n"}}, diags);
   EXPECT_EQ(diags.size(), 2u) << diags.format();
 }
 
@@ -799,8 +814,12 @@ rules:
   ChangeBuilder b(Op::Insert);
   b.rel->columns.push_back(Column{"deleted_at"});
   b.rel->columns.push_back(Column{"rank"});
-  b.new_row({{"id", T("1")}, {"status", T("published")}, {"is_featured", T("t")},
-             {"deleted_at", N}, {"rank", T("1.50")}, {"author_id", N}});
+  b.new_row({{"id", T("1")},
+             {"status", T("published")},
+             {"is_featured", T("t")},
+             {"deleted_at", N},
+             {"rank", T("1.50")},
+             {"author_id", N}});
   std::vector<Action> actions;
   rules.plan(b.change, actions);
   ASSERT_FALSE(actions.empty());
