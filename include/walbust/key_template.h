@@ -48,7 +48,8 @@ struct RenderOptions {
   bool escape_glob = false;                   // escape * ? [ ] \ inside values (delete_pattern)
 };
 
-// Why a rendering was skipped: reason is one of "null", "unchanged_toast",
+// Why a rendering was skipped (views into static text and the template itself: valid
+// while the template lives). reason is one of "null", "unchanged_toast",
 // "old_row_unavailable", "unknown_column"; column names the placeholder's column.
 struct TemplateSkip {
   std::string_view reason;

@@ -177,7 +177,8 @@ TEST(KeyTemplate, UnchangedToastWithoutOldValueSkips) {
   const Fixture f;
   std::string out;
   TemplateSkip skip;
-  EXPECT_FALSE(compiled("b_{body}").render(f.rows(RowImage::New, false), {}, out, skip));
+  const KeyTemplate t = compiled("b_{body}");  // skip.column points into the template
+  EXPECT_FALSE(t.render(f.rows(RowImage::New, false), {}, out, skip));
   EXPECT_EQ(skip.reason, "unchanged_toast");
   EXPECT_EQ(skip.column, "body");
 }
@@ -192,7 +193,8 @@ TEST(KeyTemplate, AbsentOldValueSkips) {
   out.clear();
   EXPECT_FALSE(compiled("s_{slug}").render(f.rows(RowImage::Old), {}, out, skip));
   EXPECT_EQ(skip.reason, "old_row_unavailable");
-  EXPECT_FALSE(compiled("s_{old.slug}").render(f.rows(RowImage::New, false), {}, out, skip));
+  const KeyTemplate pinned = compiled("s_{old.slug}");
+  EXPECT_FALSE(pinned.render(f.rows(RowImage::New, false), {}, out, skip));
   EXPECT_EQ(skip.reason, "old_row_unavailable");
   EXPECT_EQ(skip.column, "slug");
 }
