@@ -23,7 +23,6 @@ import sys
 import tempfile
 import threading
 import time
-import weakref
 
 import psycopg2
 import psycopg2.extensions
@@ -139,7 +138,9 @@ def end_lsn_from_insert_lsn(lsn):
     return Lsn(lsn)
 
 
-_live = weakref.WeakSet()
+# Strong references: a server must be stopped even when its owner dropped it without
+# calling close() (e.g. an exception unwound the frame that held it).
+_live = set()
 
 
 def _close_all():
