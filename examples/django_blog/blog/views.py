@@ -11,6 +11,7 @@ from django.core.cache import cache
 from django.db.models import F
 from django.shortcuts import get_object_or_404, render
 from django.utils.html import linebreaks
+from django.utils.safestring import mark_safe
 
 from .models import Category, Post
 
@@ -81,7 +82,8 @@ def _article_html(pk):
         content = Post.objects.values_list("content", flat=True).get(pk=pk)
         return linebreaks(content, autoescape=True)
 
-    return cache.get_or_set(f"article_{pk}", render_article, ARTICLE_TIMEOUT, version=version)
+    # linebreaks(autoescape=True) escaped the content: the HTML around it is ours.
+    return mark_safe(cache.get_or_set(f"article_{pk}", render_article, ARTICLE_TIMEOUT, version=version))
 
 
 def post_detail(request, pk):
