@@ -15,7 +15,7 @@ PACKAGES=(
   # test helpers (always used through /usr/bin/python3)
   python3 python3-psycopg2 python3-redis python3-django python3-django-redis
   # tools used by tests
-  procps iproute2 util-linux
+  procps iproute2 util-linux systemd prometheus python3-yaml
 )
 
 missing=()

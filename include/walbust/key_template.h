@@ -38,17 +38,18 @@ struct TemplateError {
 // runs for every matching change.
 struct RenderRows {
   const Relation* relation = nullptr;
-  const Row* old_row = nullptr;  // nullptr: no previous row was sent
-  const Row* new_row = nullptr;  // nullptr: no new row (delete, truncate)
+  const Row* old_row = nullptr;      // nullptr: no previous row was sent
+  const Row* new_row = nullptr;      // nullptr: no new row (delete, truncate)
   RowImage current = RowImage::New;  // the image plain {col} reads (Old or New)
 };
 
 struct RenderOptions {
   const std::string* null_literal = nullptr;  // nullptr: a NULL value skips the rendering
-  bool escape_glob = false;  // escape * ? [ ] \ inside values (delete_pattern)
+  bool escape_glob = false;                   // escape * ? [ ] \ inside values (delete_pattern)
 };
 
-// Why a rendering was skipped: reason is one of "null", "unchanged_toast",
+// Why a rendering was skipped (views into static text and the template itself: valid
+// while the template lives). reason is one of "null", "unchanged_toast",
 // "old_row_unavailable", "unknown_column"; column names the placeholder's column.
 struct TemplateSkip {
   std::string_view reason;
@@ -68,8 +69,8 @@ class KeyTemplate {
 
   // Appends the key to `out`. Returns false (with `skip` set, `out` partly written) when a
   // value cannot be rendered. Never throws on row content.
-  [[nodiscard]] bool render(const RenderRows& rows, const RenderOptions& options,
-                            std::string& out, TemplateSkip& skip) const;
+  [[nodiscard]] bool render(const RenderRows& rows, const RenderOptions& options, std::string& out,
+                            TemplateSkip& skip) const;
 
   // The template as a Redis glob: every placeholder becomes '*'. Literal text is
   // glob-escaped when escape_literals (a literal key part), else kept (a user's glob).

@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "walbust/lsn.h"
 
@@ -57,8 +58,9 @@ class PgReplicationConnection {
  public:
   using Clock = std::chrono::steady_clock;
 
-  // `conninfo` is a libpq keyword/value string or URI; `password` may be empty.
-  PgReplicationConnection(std::string conninfo, std::string password);
+  // `conninfo` is a libpq keyword/value string or URI; `password` may be empty. With
+  // `replication` false it is an ordinary SQL connection (lag polling, check, setup).
+  PgReplicationConnection(std::string conninfo, std::string password, bool replication = true);
   ~PgReplicationConnection();
   PgReplicationConnection(const PgReplicationConnection&) = delete;
   PgReplicationConnection& operator=(const PgReplicationConnection&) = delete;
@@ -75,6 +77,11 @@ class PgReplicationConnection {
   // Runs a simple query (replication connections do not support the extended protocol)
   // and returns the first column of the first row, or nullopt when there is no row.
   [[nodiscard]] std::optional<std::string> query_value(const std::string& sql);
+  // All rows of a simple query; NULL is nullopt. Throws PgError.
+  using Rows = std::vector<std::vector<std::optional<std::string>>>;
+  [[nodiscard]] Rows query(const std::string& sql);
+  // Runs a statement that returns no rows. Throws PgError.
+  void execute(const std::string& sql);
 
   void start_replication(const std::string& slot, const std::string& publication, Lsn start);
 
@@ -98,6 +105,7 @@ class PgReplicationConnection {
 
   std::string conninfo_;
   std::string password_;
+  bool replication_ = true;
   pg_conn* conn_ = nullptr;
   char* buffer_ = nullptr;  // last CopyData buffer from libpq
   bool streaming_ = false;

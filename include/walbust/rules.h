@@ -78,8 +78,11 @@ class RuleSet {
   [[nodiscard]] static RuleSet load(const std::vector<RuleSource>& files, Diagnostics& diags);
 
   // Appends the actions a change causes. Identical (kind, key) pairs are produced once
-  // per change. Templates that cannot be rendered are skipped and reported in `failures`
-  // (when not null). Never throws on any row content.
+  // per change (attributed to the first rule, with the longest redelete_after). Templates
+  // that cannot be rendered are skipped and reported in `failures` (when not null).
+  // Never throws on any row content. Where an update's previous values are unknown (no
+  // old row, or a value not sent), changed/ignore_changes/when match: err toward deleting.
+  // TRUNCATE ignores changed/ignore_changes/when and yields patterns (see rules.cpp).
   void plan(const Change& change, std::vector<Action>& out,
             std::vector<RenderFailure>* failures = nullptr) const;
 

@@ -1,5 +1,6 @@
 #pragma once
 // One function per subcommand; main.cpp parses the command line and dispatches.
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -19,6 +20,16 @@ struct CheckOptions {
   bool db = false;
 };
 int check_command(const CheckOptions& options);
+
+struct DryRunOptions {
+  std::string config_path;
+  bool peek = false;
+  std::string format = "text";  // text | json
+  bool check_redis = false;
+  std::optional<std::uint64_t> max_changes;
+  std::optional<double> duration;  // seconds
+};
+int dry_run_command(const DryRunOptions& options);
 
 struct TestOptions {
   std::string config_path;

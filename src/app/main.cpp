@@ -38,6 +38,23 @@ int main(int argc, char** argv) {
   add_config(test_cmd);
   test_cmd->add_option("cases", test.case_files, "Test case files")->required();
 
+  DryRunOptions dry;
+  std::uint64_t max_changes = 0;
+  double duration = 0;
+  auto* dry_cmd = app.add_subcommand(
+      "dry-run", "Show what run would delete, on the real replication stream, without writing to Redis or moving "
+                 "the production slot");
+  add_config(dry_cmd);
+  dry_cmd->add_flag("--peek", dry.peek,
+                    "Read the pending backlog of the configured slot (pg_logical_slot_peek_binary_changes; nothing "
+                    "is consumed) instead of following new changes on a temporary slot");
+  dry_cmd->add_option("--format", dry.format, "Output format: text (default) or json (one object per line)")
+      ->check(CLI::IsMember({"text", "json"}));
+  dry_cmd->add_flag("--check-redis", dry.check_redis,
+                    "Ask Redis (EXISTS, SCAN; read-only) whether each key exists and report the share that would hit");
+  auto* max_opt = dry_cmd->add_option("--max-changes", max_changes, "Stop after N row changes")->check(CLI::PositiveNumber);
+  auto* dur_opt = dry_cmd->add_option("--duration", duration, "Stop after SECONDS")->check(CLI::PositiveNumber);
+
   app.add_subcommand("version", "Print the version");
 
   try {
@@ -66,6 +83,12 @@ int main(int argc, char** argv) {
   if (check_cmd->parsed()) {
     check.config_path = config_path;
     return check_command(check);
+  }
+  if (dry_cmd->parsed()) {
+    dry.config_path = config_path;
+    if (max_opt->count() > 0) dry.max_changes = max_changes;
+    if (dur_opt->count() > 0) dry.duration = duration;
+    return dry_run_command(dry);
   }
   if (test_cmd->parsed()) {
     test.config_path = config_path;

@@ -10,8 +10,9 @@
 #include "exit_codes.h"
 #include "signals.h"
 #include "walbust/backoff.h"
+#include "walbust/key_sink.h"
 #include "walbust/redis_client.h"
-#include "walbust/redis_sink.h"
+#include "walbust/version.h"
 
 namespace walbust {
 namespace {
@@ -29,10 +30,54 @@ std::size_t queue_capacity(const BatchSettings& batch) {
   return std::max<std::size_t>(2 * batch.max_keys, 4096);
 }
 
-class GapError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+// A thread whose heartbeat is older than this is stalled: the watchdog stops pinging so
+// systemd restarts the service. Generous: Redis timeouts and backoff sleeps are shorter.
+constexpr auto kStallLimit = std::chrono::seconds(30);
+
+// Bit i set: rule sends its actions to target i. A rule without targets: every target.
+std::vector<std::uint64_t> rule_target_masks(const RuleSet& rules, const Config& config) {
+  std::vector<std::uint64_t> masks(rules.size(), 0);
+  for (std::uint32_t r = 0; r < rules.size(); ++r) {
+    const auto& names = rules.rule(r).targets;
+    for (std::size_t t = 0; t < config.targets.size(); ++t) {
+      if (names.empty() || std::find(names.begin(), names.end(), config.targets[t].name) != names.end()) {
+        masks[r] |= std::uint64_t{1} << t;
+      }
+    }
+  }
+  return masks;
+}
+
+std::vector<std::string> target_names(const Config& config) {
+  std::vector<std::string> names;
+  for (const auto& t : config.targets) names.push_back(t.name);
+  return names;
+}
+
+// Settings that are bound to open connections or threads: a reload reports them.
+std::vector<std::string> restart_only_changes(const Config& a, const Config& b) {
+  std::vector<std::string> changed;
+  auto check = [&](bool differs, const char* name) {
+    if (differs) changed.emplace_back(name);
+  };
+  check(a.postgres.dsn != b.postgres.dsn, "postgres.dsn");
+  check(a.postgres.password_file != b.postgres.password_file, "postgres.password_file");
+  check(a.postgres.slot != b.postgres.slot, "postgres.slot");
+  check(a.postgres.publication != b.postgres.publication, "postgres.publication");
+  check(a.postgres.status_interval != b.postgres.status_interval, "postgres.status_interval");
+  check(a.targets.size() != b.targets.size(), "redis/targets");
+  for (std::size_t i = 0; i < std::min(a.targets.size(), b.targets.size()); ++i) {
+    const auto& x = a.targets[i].settings;
+    const auto& y = b.targets[i].settings;
+    check(x.url != y.url || x.password_file != y.password_file || x.delete_command != y.delete_command ||
+              x.timeout != y.timeout,
+          "redis");
+  }
+  check(a.batch.max_keys != b.batch.max_keys || a.batch.max_delay != b.batch.max_delay, "batch");
+  check(a.state_dir != b.state_dir, "state_dir");
+  check(a.metrics_listen != b.metrics_listen, "metrics.listen");
+  return changed;
+}
 
 }  // namespace
 
@@ -41,30 +86,91 @@ Replicator::Replicator(Config config, RuleSet rules, std::optional<Lsn> endpos)
       rules_(std::make_shared<const RuleSet>(std::move(rules))),
       endpos_(endpos),
       pg_password_(read_password_file(config_.postgres.password_file)),
+      metrics_(target_names(config_)),
       tracker_(config_.targets.size()),
-      queue_(queue_capacity(config_.batch)),
+      rule_targets_(rule_target_masks(*rules_, config_)),
       conn_(config_.postgres.dsn, pg_password_),
-      state_(config_.state_dir, config_.postgres.slot) {
+      state_(config_.state_dir, config_.postgres.slot),
+      local_(config_.targets.size()) {
   for (std::size_t i = 0; i < config_.targets.size(); ++i) {
     const auto& t = config_.targets[i];
+    queues_.push_back(std::make_unique<ActionQueue>(queue_capacity(config_.batch)));
     sinks_.push_back(std::make_unique<SinkWorker>(i, t, read_password_file(t.settings.password_file), config_.batch,
-                                                  queue_, tracker_, stats_));
+                                                  *queues_[i], tracker_, *metrics_.targets[i], metrics_.redeletes));
   }
+}
+
+std::size_t Replicator::queued() const {
+  std::size_t n = 0;
+  for (const auto& q : queues_) n += q->size();
+  return n;
+}
+
+std::size_t Replicator::local_size() const {
+  std::size_t n = 0;
+  for (const auto& l : local_) n = std::max(n, l.size());
+  return n;
 }
 
 Replicator::~Replicator() = default;
 
 bool Replicator::stopping() const { return Signals::stop_requested() || endpos_reached_; }
 
+bool Replicator::sinks_alive() const {
+  for (std::size_t i = 0; i < sinks_.size(); ++i) {
+    if (sinks_[i]->finished() || metrics_.targets[i]->heartbeat.age() > kStallLimit) return false;
+  }
+  return true;
+}
+
+std::pair<bool, std::string> Replicator::health() const {
+  if (metrics_.standby.load()) return {false, "standby: slot " + config_.postgres.slot + " is held by another consumer"};
+  if (!metrics_.streaming.load()) return {false, "not streaming from PostgreSQL"};
+  for (const auto& t : metrics_.targets) {
+    if (!t->up.load()) return {false, "redis target " + t->name + " unreachable"};
+  }
+  return {true, "streaming"};
+}
+
 void Replicator::sleep_interruptibly(std::chrono::milliseconds delay) {
-  pollfd pfd{Signals::wake_fd(), POLLIN, 0};
-  (void)::poll(&pfd, pfd.fd >= 0 ? 1 : 0, static_cast<int>(delay.count()));
+  const auto until = Clock::now() + delay;
+  while (!Signals::stop_requested()) {
+    tick();
+    const auto now = Clock::now();
+    if (now >= until) return;
+    auto wake = std::min({until, next_progress_, next_watchdog_});
+    pollfd pfd{Signals::wake_fd(), POLLIN, 0};
+    const auto ms = std::chrono::ceil<std::chrono::milliseconds>(std::max(wake - now, Clock::duration::zero()));
+    (void)::poll(&pfd, pfd.fd >= 0 ? 1 : 0, static_cast<int>(ms.count()));
+    Signals::drain_wake_fd();
+    maybe_reload();
+  }
 }
 
 int Replicator::run() {
-  spdlog::info("walbust starting: slot {}, publication {}, {} rules, {} Redis target(s), state {}",
+  spdlog::info("walbust {} starting: slot {}, publication {}, {} rules, {} Redis target(s), state {}", kVersion,
                config_.postgres.slot, config_.postgres.publication, rules_->size(), config_.targets.size(),
                state_.path());
+  if (!config_.metrics_listen.empty()) {
+    metrics_server_ = std::make_unique<MetricsServer>(config_.metrics_listen, metrics_.registry,
+                                                      [this] { return health(); });
+    metrics_server_->start();
+    spdlog::info("metrics on http://{}/metrics", config_.metrics_listen);
+  }
+  slot_poller_ = std::make_unique<SlotPoller>(config_.postgres.dsn, pg_password_, config_.postgres.slot,
+                                              std::min(config_.postgres.status_interval,
+                                                       std::chrono::milliseconds(std::chrono::seconds(10))),
+                                              metrics_);
+  slot_poller_->start();
+  if (const auto wd = notifier_.watchdog_interval()) {
+    next_watchdog_ = Clock::now();
+    spdlog::info("systemd watchdog: pinging every {} ms while both threads make progress",
+                 std::chrono::duration_cast<std::chrono::milliseconds>(*wd).count());
+  } else {
+    next_watchdog_ = Clock::time_point::max();
+  }
+  next_progress_ = Clock::now() + kProgressInterval;
+  last_progress_ = Snapshot{0, 0, 0, Clock::now()};
   for (auto& sink : sinks_) sink->start();
 
   Backoff backoff(std::chrono::milliseconds(500), std::chrono::seconds(30));
@@ -73,6 +179,7 @@ int Replicator::run() {
   bool outage = false;
   while (!stopping()) {
     try {
+      status_text_ = "connecting to PostgreSQL";
       const int code = open_stream();
       if (code >= 0) {
         exit_code_ = code;
@@ -86,7 +193,7 @@ int Replicator::run() {
       throw PgError("", "the server ended the replication stream");
     } catch (const PgError& e) {
       if (stopping()) break;
-      stats_.streaming.store(false);
+      metrics_.streaming.store(false);
       tracker_.abandon_transaction();
       stream_.reset();
       skip_transaction_ = false;
@@ -94,18 +201,28 @@ int Replicator::run() {
       // and the transaction is resent after reconnecting, so they are simply handed on.
       if (!flush_local()) break;
       conn_.close();
-      stats_.pg_reconnects.fetch_add(1);
-      if (e.sqlstate() == "55006") {
-        spdlog::info("postgres: slot {} is in use by another consumer; waiting to take over (standby)",
-                     config_.postgres.slot);
-      } else if (!outage) {
-        spdlog::warn("postgres: {}; reconnecting with backoff", e.what());
+      const bool in_use = e.sqlstate() == "55006";
+      metrics_.standby.store(in_use);
+      if (in_use) {
+        if (!outage) {
+          spdlog::info("postgres: slot {} is in use by another consumer; standing by to take over",
+                       config_.postgres.slot);
+        }
+        status_text_ = "standby: slot " + config_.postgres.slot + " in use by another consumer";
       } else {
-        spdlog::debug("postgres: {}", e.what());
+        metrics_.pg_reconnects.inc();
+        if (!outage) {
+          spdlog::warn("postgres: {}; reconnecting with backoff", e.what());
+        } else {
+          spdlog::debug("postgres: {}", e.what());
+        }
+        status_text_ = "reconnecting to PostgreSQL";
       }
       outage = true;
       auto delay = backoff.next(jitter(rng));
-      if (e.sqlstate() == "55006") delay = std::min(delay, config_.postgres.status_interval);
+      // A standby retries within status_interval, so it takes over that fast.
+      if (in_use) delay = std::min(delay, config_.postgres.status_interval);
+      notifier_.status(status_text_);
       sleep_interruptibly(delay);
     } catch (const StreamError& e) {
       spdlog::error("cannot interpret the replication stream: {}; nothing after the last acknowledged "
@@ -175,8 +292,10 @@ int Replicator::open_stream() {
   }
   conn_.start_replication(slot_name, config_.postgres.publication, kInvalidLsn);
   tracker_.start_from(start);
-  stats_.streaming.store(true);
+  metrics_.streaming.store(true);
+  metrics_.standby.store(false);
   save_state();
+  status_text_ = "streaming";
   spdlog::info("streaming from slot {} at {} (publication {}, {} rules)", slot_name, format_lsn(tracker_.flush_lsn()),
                config_.postgres.publication, rules_->size());
   return -1;
@@ -194,58 +313,76 @@ int Replicator::handle_gap(const std::string& what) {
   }
   spdlog::warn("replication gap: {}; on_gap is {}: recreating the slot, then flushing", what, config_.on_gap);
   if (conn_.slot_info(slot)) {
-    (void)conn_.query_value("SELECT pg_drop_replication_slot(" + conn_.quote_literal(slot) + ")::text");
+    (void)conn_.query_value("SELECT pg_catalog.pg_drop_replication_slot(" + conn_.quote_literal(slot) + ")::text");
   }
   // The new slot exists before the flush, so every change after the flush is streamed.
   const Lsn start = conn_.create_slot(slot, false);
   for (const auto& target : config_.targets) {
-    RedisClient client(target.settings.endpoint, read_password_file(target.settings.password_file),
-                       target.settings.timeout);
+    auto sink = make_key_sink(target.settings, read_password_file(target.settings.password_file));
     try {
-      client.connect();
+      sink->connect();
       if (config_.on_gap == "flushdb") {
-        client.command({"FLUSHDB"});
-        spdlog::warn("redis {}: FLUSHDB done after the gap", target.settings.endpoint.describe());
+        sink->flush_database();
+        spdlog::warn("redis {}: FLUSHDB done after the gap", sink->describe());
       } else {
-        RedisSink sink(client, target.settings.delete_command);
-        const auto patterns = rules_->all_keys_as_patterns();
+        auto patterns = rules_->all_keys_as_patterns();
+        // Constant version keys are set to the new slot's start: a value never used before.
+        for (auto& a : patterns) {
+          if (a.kind == ActionKind::BumpVersion) a.value = std::to_string(start);
+        }
         std::vector<const Action*> ptrs;
         for (const auto& a : patterns) ptrs.push_back(&a);
-        const BatchResult r = sink.apply(ptrs);
-        spdlog::warn("redis {}: deleted {} keys matching {} rule templates after the gap",
-                     target.settings.endpoint.describe(), r.existed, patterns.size());
+        const BatchResult r = sink->apply(ptrs);
+        spdlog::warn("redis {}: deleted {} keys matching {} rule templates after the gap", sink->describe(), r.existed,
+                     patterns.size());
       }
     } catch (const RedisError& e) {
-      // The slot was recreated but the flush did not happen: refuse to stream, next start
-      // sees no gap, so say loudly what must be done by hand.
+      // The slot was recreated but the flush did not happen, and the next start would see
+      // no gap: say loudly what must be done by hand.
       spdlog::error("redis {}: flushing after the gap failed: {}. Flush the caches by hand before trusting them",
-                    target.settings.endpoint.describe(), e.what());
+                    sink->describe(), e.what());
       return kExitGap;
     }
   }
   tracker_.start_from(start);
   conn_.start_replication(slot, config_.postgres.publication, kInvalidLsn);
-  stats_.streaming.store(true);
+  metrics_.streaming.store(true);
   save_state();
+  status_text_ = "streaming";
   return -1;
+}
+
+void Replicator::tick() {
+  const auto now = Clock::now();
+  metrics_.source_heartbeat.beat();
+  if (conn_.connected() && metrics_.streaming.load() && now >= next_status_) send_status();
+  if (now >= next_watchdog_) {
+    // Only ping while both sides make progress: a stalled sink (or this loop not getting
+    // here) lets systemd restart the service.
+    if (sinks_alive()) notifier_.watchdog();
+    next_watchdog_ = now + std::chrono::duration_cast<Clock::duration>(*notifier_.watchdog_interval());
+  }
+  if (!ready_sent_ && (metrics_.streaming.load() || metrics_.standby.load()) &&
+      std::all_of(metrics_.targets.begin(), metrics_.targets.end(), [](const auto& t) { return t->up.load(); })) {
+    notifier_.ready();
+    notifier_.status(status_text_);
+    ready_sent_ = true;
+  }
+  if (now >= next_progress_) report_progress(now);
 }
 
 void Replicator::stream_loop() {
   next_status_ = Clock::now() + config_.postgres.status_interval;
-  next_progress_ = Clock::now() + kProgressInterval;
-  last_progress_ = Snapshot{stats_.changes.load(), stats_.keys_deleted.load(), stats_.transactions.load(), Clock::now()};
   while (!stopping()) {
-    const auto now = Clock::now();
-    if (now >= next_status_) send_status();
-    maybe_log_progress(now);
-    maybe_reload();
+    tick();
+    if (!stream_.in_transaction()) maybe_reload();
     const ReplicationFrame frame = conn_.try_read();
     switch (frame.kind) {
       case ReplicationFrame::Kind::XLogData:
         stream_.feed(frame.payload, frame.data_start, *this);
         break;
       case ReplicationFrame::Kind::Keepalive:
-        stats_.server_wal_end.store(std::max(stats_.server_wal_end.load(), frame.wal_end));
+        metrics_.server_wal_end.store(std::max(metrics_.server_wal_end.load(), frame.wal_end));
         if (!stream_.in_transaction()) {
           // Everything before walEnd was read; once it is all confirmed, walEnd is safe.
           if (!flush_local()) return;
@@ -260,8 +397,10 @@ void Replicator::stream_loop() {
         // Nothing buffered: hand over what was gathered before blocking, so batching
         // never adds latency.
         if (!flush_local()) return;
-        auto deadline = std::min(next_status_, next_progress_);
+        const auto now = Clock::now();
+        auto deadline = std::min({next_status_, next_progress_, next_watchdog_});
         if (endpos_ && tracker_.idle()) {
+          // Ask where the server is, so --endpos ends promptly on an idle database.
           if (now - last_reply_request_ >= kEndposProbe) {
             send_status(true);
             last_reply_request_ = now;
@@ -289,32 +428,37 @@ void Replicator::on_begin(const TransactionBegin& begin) {
 
 void Replicator::on_change(const Change& change) {
   if (skip_transaction_) return;
-  stats_.changes.fetch_add(1, std::memory_order_relaxed);
+  metrics_.changes.fetch_add(1, std::memory_order_relaxed);
+  metrics_.changes_for(change.relation, change.op).inc();
   actions_.clear();
   failures_.clear();
   rules_->plan(change, actions_, &failures_);
   for (auto& action : actions_) {
-    QueueItem item;
-    item.kind = QueueItem::Kind::Action;
-    item.action = std::move(action);
-    local_.push_back(std::move(item));
+    const std::uint64_t mask = rule_targets_[action.rule];
+    for (std::size_t t = 0; t < local_.size(); ++t) {
+      if ((mask >> t & 1U) == 0) continue;
+      QueueItem item;
+      item.kind = QueueItem::Kind::Action;
+      item.action = action;
+      local_[t].push_back(std::move(item));
+    }
   }
-  stats_.actions.fetch_add(actions_.size(), std::memory_order_relaxed);
   if (spdlog::should_log(spdlog::level::trace)) {
     spdlog::trace("{} {} at {} (xid {}): {} actions", op_name(change.op), change.relation->qualified_name(),
                   format_lsn(change.lsn), change.xid, actions_.size());
   }
   for (const auto& f : failures_) {
-    stats_.render_failures.fetch_add(1, std::memory_order_relaxed);
+    const std::string& rule = rules_->rule(f.rule).name;
+    metrics_.render_failures(rule, f.reason).inc();
     if (warned_failures_.emplace(f.rule, f.reason).second) {
       spdlog::warn("rule {}: a key could not be rendered for {} at {} ({}{}); such keys are skipped, "
-                   "further occurrences are only counted",
-                   rules_->rule(f.rule).name, change.relation->qualified_name(), format_lsn(change.lsn), f.reason,
+                   "further occurrences are only counted in walbust_render_failures_total",
+                   rule, change.relation->qualified_name(), format_lsn(change.lsn), f.reason,
                    f.column.empty() ? "" : ", column " + f.column);
     }
   }
   // Large transactions stream through: their deletes go out while the rest is read.
-  if (local_.size() >= kLocalChunk && !flush_local()) Signals::request_stop();
+  if (local_size() >= kLocalChunk && !flush_local()) Signals::request_stop();
 }
 
 void Replicator::on_commit(const TransactionCommit& commit) {
@@ -324,17 +468,25 @@ void Replicator::on_commit(const TransactionCommit& commit) {
   item.ticket = tracker_.commit(commit.end_lsn);
   item.end_lsn = commit.end_lsn;
   item.commit_time_us = commit.commit_time_us;
-  local_.push_back(std::move(item));
-  stats_.transactions.fetch_add(1, std::memory_order_relaxed);
+  for (auto& local : local_) local.push_back(item);
+  metrics_.transactions.inc();
   if (endpos_ && commit.end_lsn >= *endpos_) endpos_reached_ = true;
 }
 
 bool Replicator::flush_local() {
-  while (!local_.empty()) {
-    const auto deadline = std::min(next_status_, Clock::now() + std::chrono::seconds(1));
-    if (queue_.push(local_, deadline)) break;
-    // The queue is full (Redis slow or down). Keep the walsender from timing us out.
-    if (Clock::now() >= next_status_ && conn_.connected()) send_status();
+  for (std::size_t t = 0; t < local_.size(); ++t) {
+    if (!push_local(t)) return false;
+  }
+  return true;
+}
+
+bool Replicator::push_local(std::size_t t) {
+  while (!local_[t].empty()) {
+    const auto deadline = std::min({next_status_, next_watchdog_, Clock::now() + std::chrono::seconds(1)});
+    if (queues_[t]->push(local_[t], deadline)) break;
+    // The queue is full (Redis slow or down): keep the walsender from timing us out and
+    // systemd informed while waiting.
+    tick();
     if (Signals::stop_requested()) return false;
     for (const auto& sink : sinks_) {
       if (sink->failed()) return false;
@@ -346,11 +498,13 @@ bool Replicator::flush_local() {
 void Replicator::send_status(bool reply_requested) {
   const Lsn flush = tracker_.flush_lsn();
   conn_.send_status(flush, reply_requested);
+  metrics_.confirmed_flush_lsn.set(static_cast<double>(flush));
   next_status_ = Clock::now() + config_.postgres.status_interval;
   if (flush != last_saved_lsn_) save_state();
 }
 
 void Replicator::save_state() {
+  if (system_id_.empty()) return;  // never connected: nothing known worth recording
   const Lsn flush = tracker_.flush_lsn();
   try {
     state_.save(SlotState{system_id_, database_, config_.postgres.slot, flush});
@@ -361,48 +515,78 @@ void Replicator::save_state() {
   }
 }
 
-void Replicator::maybe_log_progress(Clock::time_point now) {
-  if (now < next_progress_) return;
+void Replicator::report_progress(Clock::time_point now) {
   next_progress_ = now + kProgressInterval;
-  const Snapshot cur{stats_.changes.load(), stats_.keys_deleted.load(), stats_.transactions.load(), now};
-  if (cur.changes == last_progress_.changes && cur.transactions == last_progress_.transactions) {
-    last_progress_ = cur;
-    return;
-  }
-  const double secs = std::chrono::duration<double>(now - last_progress_.at).count();
+  double keys = 0;
+  for (const auto& t : metrics_.targets) keys += t->keys_deleted.value();
+  const Snapshot cur{static_cast<double>(metrics_.changes.load()), keys, metrics_.transactions.value(), now};
+  const double secs = std::max(1e-3, std::chrono::duration<double>(now - last_progress_.at).count());
+  const double change_rate = (cur.changes - last_progress_.changes) / secs;
+  const double key_rate = (cur.keys - last_progress_.keys) / secs;
   const Lsn flush = tracker_.flush_lsn();
-  const Lsn server = stats_.server_wal_end.load();
-  spdlog::info("progress: {:.0f} changes/s, {:.0f} keys/s, {} transactions, acknowledged {}, lag {} bytes, queue {}",
-               (cur.changes - last_progress_.changes) / secs, (cur.keys - last_progress_.keys) / secs,
-               cur.transactions - last_progress_.transactions, format_lsn(flush), server > flush ? server - flush : 0,
-               queue_.size());
+  const double lag = metrics_.lag_bytes.value();
+  if (cur.transactions != last_progress_.transactions) {
+    spdlog::info("progress: {:.0f} changes/s, {:.0f} keys/s, {:.0f} transactions, acknowledged {}, lag {:.0f} bytes, "
+                 "queue {}",
+                 change_rate, key_rate, cur.transactions - last_progress_.transactions, format_lsn(flush), lag,
+                 queued());
+  }
   last_progress_ = cur;
+  if (metrics_.streaming.load()) {
+    bool redis_up = std::all_of(metrics_.targets.begin(), metrics_.targets.end(), [](const auto& t) { return t->up.load(); });
+    status_text_ = std::string(redis_up ? "streaming" : "streaming, Redis unreachable (nothing acknowledged)") +
+                   fmt::format("; {:.0f} changes/s, {:.0f} keys/s; lag {:.0f} bytes; acked {}", change_rate, key_rate,
+                               lag, format_lsn(flush));
+  }
+  notifier_.status(status_text_);
 }
 
 void Replicator::maybe_reload() {
   if (!Signals::take_reload()) return;
+  notifier_.reloading();
   Diagnostics diags;
   auto config = load_config(config_.path, diags);
+  std::optional<RuleSet> rules;
   if (config) {
-    RuleSet rules = load_rules(*config, diags);
-    if (diags.empty()) {
-      rules_ = std::make_shared<const RuleSet>(std::move(rules));
-      spdlog::info("reloaded {}: {} rules", config_.path, rules_->size());
-      return;
-    }
+    RuleSet loaded = load_rules(*config, diags);
+    if (diags.empty()) check_rule_targets(*config, loaded, diags);
+    if (diags.empty()) rules = std::move(loaded);
   }
-  for (const auto& d : diags.items()) spdlog::error("reload: {}", d.format());
-  spdlog::error("reload failed; the previous rules stay in effect");
+  if (rules) {
+    // Rules swap between transactions: every change of one transaction sees one rule set.
+    rules_ = std::make_shared<const RuleSet>(std::move(*rules));
+    rule_targets_ = rule_target_masks(*rules_, config_);
+    warned_failures_.clear();
+    for (const auto& name : restart_only_changes(config_, *config)) {
+      spdlog::warn("reload: {} changed; that takes effect only after a restart", name);
+    }
+    config_.on_gap = config->on_gap;
+    if (config->log.level != config_.log.level || config->log.format != config_.log.format) {
+      config_.log = config->log;
+      setup_logging(config_.log);
+    }
+    metrics_.reloads_ok.inc();
+    spdlog::info("reloaded {}: {} rules", config_.path, rules_->size());
+  } else {
+    for (const auto& d : diags.items()) spdlog::error("reload: {}", d.format());
+    metrics_.reloads_error.inc();
+    spdlog::error("reload failed with {} error(s); the previous rules stay in effect", diags.size());
+  }
+  notifier_.ready();
+  notifier_.status(status_text_);
 }
 
 void Replicator::shutdown(bool drain_fully) {
+  notifier_.stopping();
   const int sig = Signals::stop_signal();
   if (sig != 0) spdlog::info("received signal {}: finishing in-flight deletes, then acknowledging", sig);
   // Hand over what was read; without a stream connection this may be partial work of an
   // unacknowledged transaction, which is harmless.
-  (void)queue_.push(local_, Clock::now() + std::chrono::seconds(1));
-  local_.clear();
-  queue_.close();  // sinks drain what is queued, then exit
+  for (std::size_t t = 0; t < local_.size(); ++t) {
+    (void)queues_[t]->push(local_[t], Clock::now() + std::chrono::seconds(1));
+    local_[t].clear();
+    queues_[t]->close();  // the sink drains what is queued, then exits
+  }
   if (!drain_fully) {
     const auto deadline = Clock::now() + kShutdownGrace;
     auto all_finished = [this] {
@@ -412,12 +596,12 @@ void Replicator::shutdown(bool drain_fully) {
     if (!all_finished()) {
       // Past the grace period the rest is dropped unacknowledged: PostgreSQL resends it.
       spdlog::warn("shutdown: Redis did not confirm {} queued actions in time; they stay unacknowledged",
-                   queue_.size());
+                   queued());
     }
     for (auto& sink : sinks_) sink->abandon();
   }
   for (auto& sink : sinks_) sink->join();
-  if (conn_.connected()) {
+  if (conn_.connected() && metrics_.streaming.load()) {
     try {
       send_status();
       conn_.finish_stream();
@@ -425,7 +609,10 @@ void Replicator::shutdown(bool drain_fully) {
       spdlog::warn("postgres: final acknowledgement not sent: {}", e.what());
     }
   }
+  conn_.close();
   save_state();
+  if (slot_poller_) slot_poller_->stop();
+  if (metrics_server_) metrics_server_->stop();
   spdlog::info("stopped; acknowledged up to {}", format_lsn(tracker_.flush_lsn()));
 }
 

@@ -1,7 +1,8 @@
 #pragma once
 // `walbust run`: the source side of the pipeline. Owns the replication connection,
 // decodes and matches changes, hands actions to the sink workers through the bounded
-// queue, and sends standby status updates with the position AckTracker allows.
+// queue, and sends standby status updates with the position AckTracker allows. Also
+// drives what an operator sees: systemd notifications, health, progress lines, reloads.
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -9,15 +10,18 @@
 #include <string>
 #include <vector>
 
-#include "run_stats.h"
+#include "run_metrics.h"
 #include "sink_worker.h"
+#include "slot_poller.h"
 #include "walbust/ack_tracker.h"
 #include "walbust/action_queue.h"
 #include "walbust/change_stream.h"
 #include "walbust/config.h"
+#include "walbust/metrics_server.h"
 #include "walbust/pg_replication.h"
 #include "walbust/rules.h"
 #include "walbust/state_store.h"
+#include "walbust/systemd_notify.h"
 
 namespace walbust {
 
@@ -33,7 +37,7 @@ class Replicator final : public ChangeHandler {
   using Clock = std::chrono::steady_clock;
 
   // Connects, checks slot and state for gaps, and starts streaming. Throws PgError for
-  // retryable failures; returns an exit code other than -1 when the run must end.
+  // retryable failures; returns an exit code >= 0 when the run must end.
   int open_stream();
   int handle_gap(const std::string& what);
   // Reads until stop/endpos (returns) or a connection failure (throws PgError).
@@ -44,45 +48,62 @@ class Replicator final : public ChangeHandler {
   void on_change(const Change& change) override;
   void on_commit(const TransactionCommit& commit) override;
 
+  // Periodic duties, from every loop that may wait: status updates to PostgreSQL,
+  // watchdog, readiness, progress lines and STATUS=.
+  void tick();
   // Pushes locally gathered items into the queue, sending status updates while the
   // queue is full. Returns false when asked to stop first.
   bool flush_local();
+  bool push_local(std::size_t target);
   void send_status(bool reply_requested = false);
   void save_state();
-  void maybe_log_progress(Clock::time_point now);
+  void report_progress(Clock::time_point now);
   void maybe_reload();
   [[nodiscard]] bool stopping() const;
+  [[nodiscard]] bool sinks_alive() const;
+  [[nodiscard]] std::size_t queued() const;
+  [[nodiscard]] std::size_t local_size() const;
   void sleep_interruptibly(std::chrono::milliseconds delay);
+  [[nodiscard]] std::pair<bool, std::string> health() const;
 
   Config config_;
   std::shared_ptr<const RuleSet> rules_;
   std::optional<Lsn> endpos_;
   std::string pg_password_;
 
-  RunStats stats_;
+  RunMetrics metrics_;
   AckTracker tracker_;
-  ActionQueue queue_;
+  // One queue per Redis target: each target takes the actions of the rules that name it
+  // (all by default) and every commit marker, at its own pace.
+  std::vector<std::unique_ptr<ActionQueue>> queues_;
+  std::vector<std::uint64_t> rule_targets_;  // per rule: bit i = target i
   std::vector<std::unique_ptr<SinkWorker>> sinks_;
   PgReplicationConnection conn_;
   ChangeStream stream_;
   StateStore state_;
+  SystemdNotifier notifier_;
+  std::unique_ptr<MetricsServer> metrics_server_;
+  std::unique_ptr<SlotPoller> slot_poller_;
   std::string system_id_;
   std::string database_;
+  std::string status_text_ = "starting";
 
-  std::vector<QueueItem> local_;
+  std::vector<std::vector<QueueItem>> local_;  // per target, handed over in chunks
   std::vector<Action> actions_;
   std::vector<RenderFailure> failures_;
   std::set<std::pair<std::uint32_t, std::string>> warned_failures_;
   bool skip_transaction_ = false;
   bool endpos_reached_ = false;
+  bool ready_sent_ = false;
   int exit_code_ = 0;
 
   Lsn last_saved_lsn_ = kInvalidLsn;
   Clock::time_point next_status_{};
   Clock::time_point next_progress_{};
+  Clock::time_point next_watchdog_{};
   Clock::time_point last_reply_request_{};
   struct Snapshot {
-    std::uint64_t changes = 0, keys = 0, transactions = 0;
+    double changes = 0, keys = 0, transactions = 0;
     Clock::time_point at{};
   } last_progress_;
 };

@@ -6,19 +6,34 @@
 
 #include "signals.h"
 #include "walbust/backoff.h"
-#include "walbust/redis_sink.h"
+#include "walbust/pg_replication.h"
+#include "walbust/redis_client.h"
+#include "walbust/key_sink.h"
 
 namespace walbust {
 
+struct SinkWorker::Connection {
+  Connection(const RedisSettings& s, const std::string& password)
+      : sink(make_key_sink(s, password)), where(sink->describe()) {}
+  std::unique_ptr<KeySink> sink;
+  std::string where;
+  Backoff backoff{std::chrono::milliseconds(100), std::chrono::seconds(10)};
+  std::mt19937_64 rng{std::random_device{}()};
+  bool outage = false;
+  std::chrono::steady_clock::time_point outage_started{};
+};
+
 SinkWorker::SinkWorker(std::size_t target_index, const RedisTarget& target, std::string password,
-                       const BatchSettings& batch, ActionQueue& queue, AckTracker& tracker, RunStats& stats)
+                       const BatchSettings& batch, ActionQueue& queue, AckTracker& tracker, TargetMetrics& metrics,
+                       Counter& redeletes)
     : target_index_(target_index),
       target_(target),
       password_(std::move(password)),
       batch_(batch),
       queue_(queue),
       tracker_(tracker),
-      stats_(stats) {}
+      metrics_(metrics),
+      redeletes_(redeletes) {}
 
 SinkWorker::~SinkWorker() {
   abandon();
@@ -48,80 +63,76 @@ bool SinkWorker::sleep_for(std::chrono::milliseconds delay) {
 
 void SinkWorker::run() {
   Signals::block_in_this_thread();
-  loop();
+  Connection c(target_.settings, password_);
+  // Connect eagerly: readiness (READY=1, /healthz) means Redis answered.
+  while (!c.sink->connected() && !abandoned_.load()) {
+    try {
+      c.sink->connect();
+      on_success(c);
+    } catch (const RedisError& e) {
+      if (!on_error(c, e)) break;
+    }
+  }
+  if (c.sink->connected()) loop(c);
   finished_.store(true);
 }
 
-void SinkWorker::loop() {
-  const auto& settings = target_.settings;
-  RedisClient client(settings.endpoint, password_, settings.timeout);
-  RedisSink sink(client, settings.delete_command);
-  Backoff backoff(std::chrono::milliseconds(100), std::chrono::seconds(10));
-  std::mt19937_64 rng(std::random_device{}());
+bool SinkWorker::on_error(Connection& c, const RedisError& e) {
+  metrics_.errors.inc();
+  metrics_.up.store(false);
+  metrics_.heartbeat.beat();
+  if (e.fatal()) {
+    {
+      std::lock_guard lock(mu_);
+      failure_ = e.what();
+    }
+    spdlog::error("redis {}: {}; this needs a configuration change, stopping", c.where, e.what());
+    failed_.store(true);
+    Signals::request_stop();
+    return false;
+  }
+  if (!c.outage) {
+    spdlog::warn("redis {}: {}; retrying with backoff, nothing is acknowledged meanwhile", c.where, e.what());
+    c.outage = true;
+    c.outage_started = std::chrono::steady_clock::now();
+  }
+  c.sink->close();
   std::uniform_real_distribution<double> jitter(0.0, 1.0);
+  return sleep_for(c.backoff.next(jitter(c.rng)));
+}
 
+void SinkWorker::on_success(Connection& c) {
+  metrics_.up.store(true);
+  metrics_.heartbeat.beat();
+  if (!c.outage) return;
+  const std::chrono::duration<double> took = std::chrono::steady_clock::now() - c.outage_started;
+  spdlog::info("redis {}: reachable again after {:.1f}s and {} attempts", c.where, took.count(), c.backoff.attempts());
+  metrics_.reconnects.inc();
+  c.outage = false;
+  c.backoff.reset();
+}
+
+void SinkWorker::loop(Connection& c) {
   std::vector<QueueItem> batch;
   std::vector<const Action*> actions;
-  bool outage = false;
-  auto outage_started = std::chrono::steady_clock::now();
-  const std::string where = settings.endpoint.describe();
-
-  // Handles one failed attempt: fatal errors stop the daemon, others back off. Returns
-  // false when the worker must exit.
-  auto on_error = [&](const RedisError& e) {
-    stats_.redis_errors.fetch_add(1);
-    stats_.redis_up.store(false);
-    if (e.fatal()) {
-      {
-        std::lock_guard lock(mu_);
-        failure_ = e.what();
-      }
-      spdlog::error("redis {}: {}; this needs a configuration change, stopping", where, e.what());
-      failed_.store(true);
-      Signals::request_stop();
-      return false;
-    }
-    if (!outage) {
-      spdlog::warn("redis {}: {}; retrying with backoff, nothing is acknowledged meanwhile", where, e.what());
-      outage = true;
-      outage_started = std::chrono::steady_clock::now();
-    }
-    client.close();
-    return sleep_for(backoff.next(jitter(rng)));
-  };
-  auto on_success = [&] {
-    stats_.redis_up.store(true);
-    if (!outage) return;
-    const std::chrono::duration<double> took = std::chrono::steady_clock::now() - outage_started;
-    spdlog::info("redis {}: reachable again after {:.1f}s and {} attempts", where, took.count(), backoff.attempts());
-    stats_.redis_reconnects.fetch_add(1);
-    outage = false;
-    backoff.reset();
-  };
-
-  // Connect eagerly: readiness (READY=1, /healthz) means Redis answered.
-  while (!client.connected()) {
-    try {
-      client.connect();
-      on_success();
-    } catch (const RedisError& e) {
-      if (!on_error(e)) return;
-    }
-  }
-
-  while (true) {
+  while (!abandoned_.load()) {
+    metrics_.heartbeat.beat();
     batch.clear();
-    const auto popped = queue_.pop(batch, batch_.max_keys, ActionQueue::Clock::now() + std::chrono::seconds(1));
-    if (popped == ActionQueue::PopResult::Closed || abandoned_.load()) break;
-    if (popped == ActionQueue::PopResult::Timeout) continue;
+    const auto deadline = std::min(ActionQueue::Clock::now() + std::chrono::seconds(1), redelete_.next_due());
+    const auto popped = queue_.pop(batch, batch_.max_keys, deadline);
+    if (popped == ActionQueue::PopResult::Closed) break;
+    if (popped == ActionQueue::PopResult::Timeout) {
+      apply_redeletes(c);
+      continue;
+    }
     if (batch_.max_delay.count() > 0) {
       // Gather more keys for up to max_delay (latency traded for fewer round trips).
-      const auto deadline = ActionQueue::Clock::now() + batch_.max_delay;
+      const auto gather_until = ActionQueue::Clock::now() + batch_.max_delay;
       while (true) {
         std::size_t n = 0;
         for (const auto& item : batch) n += item.kind == QueueItem::Kind::Action ? 1 : 0;
         if (n >= batch_.max_keys) break;
-        if (queue_.pop(batch, batch_.max_keys - n, deadline) != ActionQueue::PopResult::Items) break;
+        if (queue_.pop(batch, batch_.max_keys - n, gather_until) != ActionQueue::PopResult::Items) break;
       }
     }
     actions.clear();
@@ -136,20 +147,63 @@ void SinkWorker::loop() {
     if (!actions.empty()) {
       while (true) {
         try {
-          if (!client.connected()) client.connect();
-          const BatchResult result = sink.apply(actions);
-          stats_.keys_deleted.fetch_add(result.keys);
-          stats_.keys_existed.fetch_add(static_cast<std::uint64_t>(result.existed));
-          stats_.redis_commands.fetch_add(result.commands);
-          stats_.batches.fetch_add(1);
-          on_success();
+          if (!c.sink->connected()) c.sink->connect();
+          const BatchResult result = c.sink->apply(actions);
+          metrics_.keys_deleted.inc(static_cast<double>(result.keys));
+          metrics_.keys_existed.inc(static_cast<double>(result.existed));
+          metrics_.commands.inc(static_cast<double>(result.commands));
+          metrics_.batches.inc();
+          metrics_.batch_keys.observe(static_cast<double>(result.keys));
+          on_success(c);
           break;
         } catch (const RedisError& e) {
-          if (!on_error(e)) return;
+          if (!on_error(c, e)) return;
+        }
+      }
+      const auto now = RedeleteQueue::Clock::now();
+      for (const Action* a : actions) {
+        if (a->redelete_after_ms > 0 && a->kind == ActionKind::Delete) {
+          redelete_.push(a->key, now + std::chrono::milliseconds(a->redelete_after_ms));
         }
       }
     }
-    if (last_ticket != 0) tracker_.confirm(target_index_, last_ticket);
+    if (last_ticket != 0) {
+      const std::int64_t now_us = pg_epoch_now_us();
+      for (const auto& item : batch) {
+        if (item.kind == QueueItem::Kind::Commit) {
+          metrics_.commit_to_delete.observe(static_cast<double>(now_us - item.commit_time_us) / 1e6);
+        }
+      }
+      tracker_.confirm(target_index_, last_ticket);
+    }
+    apply_redeletes(c);
+  }
+}
+
+void SinkWorker::apply_redeletes(Connection& c) {
+  if (redelete_.next_due() > RedeleteQueue::Clock::now()) return;
+  std::vector<std::string> keys;
+  redelete_.pop_due(RedeleteQueue::Clock::now(), batch_.max_keys, keys);
+  if (keys.empty()) return;
+  std::vector<Action> actions(keys.size());
+  std::vector<const Action*> ptrs;
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    actions[i].key = std::move(keys[i]);
+    ptrs.push_back(&actions[i]);
+  }
+  try {
+    if (!c.sink->connected()) c.sink->connect();
+    const BatchResult result = c.sink->apply(ptrs);
+    metrics_.commands.inc(static_cast<double>(result.commands));
+    redeletes_.inc(static_cast<double>(result.keys));
+  } catch (const RedisError& e) {
+    // Best effort, but not silently: retried later, after the main path recovers.
+    metrics_.errors.inc();
+    c.sink->close();
+    (void)e;
+    keys.clear();
+    for (auto& a : actions) keys.push_back(std::move(a.key));
+    redelete_.requeue(keys, RedeleteQueue::Clock::now() + std::chrono::seconds(1));
   }
 }
 

@@ -65,7 +65,8 @@ std::optional<Placeholder> parse_placeholder(std::string_view body, std::size_t 
     errors.push_back({spec_offset, "missing column name in placeholder"});
     ok = false;
   } else if (ok && p.image == RowImage::Current && spec.find('.') != std::string_view::npos) {
-    errors.push_back({spec_offset, "unknown row image '" + std::string(spec.substr(0, spec.find('.'))) +
+    errors.push_back({spec_offset, "unknown row image '" +
+                                       std::string(spec.substr(0, spec.find('.'))) +
                                        ".' (expected 'old.' or 'new.')"});
     ok = false;
   } else if (ok && !is_identifier(spec)) {
@@ -77,7 +78,8 @@ std::optional<Placeholder> parse_placeholder(std::string_view body, std::size_t 
   std::size_t pos = bar;
   while (pos != std::string_view::npos) {
     const std::size_t next = body.find('|', pos + 1);
-    const std::string_view name = body.substr(pos + 1, next == std::string_view::npos ? next : next - pos - 1);
+    const std::string_view name =
+        body.substr(pos + 1, next == std::string_view::npos ? next : next - pos - 1);
     if (name.empty()) {
       errors.push_back({offset + pos, "empty filter after '|'"});
       ok = false;

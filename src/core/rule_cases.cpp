@@ -160,7 +160,8 @@ class CaseParser {
       const std::string column = key_text(item.first);
       if (!item.second.IsNull() && !item.second.IsScalar()) {
         error(item.second, "column values must be scalars");
-      } else if (std::any_of(out.begin(), out.end(), [&](const auto& e) { return e.first == column; })) {
+      } else if (std::any_of(out.begin(), out.end(),
+                             [&](const auto& e) { return e.first == column; })) {
         error(item.first, "duplicate key '" + column + "'");
       } else {
         out.emplace_back(column, postgres_value(item.second));
@@ -247,7 +248,8 @@ Change build_change(const Case& c) {
     Row row = row_of(*c.new_image, Value::Kind::Absent);
     if (c.old_image) {
       for (std::size_t i = 0; i < row.size(); ++i) {
-        if (row[i].kind == Value::Kind::Absent && (*change.old_row)[i].kind != Value::Kind::Absent) {
+        if (row[i].kind == Value::Kind::Absent &&
+            (*change.old_row)[i].kind != Value::Kind::Absent) {
           row[i].kind = Value::Kind::Unchanged;
         }
       }

@@ -326,8 +326,8 @@ class FileLoader {
       }
     }
     if (const auto* redelete = section.find("redelete_after")) {
-      const auto ms = redelete->value.IsScalar() ? parse_duration_ms(redelete->value.Scalar())
-                                                 : std::nullopt;
+      const auto ms =
+          redelete->value.IsScalar() ? parse_duration_ms(redelete->value.Scalar()) : std::nullopt;
       if (ms) {
         options.redelete_after_ms = *ms;
       } else {
@@ -351,8 +351,8 @@ class FileLoader {
       }
     }
     if (const auto* version = django.find("version")) {
-      const auto number = version->value.IsScalar() ? parse_integer(version->value.Scalar())
-                                                     : std::nullopt;
+      const auto number =
+          version->value.IsScalar() ? parse_integer(version->value.Scalar()) : std::nullopt;
       if (number) {
         options.django_version = *number;
       } else {
@@ -376,11 +376,11 @@ class FileLoader {
       return nullptr;
     }
     const std::size_t errors_before = diags_.size();
-    const Section s(node,
-                    {"name", "table", "on", "ignore_changes", "changed", "when", "delete",
-                     "delete_pattern", "bump_version", "fragment", "key_format", "django", "null",
-                     "redelete_after", "targets"},
-                    file_, diags_);
+    const Section s(
+        node,
+        {"name", "table", "on", "ignore_changes", "changed", "when", "delete", "delete_pattern",
+         "bump_version", "fragment", "key_format", "django", "null", "redelete_after", "targets"},
+        file_, diags_);
     auto rule = std::make_unique<Rule>();
     rule->info.file = file_;
     rule->info.line = node.Mark().line + 1;
@@ -389,7 +389,8 @@ class FileLoader {
     rule->changed = column_list(s.find("changed"), "changed");
     rule->ignore_changes = column_list(s.find("ignore_changes"), "ignore_changes");
     if (s.find("changed") != nullptr && s.find("ignore_changes") != nullptr) {
-      error(s.find("ignore_changes")->key, "'changed' and 'ignore_changes' cannot be used together");
+      error(s.find("ignore_changes")->key,
+            "'changed' and 'ignore_changes' cannot be used together");
     }
     load_when(s.find("when"), *rule);
     if (const auto* targets = s.find("targets")) {
@@ -459,7 +460,11 @@ class FileLoader {
     for (const auto& item : when->value) {
       const std::string column = key_text(item.first);
       if (!is_identifier(column)) error(item.first, "invalid column name '" + column + "'");
-      if (item.second.IsNull()) {
+      const bool repeated = std::any_of(rule.when.begin(), rule.when.end(),
+                                        [&](const auto& w) { return w.first == column; });
+      if (repeated) {
+        error(item.first, "duplicate key '" + column + "'");
+      } else if (item.second.IsNull()) {
         rule.when.emplace_back(column, std::nullopt);
       } else if (!item.second.IsScalar()) {
         error(item.second, "'when' values must be scalars");
@@ -491,7 +496,8 @@ class FileLoader {
   void load_actions(const YAML::Node& node, const Section& s, Rule& rule) {
     bool any = false;
     const std::pair<const char*, std::vector<KeyTemplate>*> lists[] = {
-        {"delete", &rule.deletes}, {"delete_pattern", &rule.patterns},
+        {"delete", &rule.deletes},
+        {"delete_pattern", &rule.patterns},
         {"bump_version", &rule.bumps}};
     for (const auto& [name, target] : lists) {
       const auto* entry = s.find(name);
@@ -533,7 +539,8 @@ class FileLoader {
         error(node, "missing required key 'name'");
       }
       if (const auto* vary_on = s.find("vary_on")) {
-        for (const auto& item : scalar_list(*vary_on, "vary_on").value_or(std::vector<YAML::Node>{})) {
+        for (const auto& item :
+             scalar_list(*vary_on, "vary_on").value_or(std::vector<YAML::Node>{})) {
           if (auto t = compile(item, rule)) fragment.vary_on.push_back(std::move(*t));
         }
       }
@@ -564,9 +571,10 @@ class FileLoader {
     if (!t) return std::nullopt;
     check_images(node, *t, rule);
     for (const auto& p : t->placeholders()) {
-      const bool md5 = std::find(p.filters.begin(), p.filters.end(), KeyFilter::Md5) !=
-                       p.filters.end();
-      if (md5 && !md5_available()) error(node, "the md5 filter needs MD5, which OpenSSL refuses here");
+      const bool md5 =
+          std::find(p.filters.begin(), p.filters.end(), KeyFilter::Md5) != p.filters.end();
+      if (md5 && !md5_available())
+        error(node, "the md5 filter needs MD5, which OpenSSL refuses here");
     }
     return t;
   }
@@ -728,8 +736,8 @@ class Planner {
   static void plan_truncate(const Rule& rule, std::uint32_t index, std::vector<Action>& out,
                             std::size_t begin, const std::string& lsn) {
     const auto add = [&](ActionKind kind, std::string key, std::string value) {
-      emit(out, begin, Action{kind, index, std::move(key), std::move(value),
-                              rule.redelete_after_ms});
+      emit(out, begin,
+           Action{kind, index, std::move(key), std::move(value), rule.redelete_after_ms});
     };
     const auto as_pattern = [&](const KeyTemplate& t, bool escape_literals) {
       return rule.pattern_prefix + t.as_pattern(escape_literals);
@@ -786,8 +794,8 @@ class Planner {
   // Calls render_one(rows) for each row image the change has: plain {col} renders the new
   // and the old row; a template that pins images renders once, where they exist.
   template <typename RenderOne>
-  void for_each_image(bool uses_current, bool uses_old, bool uses_new,
-                      std::string_view old_column, RenderOne&& render_one) {
+  void for_each_image(bool uses_current, bool uses_old, bool uses_new, std::string_view old_column,
+                      RenderOne&& render_one) {
     RenderRows rows = rows_;
     if (uses_old && rows.old_row == nullptr) {
       // An insert never has one; an update or delete should have, so that is a failure.
@@ -824,8 +832,8 @@ class Planner {
     const bool old = t.uses(RowImage::Old);
     const std::string_view column = first_column(t, old ? RowImage::Old : RowImage::Current);
     for_each_image(current, old, t.uses(RowImage::New), column, [&](const RenderRows& rows) {
-      std::string key = kind == ActionKind::DeletePattern ? rule_->pattern_prefix
-                                                          : rule_->key_prefix;
+      std::string key =
+          kind == ActionKind::DeletePattern ? rule_->pattern_prefix : rule_->key_prefix;
       TemplateSkip skip;
       if (!t.render(rows, options, key, skip)) {
         fail(skip.reason, skip.column);
@@ -833,8 +841,8 @@ class Planner {
       }
       std::string value;
       if (kind == ActionKind::BumpVersion) value = std::to_string(change_.commit_lsn);
-      emit(out_, begin_, Action{kind, index_, std::move(key), std::move(value),
-                                rule_->redelete_after_ms});
+      emit(out_, begin_,
+           Action{kind, index_, std::move(key), std::move(value), rule_->redelete_after_ms});
     });
   }
 
@@ -855,9 +863,12 @@ class Planner {
       }
       // With key_format plain the fragment key is used as Django builds it before
       // make_key, for applications whose KEY_FUNCTION adds no prefix.
-      emit(out_, begin_, Action{ActionKind::Delete, index_,
-                                rule_->key_prefix + django_fragment_key(f.name, values_), {},
-                                rule_->redelete_after_ms});
+      emit(out_, begin_,
+           Action{ActionKind::Delete,
+                  index_,
+                  rule_->key_prefix + django_fragment_key(f.name, values_),
+                  {},
+                  rule_->redelete_after_ms});
     });
   }
 
@@ -897,8 +908,8 @@ RuleSet RuleSet::load(const std::vector<RuleSource>& files, Diagnostics& diags) 
 void RuleSet::plan(const Change& change, std::vector<Action>& out,
                    std::vector<RenderFailure>* failures) const {
   if (!change.relation || !tables_) return;
-  const auto it = tables_->rules.find(
-      std::pair<std::string_view, std::string_view>(change.relation->schema, change.relation->name));
+  const auto it = tables_->rules.find(std::pair<std::string_view, std::string_view>(
+      change.relation->schema, change.relation->name));
   if (it == tables_->rules.end()) return;
   Planner planner(change, out, failures);
   for (const std::uint32_t index : it->second) {

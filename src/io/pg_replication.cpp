@@ -36,17 +36,24 @@ std::int64_t pg_epoch_now_us() {
   return std::chrono::duration_cast<std::chrono::microseconds>(now).count() - kPgEpochOffsetUs;
 }
 
-PgReplicationConnection::PgReplicationConnection(std::string conninfo, std::string password)
-    : conninfo_(std::move(conninfo)), password_(std::move(password)) {}
+PgReplicationConnection::PgReplicationConnection(std::string conninfo, std::string password, bool replication)
+    : conninfo_(std::move(conninfo)), password_(std::move(password)), replication_(replication) {}
 
 PgReplicationConnection::~PgReplicationConnection() { close(); }
 
 void PgReplicationConnection::connect() {
   close();
-  // expand_dbname lets `dbname` carry the whole user conninfo (keywords or URI); the
-  // replication keyword and the password come after it and win.
-  std::vector<const char*> keys = {"dbname", "replication", "fallback_application_name"};
-  std::vector<const char*> values = {conninfo_.c_str(), "database", "walbust"};
+  // expand_dbname lets `dbname` carry the whole user conninfo (keywords or URI). Keywords
+  // before it are defaults the user may override: bounded connects, and TCP keepalives
+  // plus a user timeout so a silently dead network is noticed in about half a minute
+  // instead of hours. The replication keyword and the password come after it and win.
+  std::vector<const char*> keys = {"connect_timeout", "keepalives_idle", "keepalives_interval", "keepalives_count",
+                                   "tcp_user_timeout", "dbname", "fallback_application_name"};
+  std::vector<const char*> values = {"10", "10", "5", "3", "30000", conninfo_.c_str(), "walbust"};
+  if (replication_) {
+    keys.push_back("replication");
+    values.push_back("database");
+  }
   if (!password_.empty()) {
     keys.push_back("password");
     values.push_back(password_.c_str());
@@ -102,20 +109,52 @@ std::string PgReplicationConnection::quote_literal(std::string_view value) {
 }
 
 namespace {
+// Turns a failed result into a PgError carrying its SQLSTATE; frees the result.
+[[noreturn]] void throw_result(PGconn* conn, PGresult* r, const std::string& context) {
+  const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  std::string msg = trim_message(PQresultErrorMessage(r));
+  if (msg.empty()) msg = trim_message(PQerrorMessage(conn));
+  std::string sqlstate = state != nullptr ? state : "";
+  PQclear(r);
+  throw PgError(sqlstate, context + ": " + msg);
+}
+
 PGresult* exec_checked(PGconn* conn, const std::string& sql, ExecStatusType expected,
                        const std::string& context) {
   PGresult* r = PQexec(conn, sql.c_str());
-  if (PQresultStatus(r) != expected) {
-    const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    std::string msg = trim_message(PQresultErrorMessage(r));
-    if (msg.empty()) msg = trim_message(PQerrorMessage(conn));
-    std::string sqlstate = state != nullptr ? state : "";
-    PQclear(r);
-    throw PgError(sqlstate, context + ": " + msg);
-  }
+  if (PQresultStatus(r) != expected) throw_result(conn, r, context);
   return r;
 }
 }  // namespace
+
+PgReplicationConnection::Rows PgReplicationConnection::query(const std::string& sql) {
+  ResultGuard g{exec_checked(conn_, sql, PGRES_TUPLES_OK, "query")};
+  Rows rows;
+  const int n = PQntuples(g.r);
+  const int f = PQnfields(g.r);
+  rows.reserve(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    auto& row = rows.emplace_back();
+    for (int j = 0; j < f; ++j) {
+      if (PQgetisnull(g.r, i, j)) {
+        row.emplace_back(std::nullopt);
+      } else {
+        row.emplace_back(std::string(PQgetvalue(g.r, i, j), static_cast<std::size_t>(PQgetlength(g.r, i, j))));
+      }
+    }
+  }
+  return rows;
+}
+
+void PgReplicationConnection::execute(const std::string& sql) {
+  PGresult* r = PQexec(conn_, sql.c_str());
+  const auto status = PQresultStatus(r);
+  if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
+    PQclear(r);
+    return;
+  }
+  throw_result(conn_, r, "statement");
+}
 
 SystemIdentity PgReplicationConnection::identify_system() {
   ResultGuard g{exec_checked(conn_, "IDENTIFY_SYSTEM", PGRES_TUPLES_OK, "IDENTIFY_SYSTEM")};
@@ -129,9 +168,9 @@ SystemIdentity PgReplicationConnection::identify_system() {
 }
 
 std::optional<std::string> PgReplicationConnection::query_value(const std::string& sql) {
-  ResultGuard g{exec_checked(conn_, sql, PGRES_TUPLES_OK, "query")};
-  if (PQntuples(g.r) == 0 || PQgetisnull(g.r, 0, 0)) return std::nullopt;
-  return std::string(PQgetvalue(g.r, 0, 0));
+  const Rows rows = query(sql);
+  if (rows.empty() || rows.front().empty()) return std::nullopt;
+  return rows.front().front();
 }
 
 std::optional<SlotInfo> PgReplicationConnection::slot_info(const std::string& slot) {

@@ -1,13 +1,13 @@
 // Byte-exact compatibility with Django: the expected keys are computed by the real
 // Django (Debian's python3-django) in a child process. Missing Python or Django fails.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <unistd.h>
 
 #include "walbust/django_keys.h"
 
@@ -68,8 +68,10 @@ TEST(DjangoCompat, KeysMatchDjangoByteForByte) {
       {"sidebar", json::array({5}), {"5"}, "blog"},
       {"featured", json::array({7, true}), {"7", "True"}, "blog"},
       {"flag", json::array({false, nullptr}), {"False", "None"}, ""},
-      {"title", json::array({"Caf\u00e9 cr\u00e8me \u2615", "two words"}),
-       {"Caf\u00e9 cr\u00e8me \u2615", "two words"}, "x"},
+      {"title",
+       json::array({"Caf\u00e9 cr\u00e8me \u2615", "two words"}),
+       {"Caf\u00e9 cr\u00e8me \u2615", "two words"},
+       "x"},
       {"price", json::array({12.5, -3, 0}), {"12.5", "-3", "0"}, ""},
       {"multi line", json::array({"a\nb", "colon:value", ""}), {"a\nb", "colon:value", ""}, ""},
   };

@@ -27,7 +27,8 @@ TEST_P(DjangoMakeKey, JoinsPrefixVersionAndKey) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, DjangoMakeKey,
-                         ::testing::Values(MakeKeyCase{"", 1, "post_detail_42", ":1:post_detail_42"},
+                         ::testing::Values(MakeKeyCase{"", 1, "post_detail_42",
+                                                       ":1:post_detail_42"},
                                            MakeKeyCase{"blog", 1, "k", "blog:1:k"},
                                            MakeKeyCase{"a:b", 12, "", "a:b:12:"},
                                            MakeKeyCase{"p", -3, "x y", "p:-3:x y"}));
@@ -51,8 +52,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         FragmentCase{"footer", {}, "template.cache.footer.d41d8cd98f00b204e9800998ecf8427e"},
         FragmentCase{"sidebar", {"5"}, "template.cache.sidebar.016ce7cd3f0850d6c33696df9f9440d5"},
-        FragmentCase{"featured", {"7", "True"},
-                     "template.cache.featured.e1766015e2ffa08b2bfa34b5fbbad5df"},
+        FragmentCase{
+            "featured", {"7", "True"}, "template.cache.featured.e1766015e2ffa08b2bfa34b5fbbad5df"},
         FragmentCase{"s", {"None"}, "template.cache.s.6846ba559f7f55c20a67d890d03d20e0"},
         // "a:" + "" differs from "" + "a:" only by where the separator falls.
         FragmentCase{"s", {"a", ""}, "template.cache.s." + md5_hex("a::")}));

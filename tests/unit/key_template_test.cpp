@@ -47,7 +47,8 @@ INSTANTIATE_TEST_SUITE_P(
         CompileErrorCase{"x{prev.id}", 2, "unknown row image 'prev.' (expected 'old.' or 'new.')"},
         CompileErrorCase{"x{post id}", 2, "invalid column name 'post id'"},
         CompileErrorCase{"x{1st}", 2, "invalid column name '1st'"},
-        CompileErrorCase{"x{id|lowr}", 5, "unknown filter 'lowr' (expected lower, upper, md5 or python)"},
+        CompileErrorCase{"x{id|lowr}", 5,
+                         "unknown filter 'lowr' (expected lower, upper, md5 or python)"},
         CompileErrorCase{"x{id|}", 4, "empty filter after '|'"},
         CompileErrorCase{"x{id||md5}", 4, "empty filter after '|'"}));
 
@@ -136,18 +137,21 @@ INSTANTIATE_TEST_SUITE_P(
         RenderCase{"braces", "{{x}}_{id}", RowImage::New, "{x}_7", "", ""},
         RenderCase{"new image", "p_{slug}", RowImage::New, "p_New-Slug", "", ""},
         RenderCase{"old image", "p_{slug}", RowImage::Old, "p_Old-Slug", "", ""},
-        RenderCase{"pinned old", "{new.slug}>{old.slug}", RowImage::New, "New-Slug>Old-Slug", "", ""},
+        RenderCase{"pinned old", "{new.slug}>{old.slug}", RowImage::New, "New-Slug>Old-Slug", "",
+                   ""},
         RenderCase{"lower", "{slug|lower}", RowImage::New, "new-slug", "", ""},
         RenderCase{"upper", "{slug|upper}", RowImage::Old, "OLD-SLUG", "", ""},
         RenderCase{"md5", "{id|md5}", RowImage::New, "8f14e45fceea167a5a36dedd4bea2543", "", ""},
-        RenderCase{"chain", "{slug|lower|md5}", RowImage::New, "55edc66bbf856e27d534d6b3606cb919", "", ""},
+        RenderCase{"chain", "{slug|lower|md5}", RowImage::New, "55edc66bbf856e27d534d6b3606cb919",
+                   "", ""},
         RenderCase{"python bool", "{flag|python}", RowImage::New, "True", "", ""},
         RenderCase{"python bool old", "{flag|python}", RowImage::Old, "False", "", ""},
         RenderCase{"python text untouched", "{slug|python}", RowImage::New, "New-Slug", "", ""},
         RenderCase{"python null", "{category_id|python}", RowImage::New, "None", "", ""},
         RenderCase{"toast from old", "b_{body}", RowImage::New, "b_long body", "", ""},
         RenderCase{"null skips", "c_{category_id}", RowImage::New, "", "null", "category_id"},
-        RenderCase{"null filtered skips", "c_{category_id|md5}", RowImage::New, "", "null", "category_id"},
+        RenderCase{"null filtered skips", "c_{category_id|md5}", RowImage::New, "", "null",
+                   "category_id"},
         RenderCase{"unknown column", "x_{nope}", RowImage::New, "", "unknown_column", "nope"}));
 
 TEST(KeyTemplate, NullLiteralRendersAndGoesThroughFilters) {
@@ -155,14 +159,17 @@ TEST(KeyTemplate, NullLiteralRendersAndGoesThroughFilters) {
   const std::string literal = "None";
   std::string out;
   TemplateSkip skip;
-  ASSERT_TRUE(compiled("c_{category_id}").render(f.rows(RowImage::New), {&literal, false}, out, skip));
+  ASSERT_TRUE(
+      compiled("c_{category_id}").render(f.rows(RowImage::New), {&literal, false}, out, skip));
   EXPECT_EQ(out, "c_None");
   out.clear();
-  ASSERT_TRUE(compiled("{category_id|lower}").render(f.rows(RowImage::New), {&literal, false}, out, skip));
+  ASSERT_TRUE(
+      compiled("{category_id|lower}").render(f.rows(RowImage::New), {&literal, false}, out, skip));
   EXPECT_EQ(out, "none");
   out.clear();
   const std::string other = "null";
-  ASSERT_TRUE(compiled("{category_id|python}").render(f.rows(RowImage::New), {&other, false}, out, skip));
+  ASSERT_TRUE(
+      compiled("{category_id|python}").render(f.rows(RowImage::New), {&other, false}, out, skip));
   EXPECT_EQ(out, "None");  // python always spells NULL as None
 }
 
@@ -170,7 +177,8 @@ TEST(KeyTemplate, UnchangedToastWithoutOldValueSkips) {
   const Fixture f;
   std::string out;
   TemplateSkip skip;
-  EXPECT_FALSE(compiled("b_{body}").render(f.rows(RowImage::New, false), {}, out, skip));
+  const KeyTemplate t = compiled("b_{body}");  // skip.column points into the template
+  EXPECT_FALSE(t.render(f.rows(RowImage::New, false), {}, out, skip));
   EXPECT_EQ(skip.reason, "unchanged_toast");
   EXPECT_EQ(skip.column, "body");
 }
@@ -185,7 +193,8 @@ TEST(KeyTemplate, AbsentOldValueSkips) {
   out.clear();
   EXPECT_FALSE(compiled("s_{slug}").render(f.rows(RowImage::Old), {}, out, skip));
   EXPECT_EQ(skip.reason, "old_row_unavailable");
-  EXPECT_FALSE(compiled("s_{old.slug}").render(f.rows(RowImage::New, false), {}, out, skip));
+  const KeyTemplate pinned = compiled("s_{old.slug}");
+  EXPECT_FALSE(pinned.render(f.rows(RowImage::New, false), {}, out, skip));
   EXPECT_EQ(skip.reason, "old_row_unavailable");
   EXPECT_EQ(skip.column, "slug");
 }

@@ -1,0 +1,75 @@
+#include "run_metrics.h"
+
+#include <array>
+
+#include "walbust/version.h"
+
+namespace walbust {
+namespace {
+
+// Commit→delete spans sub-millisecond (idle pipeline) to minutes (Redis outage).
+std::vector<double> latency_buckets() {
+  return {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+}
+
+}  // namespace
+
+TargetMetrics::TargetMetrics(MetricsRegistry& r, const std::string& target)
+    : name(target),
+      keys_deleted(r.counter("walbust_keys_deleted_total", "Keys sent to Redis for deletion (patterns expanded)",
+                             {{"target", target}})),
+      keys_existed(r.counter("walbust_keys_existed_total",
+                             "Keys Redis reported as removed: the share of deletes that hit", {{"target", target}})),
+      commands(r.counter("walbust_redis_commands_total", "Commands sent to Redis", {{"target", target}})),
+      errors(r.counter("walbust_redis_errors_total", "Failed Redis attempts (error replies, timeouts, lost connections)",
+                       {{"target", target}})),
+      reconnects(r.counter("walbust_reconnects_total", "Reconnections after a lost connection",
+                           {{"target", "redis:" + target}})),
+      batches(r.counter("walbust_redis_batches_total", "Pipelines confirmed by Redis", {{"target", target}})),
+      batch_keys(r.histogram("walbust_batch_keys", "Distinct keys per Redis pipeline",
+                             {1, 4, 16, 64, 256, 1024, 4096, 16384, 65536}, {{"target", target}})),
+      commit_to_delete(r.histogram("walbust_commit_to_delete_seconds",
+                                   "Time from a transaction's commit in PostgreSQL to Redis confirming its deletes",
+                                   latency_buckets(), {{"target", target}})) {}
+
+RunMetrics::RunMetrics(const std::vector<std::string>& target_names)
+    : transactions(registry.counter("walbust_transactions_total", "Committed transactions read from the slot")),
+      pg_reconnects(registry.counter("walbust_reconnects_total", "Reconnections after a lost connection",
+                                     {{"target", "postgres"}})),
+      reloads_ok(registry.counter("walbust_config_reloads_total", "Configuration reloads (SIGHUP)", {{"result", "ok"}})),
+      reloads_error(registry.counter("walbust_config_reloads_total", "Configuration reloads (SIGHUP)",
+                                     {{"result", "error"}})),
+      redeletes(registry.counter("walbust_redeletes_total", "Second deletes issued by redelete_after")),
+      lag_bytes(registry.gauge("walbust_replication_lag_bytes",
+                               "WAL bytes between the server's current position and the slot's confirmed_flush_lsn "
+                               "(read from the server)")),
+      confirmed_flush_lsn(registry.gauge("walbust_confirmed_flush_lsn",
+                                         "Last LSN acknowledged to PostgreSQL as flushed, as an integer")),
+      slot_safe_wal_size(registry.gauge("walbust_slot_safe_wal_size_bytes",
+                                        "WAL that can still be written before the slot is lost "
+                                        "(pg_replication_slots.safe_wal_size; -1 when unlimited)")) {
+  registry.gauge("walbust_build_info", "Build information", {{"version", kVersion}}).set(1);
+  for (const auto& t : target_names) targets.push_back(std::make_unique<TargetMetrics>(registry, t));
+}
+
+Counter& RunMetrics::changes_for(const std::shared_ptr<const Relation>& relation, Op op) {
+  auto [it, inserted] = change_counters_.try_emplace(relation);
+  auto& slot = it->second[static_cast<std::size_t>(op)];
+  if (slot == nullptr) {
+    slot = &registry.counter("walbust_changes_total", "Row changes read, by table and operation",
+                             {{"table", relation->qualified_name()}, {"op", std::string(op_name(op))}});
+  }
+  (void)inserted;  // a new entry starts with null slots, filled on first use
+  return *slot;
+}
+
+Counter& RunMetrics::render_failures(const std::string& rule, const std::string& reason) {
+  auto& slot = failure_counters_[{rule, reason}];
+  if (slot == nullptr) {
+    slot = &registry.counter("walbust_render_failures_total", "Keys that could not be rendered and were skipped",
+                             {{"rule", rule}, {"reason", reason}});
+  }
+  return *slot;
+}
+
+}  // namespace walbust

@@ -1,0 +1,82 @@
+#pragma once
+// Everything `walbust run` measures: the Prometheus series of SPEC §6 (resolved once, so
+// hot paths only touch atomics) and the liveness facts the health check, STATUS= and the
+// watchdog are derived from.
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "walbust/change.h"
+#include "walbust/lsn.h"
+#include "walbust/metrics.h"
+
+namespace walbust {
+
+// Monotonic "last seen alive" stamp of a thread, for the watchdog.
+class Heartbeat {
+ public:
+  void beat() { at_.store(std::chrono::steady_clock::now().time_since_epoch().count(), std::memory_order_relaxed); }
+  [[nodiscard]] std::chrono::steady_clock::duration age() const {
+    const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+    return std::chrono::steady_clock::duration(now - at_.load(std::memory_order_relaxed));
+  }
+
+ private:
+  std::atomic<std::chrono::steady_clock::rep> at_{std::chrono::steady_clock::now().time_since_epoch().count()};
+};
+
+struct TargetMetrics {
+  TargetMetrics(MetricsRegistry& registry, const std::string& target);
+
+  std::string name;
+  Counter& keys_deleted;
+  Counter& keys_existed;
+  Counter& commands;
+  Counter& errors;
+  Counter& reconnects;
+  Counter& batches;
+  Histogram& batch_keys;
+  Histogram& commit_to_delete;
+  std::atomic<bool> up{false};
+  Heartbeat heartbeat;
+};
+
+class RunMetrics {
+ public:
+  explicit RunMetrics(const std::vector<std::string>& targets);
+
+  MetricsRegistry registry;
+  Counter& transactions;
+  Counter& pg_reconnects;
+  Counter& reloads_ok;
+  Counter& reloads_error;
+  Counter& redeletes;
+  Gauge& lag_bytes;
+  Gauge& confirmed_flush_lsn;
+  Gauge& slot_safe_wal_size;
+  std::vector<std::unique_ptr<TargetMetrics>> targets;
+
+  std::atomic<std::uint64_t> changes{0};  // all tables, for progress lines
+  std::atomic<Lsn> server_wal_end{0};
+  std::atomic<bool> streaming{false};
+  std::atomic<bool> standby{false};  // waiting for the slot held by another consumer
+  Heartbeat source_heartbeat;
+
+  // Source thread only: the per-table/op series, cached by relation identity.
+  Counter& changes_for(const std::shared_ptr<const Relation>& relation, Op op);
+  Counter& render_failures(const std::string& rule, const std::string& reason);
+
+ private:
+  // Keyed by the shared pointer itself, which keeps the relation alive: a replaced
+  // relation's address can never be reused for another table.
+  std::unordered_map<std::shared_ptr<const Relation>, std::array<Counter*, 4>> change_counters_;
+  std::map<std::pair<std::string, std::string>, Counter*> failure_counters_;
+};
+
+}  // namespace walbust

@@ -1,0 +1,59 @@
+#include "slot_poller.h"
+
+#include <spdlog/spdlog.h>
+
+#include "signals.h"
+#include "walbust/pg_replication.h"
+
+namespace walbust {
+
+SlotPoller::SlotPoller(std::string conninfo, std::string password, std::string slot,
+                       std::chrono::milliseconds interval, RunMetrics& metrics)
+    : conninfo_(std::move(conninfo)),
+      password_(std::move(password)),
+      slot_(std::move(slot)),
+      interval_(interval),
+      metrics_(metrics) {}
+
+SlotPoller::~SlotPoller() { stop(); }
+
+void SlotPoller::start() { thread_ = std::thread([this] { run(); }); }
+
+void SlotPoller::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void SlotPoller::run() {
+  Signals::block_in_this_thread();
+  PgReplicationConnection conn(conninfo_, password_, /*replication=*/false);
+  bool warned = false;
+  std::unique_lock lock(mu_);
+  while (!stop_) {
+    lock.unlock();
+    try {
+      if (!conn.connected()) conn.connect();
+      const auto rows = conn.query(
+          "SELECT (pg_catalog.pg_current_wal_lsn() - confirmed_flush_lsn)::bigint, coalesce(safe_wal_size, -1) "
+          "FROM pg_catalog.pg_replication_slots WHERE slot_name = " + conn.quote_literal(slot_));
+      if (!rows.empty()) {
+        if (rows[0][0]) metrics_.lag_bytes.set(std::stod(*rows[0][0]));
+        if (rows[0][1]) metrics_.slot_safe_wal_size.set(std::stod(*rows[0][1]));
+      }
+      warned = false;
+    } catch (const std::exception& e) {
+      // Only metrics depend on this connection; the stream does not.
+      if (!warned) spdlog::warn("postgres: cannot read slot {} for metrics: {}", slot_, e.what());
+      warned = true;
+      conn.close();
+    }
+    lock.lock();
+    cv_.wait_for(lock, interval_, [this] { return stop_; });
+  }
+}
+
+}  // namespace walbust
