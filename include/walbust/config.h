@@ -28,6 +28,8 @@ struct RedisSettings {
   std::string password_file;  // resolved like PostgresSettings::password_file
   std::string delete_command = "unlink";  // unlink | del
   std::chrono::milliseconds timeout{2000};
+  bool cluster = false;             // Redis Cluster: keys routed by hash slot (SPEC §8)
+  std::vector<std::string> nodes;   // cluster seed nodes, host:port
 };
 
 struct RedisTarget {
@@ -68,6 +70,9 @@ struct Config {
 [[nodiscard]] RuleSet load_rule_files(const std::vector<std::string>& files, Diagnostics& diags);
 // resolve_rule_files + load_rule_files.
 [[nodiscard]] RuleSet load_rules(const Config& config, Diagnostics& diags);
+
+// Rules may name targets (`targets: [name]`); each name must be a configured target.
+void check_rule_targets(const Config& config, const RuleSet& rules, Diagnostics& diags);
 
 // Reads a whole file; nullopt with a diagnostic when it cannot be read.
 [[nodiscard]] std::optional<std::string> read_text_file(const std::string& path, Diagnostics& diags);

@@ -14,8 +14,8 @@
 #include "walbust/change_stream.h"
 #include "walbust/dry_run_format.h"
 #include "walbust/pg_replication.h"
+#include "walbust/key_sink.h"
 #include "walbust/redis_client.h"
-#include "walbust/redis_sink.h"
 
 namespace walbust {
 namespace {
@@ -72,10 +72,9 @@ class DryRun final : public ChangeHandler {
   int run() {
     if (options_.check_redis) {
       const auto& t = loaded_.config.targets.front().settings;
-      redis_ = std::make_unique<RedisClient>(t.endpoint, read_password_file(t.password_file), t.timeout);
-      sink_ = std::make_unique<RedisSink>(*redis_, t.delete_command);
+      sink_ = make_key_sink(t, read_password_file(t.password_file));
       try {
-        redis_->connect();
+        sink_->connect();
       } catch (const RedisError& e) {
         std::fprintf(stderr, "walbust dry-run: --check-redis: %s\n", e.what());
         return kExitFailure;
@@ -248,8 +247,7 @@ class DryRun final : public ChangeHandler {
   LoadedConfig& loaded_;
   std::optional<Clock::time_point> deadline_;
   ChangeStream stream_;
-  std::unique_ptr<RedisClient> redis_;
-  std::unique_ptr<RedisSink> sink_;
+  std::unique_ptr<KeySink> sink_;
   std::vector<Action> actions_;
   std::vector<ActionProbe> probes_;
   DryRunSummary summary_;

@@ -11,6 +11,7 @@ std::optional<LoadedConfig> load_config_and_rules(const std::string& path) {
   if (config) {
     auto files = resolve_rule_files(*config, diags);
     RuleSet rules = load_rule_files(files, diags);
+    if (diags.empty()) check_rule_targets(*config, rules, diags);
     if (diags.empty()) out = LoadedConfig{std::move(*config), std::move(rules), std::move(files)};
   }
   if (!diags.empty()) {

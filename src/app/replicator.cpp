@@ -10,8 +10,8 @@
 #include "exit_codes.h"
 #include "signals.h"
 #include "walbust/backoff.h"
+#include "walbust/key_sink.h"
 #include "walbust/redis_client.h"
-#include "walbust/redis_sink.h"
 #include "walbust/version.h"
 
 namespace walbust {
@@ -33,6 +33,20 @@ std::size_t queue_capacity(const BatchSettings& batch) {
 // A thread whose heartbeat is older than this is stalled: the watchdog stops pinging so
 // systemd restarts the service. Generous: Redis timeouts and backoff sleeps are shorter.
 constexpr auto kStallLimit = std::chrono::seconds(30);
+
+// Bit i set: rule sends its actions to target i. A rule without targets: every target.
+std::vector<std::uint64_t> rule_target_masks(const RuleSet& rules, const Config& config) {
+  std::vector<std::uint64_t> masks(rules.size(), 0);
+  for (std::uint32_t r = 0; r < rules.size(); ++r) {
+    const auto& names = rules.rule(r).targets;
+    for (std::size_t t = 0; t < config.targets.size(); ++t) {
+      if (names.empty() || std::find(names.begin(), names.end(), config.targets[t].name) != names.end()) {
+        masks[r] |= std::uint64_t{1} << t;
+      }
+    }
+  }
+  return masks;
+}
 
 std::vector<std::string> target_names(const Config& config) {
   std::vector<std::string> names;
@@ -74,14 +88,28 @@ Replicator::Replicator(Config config, RuleSet rules, std::optional<Lsn> endpos)
       pg_password_(read_password_file(config_.postgres.password_file)),
       metrics_(target_names(config_)),
       tracker_(config_.targets.size()),
-      queue_(queue_capacity(config_.batch)),
+      rule_targets_(rule_target_masks(*rules_, config_)),
       conn_(config_.postgres.dsn, pg_password_),
-      state_(config_.state_dir, config_.postgres.slot) {
+      state_(config_.state_dir, config_.postgres.slot),
+      local_(config_.targets.size()) {
   for (std::size_t i = 0; i < config_.targets.size(); ++i) {
     const auto& t = config_.targets[i];
+    queues_.push_back(std::make_unique<ActionQueue>(queue_capacity(config_.batch)));
     sinks_.push_back(std::make_unique<SinkWorker>(i, t, read_password_file(t.settings.password_file), config_.batch,
-                                                  queue_, tracker_, *metrics_.targets[i], metrics_.redeletes));
+                                                  *queues_[i], tracker_, *metrics_.targets[i], metrics_.redeletes));
   }
+}
+
+std::size_t Replicator::queued() const {
+  std::size_t n = 0;
+  for (const auto& q : queues_) n += q->size();
+  return n;
+}
+
+std::size_t Replicator::local_size() const {
+  std::size_t n = 0;
+  for (const auto& l : local_) n = std::max(n, l.size());
+  return n;
 }
 
 Replicator::~Replicator() = default;
@@ -290,15 +318,13 @@ int Replicator::handle_gap(const std::string& what) {
   // The new slot exists before the flush, so every change after the flush is streamed.
   const Lsn start = conn_.create_slot(slot, false);
   for (const auto& target : config_.targets) {
-    RedisClient client(target.settings.endpoint, read_password_file(target.settings.password_file),
-                       target.settings.timeout);
+    auto sink = make_key_sink(target.settings, read_password_file(target.settings.password_file));
     try {
-      client.connect();
+      sink->connect();
       if (config_.on_gap == "flushdb") {
-        client.command({"FLUSHDB"});
-        spdlog::warn("redis {}: FLUSHDB done after the gap", target.settings.endpoint.describe());
+        sink->flush_database();
+        spdlog::warn("redis {}: FLUSHDB done after the gap", sink->describe());
       } else {
-        RedisSink sink(client, target.settings.delete_command);
         auto patterns = rules_->all_keys_as_patterns();
         // Constant version keys are set to the new slot's start: a value never used before.
         for (auto& a : patterns) {
@@ -306,15 +332,15 @@ int Replicator::handle_gap(const std::string& what) {
         }
         std::vector<const Action*> ptrs;
         for (const auto& a : patterns) ptrs.push_back(&a);
-        const BatchResult r = sink.apply(ptrs);
-        spdlog::warn("redis {}: deleted {} keys matching {} rule templates after the gap",
-                     target.settings.endpoint.describe(), r.existed, patterns.size());
+        const BatchResult r = sink->apply(ptrs);
+        spdlog::warn("redis {}: deleted {} keys matching {} rule templates after the gap", sink->describe(), r.existed,
+                     patterns.size());
       }
     } catch (const RedisError& e) {
       // The slot was recreated but the flush did not happen, and the next start would see
       // no gap: say loudly what must be done by hand.
       spdlog::error("redis {}: flushing after the gap failed: {}. Flush the caches by hand before trusting them",
-                    target.settings.endpoint.describe(), e.what());
+                    sink->describe(), e.what());
       return kExitGap;
     }
   }
@@ -408,10 +434,14 @@ void Replicator::on_change(const Change& change) {
   failures_.clear();
   rules_->plan(change, actions_, &failures_);
   for (auto& action : actions_) {
-    QueueItem item;
-    item.kind = QueueItem::Kind::Action;
-    item.action = std::move(action);
-    local_.push_back(std::move(item));
+    const std::uint64_t mask = rule_targets_[action.rule];
+    for (std::size_t t = 0; t < local_.size(); ++t) {
+      if ((mask >> t & 1U) == 0) continue;
+      QueueItem item;
+      item.kind = QueueItem::Kind::Action;
+      item.action = action;
+      local_[t].push_back(std::move(item));
+    }
   }
   if (spdlog::should_log(spdlog::level::trace)) {
     spdlog::trace("{} {} at {} (xid {}): {} actions", op_name(change.op), change.relation->qualified_name(),
@@ -428,7 +458,7 @@ void Replicator::on_change(const Change& change) {
     }
   }
   // Large transactions stream through: their deletes go out while the rest is read.
-  if (local_.size() >= kLocalChunk && !flush_local()) Signals::request_stop();
+  if (local_size() >= kLocalChunk && !flush_local()) Signals::request_stop();
 }
 
 void Replicator::on_commit(const TransactionCommit& commit) {
@@ -438,15 +468,22 @@ void Replicator::on_commit(const TransactionCommit& commit) {
   item.ticket = tracker_.commit(commit.end_lsn);
   item.end_lsn = commit.end_lsn;
   item.commit_time_us = commit.commit_time_us;
-  local_.push_back(std::move(item));
+  for (auto& local : local_) local.push_back(item);
   metrics_.transactions.inc();
   if (endpos_ && commit.end_lsn >= *endpos_) endpos_reached_ = true;
 }
 
 bool Replicator::flush_local() {
-  while (!local_.empty()) {
+  for (std::size_t t = 0; t < local_.size(); ++t) {
+    if (!push_local(t)) return false;
+  }
+  return true;
+}
+
+bool Replicator::push_local(std::size_t t) {
+  while (!local_[t].empty()) {
     const auto deadline = std::min({next_status_, next_watchdog_, Clock::now() + std::chrono::seconds(1)});
-    if (queue_.push(local_, deadline)) break;
+    if (queues_[t]->push(local_[t], deadline)) break;
     // The queue is full (Redis slow or down): keep the walsender from timing us out and
     // systemd informed while waiting.
     tick();
@@ -492,7 +529,7 @@ void Replicator::report_progress(Clock::time_point now) {
     spdlog::info("progress: {:.0f} changes/s, {:.0f} keys/s, {:.0f} transactions, acknowledged {}, lag {:.0f} bytes, "
                  "queue {}",
                  change_rate, key_rate, cur.transactions - last_progress_.transactions, format_lsn(flush), lag,
-                 queue_.size());
+                 queued());
   }
   last_progress_ = cur;
   if (metrics_.streaming.load()) {
@@ -512,11 +549,13 @@ void Replicator::maybe_reload() {
   std::optional<RuleSet> rules;
   if (config) {
     RuleSet loaded = load_rules(*config, diags);
+    if (diags.empty()) check_rule_targets(*config, loaded, diags);
     if (diags.empty()) rules = std::move(loaded);
   }
   if (rules) {
     // Rules swap between transactions: every change of one transaction sees one rule set.
     rules_ = std::make_shared<const RuleSet>(std::move(*rules));
+    rule_targets_ = rule_target_masks(*rules_, config_);
     warned_failures_.clear();
     for (const auto& name : restart_only_changes(config_, *config)) {
       spdlog::warn("reload: {} changed; that takes effect only after a restart", name);
@@ -543,9 +582,11 @@ void Replicator::shutdown(bool drain_fully) {
   if (sig != 0) spdlog::info("received signal {}: finishing in-flight deletes, then acknowledging", sig);
   // Hand over what was read; without a stream connection this may be partial work of an
   // unacknowledged transaction, which is harmless.
-  (void)queue_.push(local_, Clock::now() + std::chrono::seconds(1));
-  local_.clear();
-  queue_.close();  // sinks drain what is queued, then exit
+  for (std::size_t t = 0; t < local_.size(); ++t) {
+    (void)queues_[t]->push(local_[t], Clock::now() + std::chrono::seconds(1));
+    local_[t].clear();
+    queues_[t]->close();  // the sink drains what is queued, then exits
+  }
   if (!drain_fully) {
     const auto deadline = Clock::now() + kShutdownGrace;
     auto all_finished = [this] {
@@ -555,7 +596,7 @@ void Replicator::shutdown(bool drain_fully) {
     if (!all_finished()) {
       // Past the grace period the rest is dropped unacknowledged: PostgreSQL resends it.
       spdlog::warn("shutdown: Redis did not confirm {} queued actions in time; they stay unacknowledged",
-                   queue_.size());
+                   queued());
     }
     for (auto& sink : sinks_) sink->abandon();
   }

@@ -54,12 +54,15 @@ class Replicator final : public ChangeHandler {
   // Pushes locally gathered items into the queue, sending status updates while the
   // queue is full. Returns false when asked to stop first.
   bool flush_local();
+  bool push_local(std::size_t target);
   void send_status(bool reply_requested = false);
   void save_state();
   void report_progress(Clock::time_point now);
   void maybe_reload();
   [[nodiscard]] bool stopping() const;
   [[nodiscard]] bool sinks_alive() const;
+  [[nodiscard]] std::size_t queued() const;
+  [[nodiscard]] std::size_t local_size() const;
   void sleep_interruptibly(std::chrono::milliseconds delay);
   [[nodiscard]] std::pair<bool, std::string> health() const;
 
@@ -70,7 +73,10 @@ class Replicator final : public ChangeHandler {
 
   RunMetrics metrics_;
   AckTracker tracker_;
-  ActionQueue queue_;
+  // One queue per Redis target: each target takes the actions of the rules that name it
+  // (all by default) and every commit marker, at its own pace.
+  std::vector<std::unique_ptr<ActionQueue>> queues_;
+  std::vector<std::uint64_t> rule_targets_;  // per rule: bit i = target i
   std::vector<std::unique_ptr<SinkWorker>> sinks_;
   PgReplicationConnection conn_;
   ChangeStream stream_;
@@ -82,7 +88,7 @@ class Replicator final : public ChangeHandler {
   std::string database_;
   std::string status_text_ = "starting";
 
-  std::vector<QueueItem> local_;
+  std::vector<std::vector<QueueItem>> local_;  // per target, handed over in chunks
   std::vector<Action> actions_;
   std::vector<RenderFailure> failures_;
   std::set<std::pair<std::uint32_t, std::string>> warned_failures_;

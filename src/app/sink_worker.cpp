@@ -8,15 +8,14 @@
 #include "walbust/backoff.h"
 #include "walbust/pg_replication.h"
 #include "walbust/redis_client.h"
-#include "walbust/redis_sink.h"
+#include "walbust/key_sink.h"
 
 namespace walbust {
 
 struct SinkWorker::Connection {
   Connection(const RedisSettings& s, const std::string& password)
-      : client(s.endpoint, password, s.timeout), sink(client, s.delete_command), where(s.endpoint.describe()) {}
-  RedisClient client;
-  RedisSink sink;
+      : sink(make_key_sink(s, password)), where(sink->describe()) {}
+  std::unique_ptr<KeySink> sink;
   std::string where;
   Backoff backoff{std::chrono::milliseconds(100), std::chrono::seconds(10)};
   std::mt19937_64 rng{std::random_device{}()};
@@ -66,15 +65,15 @@ void SinkWorker::run() {
   Signals::block_in_this_thread();
   Connection c(target_.settings, password_);
   // Connect eagerly: readiness (READY=1, /healthz) means Redis answered.
-  while (!c.client.connected() && !abandoned_.load()) {
+  while (!c.sink->connected() && !abandoned_.load()) {
     try {
-      c.client.connect();
+      c.sink->connect();
       on_success(c);
     } catch (const RedisError& e) {
       if (!on_error(c, e)) break;
     }
   }
-  if (c.client.connected()) loop(c);
+  if (c.sink->connected()) loop(c);
   finished_.store(true);
 }
 
@@ -97,7 +96,7 @@ bool SinkWorker::on_error(Connection& c, const RedisError& e) {
     c.outage = true;
     c.outage_started = std::chrono::steady_clock::now();
   }
-  c.client.close();
+  c.sink->close();
   std::uniform_real_distribution<double> jitter(0.0, 1.0);
   return sleep_for(c.backoff.next(jitter(c.rng)));
 }
@@ -148,8 +147,8 @@ void SinkWorker::loop(Connection& c) {
     if (!actions.empty()) {
       while (true) {
         try {
-          if (!c.client.connected()) c.client.connect();
-          const BatchResult result = c.sink.apply(actions);
+          if (!c.sink->connected()) c.sink->connect();
+          const BatchResult result = c.sink->apply(actions);
           metrics_.keys_deleted.inc(static_cast<double>(result.keys));
           metrics_.keys_existed.inc(static_cast<double>(result.existed));
           metrics_.commands.inc(static_cast<double>(result.commands));
@@ -193,14 +192,14 @@ void SinkWorker::apply_redeletes(Connection& c) {
     ptrs.push_back(&actions[i]);
   }
   try {
-    if (!c.client.connected()) c.client.connect();
-    const BatchResult result = c.sink.apply(ptrs);
+    if (!c.sink->connected()) c.sink->connect();
+    const BatchResult result = c.sink->apply(ptrs);
     metrics_.commands.inc(static_cast<double>(result.commands));
     redeletes_.inc(static_cast<double>(result.keys));
   } catch (const RedisError& e) {
     // Best effort, but not silently: retried later, after the main path recovers.
     metrics_.errors.inc();
-    c.client.close();
+    c.sink->close();
     (void)e;
     keys.clear();
     for (auto& a : actions) keys.push_back(std::move(a.key));

@@ -5,6 +5,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -146,13 +147,36 @@ std::string resolve_password_file(const std::string& configured, const char* cre
 }
 
 void load_redis(const std::string& file, const YAML::Node& node, const std::string& name,
-                RedisSettings& out, Diagnostics& diags) {
+                RedisSettings& out, Diagnostics& diags, bool allow_cluster) {
   Section s(file, node, name, diags);
-  s.allow_only({"url", "password_file", "delete_command", "timeout"});
+  if (allow_cluster) {
+    s.allow_only({"url", "password_file", "delete_command", "timeout", "cluster", "nodes"});
+  } else {
+    s.allow_only({"url", "password_file", "delete_command", "timeout"});
+  }
   s.string("url", out.url);
   s.string("password_file", out.password_file);
   s.choice("delete_command", out.delete_command, {"unlink", "del"});
   s.duration("timeout", out.timeout, std::chrono::milliseconds{1});
+  s.boolean("cluster", out.cluster);
+  const YAML::Node nodes = s.get("nodes");
+  if (nodes.IsDefined() && !nodes.IsNull()) {
+    if (!nodes.IsSequence()) {
+      s.error(nodes, name + ".nodes must be a list of host:port");
+    } else {
+      for (const auto& n : nodes) {
+        const std::string v = n.IsScalar() ? n.Scalar() : "";
+        const auto colon = v.rfind(':');
+        if (colon == std::string::npos || colon == 0 || colon + 1 == v.size()) {
+          s.error(n, name + ".nodes entries must be host:port");
+        } else {
+          out.nodes.push_back(v);
+        }
+      }
+    }
+  }
+  if (out.cluster && out.nodes.empty()) s.error(node, name + ": cluster: true needs nodes: [host:port, ...]");
+  if (!out.cluster && !out.nodes.empty()) s.error(nodes, name + ".nodes is only used with cluster: true");
 }
 
 void finish_redis(const std::string& file, const YAML::Node& node, RedisSettings& r, Diagnostics& diags) {
@@ -232,11 +256,27 @@ std::optional<Config> load_config(const std::string& path, Diagnostics& diags) {
   }
   if (redis.IsDefined() && !redis.IsNull()) {
     RedisTarget t{"default", {}};
-    load_redis(path, redis, "redis", t.settings, diags);
+    load_redis(path, redis, "redis", t.settings, diags, /*allow_cluster=*/false);
     config.targets.push_back(std::move(t));
     config.redis_configured = true;
   } else if (targets.IsDefined() && !targets.IsNull()) {
-    diags.add(path, targets, "targets: (several Redis targets) is not supported by this build; use redis:");
+    if (!targets.IsMap() || targets.size() == 0) {
+      diags.add(path, targets, "targets must be a non-empty mapping from a target name to a Redis section");
+    } else {
+      for (const auto& kv : targets) {
+        const std::string name = kv.first.Scalar();
+        if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) {
+              return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+            })) {
+          diags.add(path, kv.first, "target names use letters, digits, '_' and '-'");
+        }
+        RedisTarget t{name, {}};
+        load_redis(path, kv.second, "targets." + name, t.settings, diags, /*allow_cluster=*/true);
+        config.targets.push_back(std::move(t));
+      }
+      if (config.targets.size() > 64) diags.add(path, targets, "at most 64 targets");
+      config.redis_configured = true;
+    }
   } else {
     config.targets.push_back(RedisTarget{"default", {}});
   }
@@ -281,7 +321,10 @@ std::optional<Config> load_config(const std::string& path, Diagnostics& diags) {
     config.targets.front().settings.url = url;
     config.redis_configured = true;
   }
-  for (auto& t : config.targets) finish_redis(path, redis.IsDefined() ? redis : root, t.settings, diags);
+  for (auto& t : config.targets) {
+    const YAML::Node where = redis.IsDefined() ? redis : targets.IsDefined() && targets.IsMap() ? targets[t.name] : root;
+    finish_redis(path, where, t.settings, diags);
+  }
   config.postgres.password_file = resolve_password_file(config.postgres.password_file, "pg-password");
   if (config.state_dir.empty()) config.state_dir = env_or("STATE_DIRECTORY", ".");
   // systemd may pass several state directories separated by ':'; the first is ours.
@@ -289,6 +332,21 @@ std::optional<Config> load_config(const std::string& path, Diagnostics& diags) {
 
   if (diags.size() != errors_before) return std::nullopt;
   return config;
+}
+
+void check_rule_targets(const Config& config, const RuleSet& rules, Diagnostics& diags) {
+  for (std::uint32_t i = 0; i < rules.size(); ++i) {
+    const RuleInfo& r = rules.rule(i);
+    for (const auto& name : r.targets) {
+      const bool known = std::any_of(config.targets.begin(), config.targets.end(),
+                                     [&](const RedisTarget& t) { return t.name == name; });
+      if (!known) {
+        std::string list;
+        for (const auto& t : config.targets) list += (list.empty() ? "" : ", ") + t.name;
+        diags.add(r.file, r.line, 0, "rule " + r.name + ": unknown target '" + name + "' (configured: " + list + ")");
+      }
+    }
+  }
 }
 
 std::vector<std::string> resolve_rule_files(const Config& config, Diagnostics& diags) {

@@ -4,10 +4,16 @@
 #include <string_view>
 #include <unordered_set>
 
+#include "walbust/config.h"
+
 namespace walbust {
 
-RedisSink::RedisSink(RedisClient& client, std::string delete_command)
-    : client_(client), delete_command_(delete_command == "del" ? "DEL" : "UNLINK") {}
+RedisSink::RedisSink(RedisEndpoint endpoint, std::string password, std::chrono::milliseconds timeout,
+                     std::string delete_command)
+    : client_(std::move(endpoint), std::move(password), timeout),
+      delete_command_(delete_command == "del" ? "DEL" : "UNLINK") {}
+
+void RedisSink::flush_database() { client_.command({"FLUSHDB"}); }
 
 void RedisSink::check_replies(const std::vector<RedisReply>& replies, const char* what) const {
   const RedisReply* first_error = nullptr;
@@ -77,11 +83,10 @@ BatchResult RedisSink::apply(const std::vector<const Action*>& actions) {
   return result;
 }
 
-std::size_t RedisSink::delete_pattern(const std::string& pattern, BatchResult& result) {
+void RedisSink::delete_pattern(const std::string& pattern, BatchResult& result) {
   // SCAN guarantees that every key present for the whole scan is returned at least once,
   // which is exactly the guarantee invalidation needs.
   std::string cursor = "0";
-  std::size_t deleted = 0;
   do {
     RedisReply reply = client_.command({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
     ++result.commands;
@@ -97,10 +102,8 @@ std::size_t RedisSink::delete_pattern(const std::string& pattern, BatchResult& r
       ++result.commands;
       result.keys += keys.size();
       result.existed += r.integer;
-      deleted += static_cast<std::size_t>(r.integer);
     }
   } while (cursor != "0");
-  return deleted;
 }
 
 std::vector<bool> RedisSink::exists(const std::vector<std::string>& keys) {
@@ -134,6 +137,10 @@ std::size_t RedisSink::count_matching(const std::string& pattern, std::size_t li
     }
   } while (cursor != "0");
   return count;
+}
+
+std::unique_ptr<KeySink> make_key_sink(const RedisSettings& settings, const std::string& password) {
+  return std::make_unique<RedisSink>(settings.endpoint, password, settings.timeout, settings.delete_command);
 }
 
 }  // namespace walbust

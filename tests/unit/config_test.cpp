@@ -152,3 +152,58 @@ TEST_F(ConfigTest, RuleGlobThatMatchesNothingIsAnError) {
 
 }  // namespace
 }  // namespace walbust
+
+namespace walbust {
+namespace {
+
+TEST_F(ConfigTest, SeveralTargetsAndClusterSettings) {
+  const auto path = write("w.yaml", R"(postgres: {dsn: a}
+targets:
+  eu: {url: "redis://eu:6379/1"}
+  sessions: {cluster: true, nodes: ["10.0.0.5:7000", "10.0.0.6:7000"], timeout: 1s}
+rules: [rules.d/a.yaml]
+)");
+  Diagnostics d;
+  const auto c = load_config(path, d);
+  ASSERT_TRUE(c) << d.format();
+  ASSERT_EQ(c->targets.size(), 2u);
+  EXPECT_EQ(c->targets[0].name, "eu");
+  EXPECT_EQ(c->targets[0].settings.endpoint.db, 1);
+  EXPECT_EQ(c->targets[1].name, "sessions");
+  EXPECT_TRUE(c->targets[1].settings.cluster);
+  EXPECT_EQ(c->targets[1].settings.nodes, (std::vector<std::string>{"10.0.0.5:7000", "10.0.0.6:7000"}));
+}
+
+TEST_F(ConfigTest, TargetErrors) {
+  const auto path = write("w.yaml", R"(postgres: {dsn: a}
+redis: {url: "redis://h"}
+targets:
+  x: {cluster: true}
+rules: [rules.d/a.yaml]
+)");
+  Diagnostics d;
+  EXPECT_FALSE(load_config(path, d));
+  EXPECT_EQ(d.format(), path + ":4:3: error: use either redis: or targets:, not both\n");
+  const auto cluster = write("c.yaml", "postgres: {dsn: a}\ntargets:\n  x: {cluster: true}\nrules: [rules.d/a.yaml]\n");
+  Diagnostics d2;
+  EXPECT_FALSE(load_config(cluster, d2));
+  EXPECT_EQ(d2.format(), cluster + ":3:6: error: targets.x: cluster: true needs nodes: [host:port, ...]\n");
+}
+
+TEST_F(ConfigTest, RulesMayOnlyNameConfiguredTargets) {
+  const auto rules_path = write("rules.d/t.yaml", "version: 1\nrules:\n  - name: t\n    table: t\n"
+                                                  "    targets: [eu, moon]\n    delete: [\"k\"]\n");
+  const auto path = write("w.yaml", "postgres: {dsn: a}\ntargets:\n  eu: {url: \"redis://eu\"}\nrules: [" +
+                                        rules_path + "]\n");
+  Diagnostics d;
+  const auto c = load_config(path, d);
+  ASSERT_TRUE(c) << d.format();
+  const RuleSet rules = load_rules(*c, d);
+  ASSERT_TRUE(d.empty()) << d.format();
+  check_rule_targets(*c, rules, d);
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_EQ(d.items()[0].format(), rules_path + ":3: error: rule t: unknown target 'moon' (configured: eu)");
+}
+
+}  // namespace
+}  // namespace walbust

@@ -1,0 +1,49 @@
+#pragma once
+// What the pipeline needs from one Redis target, whatever its topology: a single server
+// (RedisSink) or a Redis Cluster. Every method throws RedisError (Retry or Fatal).
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "walbust/rules.h"
+
+namespace walbust {
+
+struct RedisSettings;
+
+struct BatchResult {
+  std::size_t keys = 0;      // distinct keys sent for deletion (patterns expanded)
+  long long existed = 0;     // keys Redis reported as removed
+  std::size_t commands = 0;  // commands sent
+  std::size_t patterns = 0;  // patterns scanned
+};
+
+class KeySink {
+ public:
+  virtual ~KeySink() = default;
+
+  virtual void connect() = 0;
+  virtual void close() = 0;
+  [[nodiscard]] virtual bool connected() const = 0;
+  // "127.0.0.1:6379/0", or the cluster's seed nodes: never a password.
+  [[nodiscard]] virtual std::string describe() const = 0;
+
+  // Deletes keys (deduplicated), sets version keys and expands patterns (SCAN + delete).
+  // Either everything was confirmed by Redis or it throws; the caller resends the whole
+  // batch on Retry (deletes and version SETs are idempotent).
+  virtual BatchResult apply(const std::vector<const Action*>& actions) = 0;
+
+  // Read-only (dry-run --check-redis): EXISTS per key; SCAN count of a pattern's keys,
+  // stopping after about `limit` keys scanned.
+  [[nodiscard]] virtual std::vector<bool> exists(const std::vector<std::string>& keys) = 0;
+  [[nodiscard]] virtual std::size_t count_matching(const std::string& pattern, std::size_t limit,
+                                                   bool& truncated) = 0;
+  // FLUSHDB on every node (on_gap: flushdb).
+  virtual void flush_database() = 0;
+};
+
+// The sink for a target's settings: RedisSink, or a cluster sink when settings.cluster.
+[[nodiscard]] std::unique_ptr<KeySink> make_key_sink(const RedisSettings& settings, const std::string& password);
+
+}  // namespace walbust
