@@ -13,14 +13,8 @@ namespace walbust {
 
 namespace {
 
-std::string joined_comment(const SetupStatement& s) {
-  std::string out;
-  for (const auto& line : s.comment) {
-    if (line == "(already in place)") continue;
-    out += (out.empty() ? "" : " ") + line;
-  }
-  return out;
-}
+// The first comment line summarises a statement in one sentence.
+std::string summary(const SetupStatement& s) { return s.comment.empty() ? one_line(s.sql) : s.comment.front(); }
 
 // Runs each statement on its own (autocommit): the slot must be created outside any
 // transaction that wrote, after the publication is committed.
@@ -28,11 +22,11 @@ int apply(PgReplicationConnection& conn, const DatabaseNeeds& needs, const Setup
   std::size_t changed = 0;
   for (const auto& s : script.statements) {
     if (s.sql.empty()) {
-      std::printf("note  %s\n", joined_comment(s).c_str());
+      std::printf("note  %s\n", summary(s).c_str());
       continue;
     }
     if (s.in_place) {
-      std::printf("skip  %s (already in place)\n", joined_comment(s).c_str());
+      std::printf("skip  %s (already in place)\n", summary(s).c_str());
       continue;
     }
     try {
@@ -45,7 +39,7 @@ int apply(PgReplicationConnection& conn, const DatabaseNeeds& needs, const Setup
     }
     if (s.session) continue;
     ++changed;
-    std::printf("done  %s\n", joined_comment(s).c_str());
+    std::printf("done  %s\n", summary(s).c_str());
   }
   std::printf("%zu statement%s applied\n\n", changed, changed == 1 ? "" : "s");
   std::fflush(stdout);

@@ -10,6 +10,7 @@ namespace walbust {
 namespace {
 
 constexpr const char* kRestart = " -- then restart PostgreSQL";
+constexpr const char* kOldRowReason = "rules compare old and new rows (changed, ignore_changes, when) or render {old.x}";
 
 std::string join(const std::vector<std::string>& items, std::string_view sep = ", ") {
   std::string out;
@@ -26,11 +27,12 @@ bool contains(const std::vector<std::string>& items, const std::string& item) {
   return std::find(items.begin(), items.end(), item) != items.end();
 }
 
-// "rule post-pages (rules/blog.yaml:16)" or "rules a (f:1), b (f:9)": the rules on a table.
+// "rule post-pages at rules/blog.yaml:16" or "rules a at f:1, b at f:9": the rules on a table.
+// RuleSet reports needs per table, so a missing column names every rule of its table.
 std::string rules_on(const DatabaseNeeds& needs, const std::string& schema, const std::string& table) {
   std::vector<std::string> names;
   for (const auto& r : needs.rules) {
-    if (r.schema == schema && r.table == table) names.push_back(r.name + " (" + r.file + ":" + std::to_string(r.line) + ")");
+    if (r.schema == schema && r.table == table) names.push_back(r.name + " at " + r.file + ":" + std::to_string(r.line));
   }
   if (names.empty()) return "no rule";
   return (names.size() == 1 ? "rule " : "rules ") + join(names);
@@ -164,7 +166,7 @@ class Checker {
     const std::string table_sql = sql_qualified(needs.schema, needs.name);
     const TableFacts* f = facts_.table(needs.schema, needs.name);
     if (f == nullptr || !f->exists) {
-      fail("table " + name + " does not exist (" + rules_on(needs_, needs.schema, needs.name) + ")",
+      fail("table " + name + " does not exist (named by " + rules_on(needs_, needs.schema, needs.name) + ")",
            "-- create the table, or correct the rule's table:");
       return;
     }
@@ -174,12 +176,13 @@ class Checker {
     for (const auto& col : needs.columns) {
       if (contains(f->columns, col)) continue;
       ++missing_columns;
-      fail("column " + col + " of table " + name + " does not exist (" + rules_on(needs_, needs.schema, needs.name) +
-               " names it)",
+      fail("column " + col + " of table " + name + " does not exist (named by " +
+               rules_on(needs_, needs.schema, needs.name) + ")",
            "-- correct the rule, or ALTER TABLE " + table_sql + " ADD COLUMN " + sql_identifier(col) + " ...;");
     }
     if (missing_columns == 0) {
-      ok("table " + name + " has the " + std::to_string(needs.columns.size()) + " columns the rules name");
+      std::vector<std::string> cols(needs.columns.begin(), needs.columns.end());
+      ok("table " + name + " has every column the rules name (" + join(cols) + ")");
     }
 
     publication_membership(needs, *f, table_sql);
@@ -222,7 +225,7 @@ class Checker {
     const std::set<Op> published = p.exists ? published_ops(p) : ops_needed(needs_.tables);
     const bool publishes_ud = published.contains(Op::Update) || published.contains(Op::Delete);
     if (auto reason = replica_identity_full_reason(needs, f, publishes_ud)) {
-      fail("table " + name + " needs REPLICA IDENTITY FULL: " + *reason + " (replica identity " + identity_text(f) + ")",
+      fail("table " + name + " has replica identity " + identity_text(f) + " but needs FULL: " + *reason,
            "ALTER TABLE " + table_sql + " REPLICA IDENTITY FULL;");
     } else if (f.replica_identity == 'f') {
       ok("table " + name + " has REPLICA IDENTITY FULL");
@@ -319,11 +322,12 @@ std::string format_summary(const std::vector<Finding>& findings) {
 std::optional<std::string> replica_identity_full_reason(const TableNeeds& needs, const TableFacts& table,
                                                         bool publishes_update_or_delete) {
   if (table.replica_identity == 'f') return std::nullopt;
-  if (needs.needs_old_row) return "rules compare or render previous values (changed, ignore_changes, when or {old.x})";
+  if (needs.needs_old_row) return kOldRowReason;
   std::vector<std::string> uncovered;
   if (sees_old(needs)) {
     for (const auto& col : needs.old_value_columns) {
-      if (!contains(table.identity_columns, col)) uncovered.push_back(col);
+      // A column that does not exist is reported on its own; FULL would not help it.
+      if (!contains(table.identity_columns, col) && contains(table.columns, col)) uncovered.push_back(col);
     }
   }
   if (!uncovered.empty()) {
@@ -337,7 +341,7 @@ std::optional<std::string> replica_identity_full_reason(const TableNeeds& needs,
 }
 
 std::optional<std::string> replica_identity_full_reason(const TableNeeds& needs) {
-  if (needs.needs_old_row) return "rules compare or render previous values (changed, ignore_changes, when or {old.x})";
+  if (needs.needs_old_row) return kOldRowReason;
   if (sees_old(needs) && !needs.old_value_columns.empty()) {
     std::vector<std::string> cols(needs.old_value_columns.begin(), needs.old_value_columns.end());
     return "rules render previous values of " + join(cols) +

@@ -36,8 +36,9 @@ class ScriptBuilder {
   }
 
  private:
-  void add(std::vector<std::string> comment, std::string sql, bool in_place = false) {
-    if (in_place) comment.emplace_back("(already in place)");
+  // The first comment line is a one-sentence summary: apply prints it.
+  void add(std::vector<std::string> comment, std::string sql, bool in_place = false, bool annotate = true) {
+    if (in_place && annotate) comment.emplace_back("(already in place)");
     script_.statements.push_back(SetupStatement{std::move(comment), std::move(sql), in_place, false});
   }
 
@@ -59,7 +60,8 @@ class ScriptBuilder {
     // ALTER TABLE ... REPLICA IDENTITY waits for an ACCESS EXCLUSIVE lock, and every query
     // on the table queues behind the waiter: give up instead of stalling the application.
     script_.statements.push_back(SetupStatement{
-        {"Give up rather than block the application behind a lock held by a long transaction."},
+        {"Lock timeout 10s.", "ALTER TABLE waits for an exclusive lock and every query on the table queues behind",
+         "it: give up rather than stall the application behind a long transaction."},
         "SET lock_timeout = '10s';",
         false,
         true});
@@ -67,14 +69,14 @@ class ScriptBuilder {
 
   void server() {
     if (facts_->wal_level != "logical") {
-      add({"wal_level is " + facts_->wal_level + ": logical decoding needs logical (superuser; takes effect",
-           "after a PostgreSQL restart)."},
+      add({"wal_level is logical (now " + facts_->wal_level + ").",
+           "Logical decoding needs it. Superuser only; takes effect after a PostgreSQL restart."},
           "ALTER SYSTEM SET wal_level = logical;");
     }
     for (const auto& [name, value] : {std::pair<std::string, int>{"max_replication_slots", facts_->max_replication_slots},
                                       std::pair<std::string, int>{"max_wal_senders", facts_->max_wal_senders}}) {
       if (value <= 0) {
-        add({name + " is 0: walbust needs one (superuser; takes effect after a PostgreSQL restart)."},
+        add({name + " is 10 (now 0).", "walbust needs one. Superuser only; takes effect after a PostgreSQL restart."},
             "ALTER SYSTEM SET " + name + " = 10;");
       }
     }
@@ -82,7 +84,8 @@ class ScriptBuilder {
 
   void role() {
     if (facts_->role_can_replicate) return;
-    add({"Role " + facts_->role + " streams the changes: it needs the REPLICATION attribute (run as a superuser)."},
+    add({"Role " + facts_->role + " may replicate.",
+         "It streams the changes, which needs the REPLICATION attribute. Run as a superuser."},
         "ALTER ROLE " + sql_identifier(facts_->role) + " REPLICATION;");
   }
 
@@ -92,7 +95,7 @@ class ScriptBuilder {
                              ") THEN\n    CREATE PUBLICATION " + sql_identifier(needs_.publication) +
                              " WITH (publish = " + sql_literal(publish_option(needs_.tables)) +
                              ");\n  END IF;\nEND";
-    add({"Publication " + needs_.publication + ", publishing the operations the rules listen to.",
+    add({"Publication " + needs_.publication + ".",
          "Created before the slot: decoding looks it up in the snapshot of the WAL it reads."},
         do_block(body), facts_ != nullptr && facts_->publication.exists);
   }
@@ -118,6 +121,7 @@ class ScriptBuilder {
         lacking.push_back("NOT p." + std::string(c.column));
         values.push_back("'" + name + "'");
         if (facts_ != nullptr && facts_->publication.exists && !(facts_->publication.*c.flag)) in_place = false;
+
       } else {
         values.push_back("CASE WHEN p." + std::string(c.column) + " THEN '" + name + "' END");
       }
@@ -132,9 +136,11 @@ class ScriptBuilder {
         " THEN\n    EXECUTE pg_catalog.format('ALTER PUBLICATION %I SET (publish = %L)', p.pubname,\n      "
         "pg_catalog.concat_ws(', ', " +
         join(values) + "));\n  END IF;\nEND";
-    add({"An existing publication must publish " + publish_option(needs_.tables) +
-         " too; operations it already publishes are kept."},
-        do_block(body), facts_ == nullptr ? false : in_place);
+    // A publication created just above already publishes them: nothing to report.
+    const bool created = facts_ != nullptr && !facts_->publication.exists;
+    add({"Publication " + needs_.publication + " publishes " + publish_option(needs_.tables) + ".",
+         "An existing publication gets the missing operations; those it already publishes are kept."},
+        do_block(body), facts_ != nullptr && in_place, !created);
   }
 
   // With facts, only tables that exist (ADD TABLE of a missing one fails the whole script).
@@ -164,10 +170,13 @@ class ScriptBuilder {
     }
     body += "END";
     if (!missing.empty()) {
-      add({"Not added, the table does not exist: " + join(missing) + " (walbust check --db names the rules)."}, "");
+      add({"Not added to the publication, the table does not exist: " + join(missing) + ".",
+           "walbust check --db names the rules."},
+          "");
     }
     if (count == 0) return;
-    add({"The tables the rules watch. PostgreSQL 15 rejects ADD TABLE for a member, hence the checks."},
+    add({"Publication " + needs_.publication + " contains the tables the rules watch.",
+         "PostgreSQL 15 rejects ADD TABLE for a table already in it, hence the checks."},
         do_block(body), in_place);
   }
 
@@ -202,20 +211,22 @@ class ScriptBuilder {
       const std::string body = "BEGIN\n  IF (SELECT relreplident FROM pg_catalog.pg_class WHERE oid = " +
                                sql_literal(table) + "::pg_catalog.regclass) <> 'f' THEN\n    ALTER TABLE " + table +
                                " REPLICA IDENTITY FULL;\n  END IF;\nEND";
-      add({t.schema + "." + t.name + ": REPLICA IDENTITY FULL, because " + *reason + "."}, do_block(body), in_place);
+      add({"Table " + t.schema + "." + t.name + " has REPLICA IDENTITY FULL.", "Because " + *reason + "."},
+          do_block(body), in_place);
     }
   }
 
   void slot() {
     const std::string lit = sql_literal(needs_.slot);
     if (facts_ != nullptr && facts_->wal_level != "logical") {
-      add({"Slot " + needs_.slot + " is not created yet: wal_level must be logical first. Restart PostgreSQL,",
-           "then run walbust setup again."},
+      add({"Slot " + needs_.slot + " is not created yet: wal_level must be logical first.",
+           "Restart PostgreSQL, then run walbust setup again."},
           "");
       return;
     }
-    add({"Slot " + needs_.slot + ": a separate statement after the publication is committed, outside any",
-         "transaction that wrote (PostgreSQL refuses otherwise). It retains WAL from now on: start walbust."},
+    add({"Slot " + needs_.slot + " exists (logical, pgoutput).",
+         "A statement of its own after the publication is committed, outside any transaction that wrote",
+         "(PostgreSQL refuses otherwise). It retains WAL from now on: start walbust soon."},
         "SELECT pg_catalog.pg_create_logical_replication_slot(" + lit +
             ", 'pgoutput')\n WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = " +
             lit + ");",
