@@ -29,7 +29,7 @@ struct TableFacts {
   // none for 'n' (and for 'd' without a primary key). Every column for 'f'.
   std::vector<std::string> identity_columns;
   std::vector<std::string> primary_key;  // whatever the identity is
-  bool in_publication = false;       // listed in pg_publication_tables
+  bool in_publication = false;           // listed in pg_publication_tables
   // From pg_publication_tables (PostgreSQL 15): the published columns (all of them when
   // the table has no column list) and the row filter, "" when none.
   std::vector<std::string> published_columns;
@@ -61,7 +61,7 @@ struct DatabaseFacts {
   int max_replication_slots = 0;
   int max_wal_senders = 0;
   int replication_slots_used = 0;
-  std::string role;  // current_user
+  std::string role;                 // current_user
   bool role_can_replicate = false;  // rolreplication or rolsuper
   PublicationFacts publication;
   std::vector<TableFacts> tables;  // one per DatabaseNeeds::tables entry, same order
@@ -79,7 +79,8 @@ struct Finding {
 };
 
 // Every check, in a stable order: server settings, role, publication, tables, slot.
-[[nodiscard]] std::vector<Finding> check_database(const DatabaseNeeds& needs, const DatabaseFacts& facts);
+[[nodiscard]] std::vector<Finding> check_database(const DatabaseNeeds& needs,
+                                                  const DatabaseFacts& facts);
 
 // "ok    MESSAGE" or "FAIL  MESSAGE ; fix: SQL" (no newline).
 [[nodiscard]] std::string format_finding(const Finding& finding);
@@ -91,9 +92,8 @@ struct Finding {
 // does not: rules use previous values the identity does not carry, or the table has no
 // replica identity while its updates or deletes are published (PostgreSQL then rejects
 // UPDATE and DELETE on it). Shared with setup so both agree.
-[[nodiscard]] std::optional<std::string> replica_identity_full_reason(const TableNeeds& needs,
-                                                                      const TableFacts& table,
-                                                                      bool publishes_update_or_delete);
+[[nodiscard]] std::optional<std::string> replica_identity_full_reason(
+    const TableNeeds& needs, const TableFacts& table, bool publishes_update_or_delete);
 // The same decision without facts: rules read any previous value at all.
 [[nodiscard]] std::optional<std::string> replica_identity_full_reason(const TableNeeds& needs);
 

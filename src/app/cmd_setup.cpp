@@ -14,7 +14,9 @@ namespace walbust {
 namespace {
 
 // The first comment line summarises a statement in one sentence.
-std::string summary(const SetupStatement& s) { return s.comment.empty() ? one_line(s.sql) : s.comment.front(); }
+std::string summary(const SetupStatement& s) {
+  return s.comment.empty() ? one_line(s.sql) : s.comment.front();
+}
 
 // Runs each statement on its own (autocommit): the slot must be created outside any
 // transaction that wrote, after the publication is committed.
@@ -33,8 +35,8 @@ int apply(PgReplicationConnection& conn, const DatabaseNeeds& needs, const Setup
       conn.execute(s.sql);
     } catch (const PgError& e) {
       std::fflush(stdout);
-      std::fprintf(stderr, "walbust setup --apply: %s\n  while running: %s\n", one_line(e.what()).c_str(),
-                   one_line(s.sql).c_str());
+      std::fprintf(stderr, "walbust setup --apply: %s\n  while running: %s\n",
+                   one_line(e.what()).c_str(), one_line(s.sql).c_str());
       return kExitFailure;
     }
     if (s.session) continue;
@@ -44,7 +46,8 @@ int apply(PgReplicationConnection& conn, const DatabaseNeeds& needs, const Setup
   std::printf("%zu statement%s applied\n\n", changed, changed == 1 ? "" : "s");
   std::fflush(stdout);
   DbInspector inspector(conn);
-  return print_findings(check_database(needs, inspector.inspect(needs))) == 0 ? kExitOk : kExitFailure;
+  return print_findings(check_database(needs, inspector.inspect(needs))) == 0 ? kExitOk
+                                                                              : kExitFailure;
 }
 
 }  // namespace
@@ -67,7 +70,8 @@ int setup_command(const SetupOptions& options) {
       std::fprintf(stderr, "walbust setup --apply: %s\n", why_not.c_str());
       return kExitFailure;
     }
-    std::fprintf(stderr, "walbust setup: cannot inspect the database, printing the conservative SQL: %s\n",
+    std::fprintf(stderr,
+                 "walbust setup: cannot inspect the database, printing the conservative SQL: %s\n",
                  why_not.c_str());
   }
 

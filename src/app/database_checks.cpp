@@ -10,7 +10,8 @@ namespace walbust {
 DatabaseNeeds database_needs(const LoadedConfig& loaded) {
   DatabaseNeeds needs;
   needs.tables = loaded.rules.table_needs();
-  for (std::uint32_t i = 0; i < loaded.rules.size(); ++i) needs.rules.push_back(loaded.rules.rule(i));
+  for (std::uint32_t i = 0; i < loaded.rules.size(); ++i)
+    needs.rules.push_back(loaded.rules.rule(i));
   needs.publication = loaded.config.postgres.publication;
   needs.slot = loaded.config.postgres.slot;
   needs.create_slot = loaded.config.postgres.create_slot;
@@ -43,7 +44,8 @@ std::unique_ptr<PgReplicationConnection> connect_for_inspection(const Config& co
   } catch (const std::exception& e) {
     throw std::runtime_error(one_line(e.what()));
   }
-  auto conn = std::make_unique<PgReplicationConnection>(config.postgres.dsn, password, /*replication=*/false);
+  auto conn = std::make_unique<PgReplicationConnection>(config.postgres.dsn, password,
+                                                        /*replication=*/false);
   try {
     conn->connect();
   } catch (const PgError& e) {

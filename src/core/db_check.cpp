@@ -10,7 +10,8 @@ namespace walbust {
 namespace {
 
 constexpr const char* kRestart = " -- then restart PostgreSQL";
-constexpr const char* kOldRowReason = "rules compare old and new rows (changed, ignore_changes, when) or render {old.x}";
+constexpr const char* kOldRowReason =
+    "rules compare old and new rows (changed, ignore_changes, when) or render {old.x}";
 
 std::string join(const std::vector<std::string>& items, std::string_view sep = ", ") {
   std::string out;
@@ -21,7 +22,9 @@ std::string join(const std::vector<std::string>& items, std::string_view sep = "
   return out;
 }
 
-std::string qualified(const std::string& schema, const std::string& name) { return schema + "." + name; }
+std::string qualified(const std::string& schema, const std::string& name) {
+  return schema + "." + name;
+}
 
 bool contains(const std::vector<std::string>& items, const std::string& item) {
   return std::find(items.begin(), items.end(), item) != items.end();
@@ -29,10 +32,12 @@ bool contains(const std::vector<std::string>& items, const std::string& item) {
 
 // "rule post-pages at rules/blog.yaml:16" or "rules a at f:1, b at f:9": the rules on a table.
 // RuleSet reports needs per table, so a missing column names every rule of its table.
-std::string rules_on(const DatabaseNeeds& needs, const std::string& schema, const std::string& table) {
+std::string rules_on(const DatabaseNeeds& needs, const std::string& schema,
+                     const std::string& table) {
   std::vector<std::string> names;
   for (const auto& r : needs.rules) {
-    if (r.schema == schema && r.table == table) names.push_back(r.name + " at " + r.file + ":" + std::to_string(r.line));
+    if (r.schema == schema && r.table == table)
+      names.push_back(r.name + " at " + r.file + ":" + std::to_string(r.line));
   }
   if (names.empty()) return "no rule";
   return (names.size() == 1 ? "rule " : "rules ") + join(names);
@@ -68,20 +73,23 @@ std::string identity_text(const TableFacts& t) {
     case 'n':
       return "nothing";
     case 'i':
-      return t.identity_columns.empty() ? "index (none found)" : "index (" + join(t.identity_columns) + ")";
+      return t.identity_columns.empty() ? "index (none found)"
+                                        : "index (" + join(t.identity_columns) + ")";
     default:
       return t.identity_columns.empty() ? "default, without a primary key"
                                         : "default (primary key " + join(t.identity_columns) + ")";
   }
 }
 
-bool sees_old(const TableNeeds& needs) { return needs.ops.contains(Op::Update) || needs.ops.contains(Op::Delete); }
+bool sees_old(const TableNeeds& needs) {
+  return needs.ops.contains(Op::Update) || needs.ops.contains(Op::Delete);
+}
 
 // Dropping and re-adding in one transaction resets a column list or row filter without a
 // moment in which the table is unpublished.
 std::string republish_fix(const std::string& pub, const std::string& table_sql) {
-  return "BEGIN; ALTER PUBLICATION " + pub + " DROP TABLE " + table_sql + "; ALTER PUBLICATION " + pub +
-         " ADD TABLE " + table_sql + "; COMMIT;";
+  return "BEGIN; ALTER PUBLICATION " + pub + " DROP TABLE " + table_sql + "; ALTER PUBLICATION " +
+         pub + " ADD TABLE " + table_sql + "; COMMIT;";
 }
 
 class Checker {
@@ -99,7 +107,9 @@ class Checker {
 
  private:
   void ok(std::string message) { out_.push_back(Finding{true, std::move(message), {}}); }
-  void fail(std::string message, std::string fix) { out_.push_back(Finding{false, std::move(message), std::move(fix)}); }
+  void fail(std::string message, std::string fix) {
+    out_.push_back(Finding{false, std::move(message), std::move(fix)});
+  }
 
   void server() {
     if (facts_.wal_level == "logical") {
@@ -125,7 +135,8 @@ class Checker {
     if (facts_.role_can_replicate) {
       ok("role " + facts_.role + " may replicate");
     } else {
-      fail("role " + facts_.role + " may not replicate (it needs the REPLICATION attribute or superuser)",
+      fail("role " + facts_.role +
+               " may not replicate (it needs the REPLICATION attribute or superuser)",
            "ALTER ROLE " + sql_identifier(facts_.role) + " REPLICATION;");
     }
   }
@@ -147,16 +158,19 @@ class Checker {
       fail("publication " + name + " does not exist", fix);
       return;
     }
-    ok(p.all_tables ? "publication " + name + " exists (FOR ALL TABLES)" : "publication " + name + " exists");
+    ok(p.all_tables ? "publication " + name + " exists (FOR ALL TABLES)"
+                    : "publication " + name + " exists");
     const std::set<Op> have = published_ops(p);
     std::set<Op> missing;
-    std::set_difference(wanted.begin(), wanted.end(), have.begin(), have.end(), std::inserter(missing, missing.end()));
+    std::set_difference(wanted.begin(), wanted.end(), have.begin(), have.end(),
+                        std::inserter(missing, missing.end()));
     if (missing.empty()) {
       ok("publication " + name + " publishes " + ops_text(wanted) + ", which the rules listen to");
     } else {
       std::set<Op> all = have;
       all.insert(wanted.begin(), wanted.end());
-      fail("publication " + name + " does not publish " + ops_text(missing) + ", which the rules listen to",
+      fail("publication " + name + " does not publish " + ops_text(missing) +
+               ", which the rules listen to",
            "ALTER PUBLICATION " + pub + " SET (publish = " + sql_literal(ops_text(all)) + ");");
     }
   }
@@ -166,7 +180,8 @@ class Checker {
     const std::string table_sql = sql_qualified(needs.schema, needs.name);
     const TableFacts* f = facts_.table(needs.schema, needs.name);
     if (f == nullptr || !f->exists) {
-      fail("table " + name + " does not exist (named by " + rules_on(needs_, needs.schema, needs.name) + ")",
+      fail("table " + name + " does not exist (named by " +
+               rules_on(needs_, needs.schema, needs.name) + ")",
            "-- create the table, or correct the rule's table:");
       return;
     }
@@ -178,7 +193,8 @@ class Checker {
       ++missing_columns;
       fail("column " + col + " of table " + name + " does not exist (named by " +
                rules_on(needs_, needs.schema, needs.name) + ")",
-           "-- correct the rule, or ALTER TABLE " + table_sql + " ADD COLUMN " + sql_identifier(col) + " ...;");
+           "-- correct the rule, or ALTER TABLE " + table_sql + " ADD COLUMN " +
+               sql_identifier(col) + " ...;");
     }
     if (missing_columns == 0) {
       std::vector<std::string> cols(needs.columns.begin(), needs.columns.end());
@@ -189,7 +205,8 @@ class Checker {
     replica_identity(needs, *f, name, table_sql);
   }
 
-  void publication_membership(const TableNeeds& needs, const TableFacts& f, const std::string& table_sql) {
+  void publication_membership(const TableNeeds& needs, const TableFacts& f,
+                              const std::string& table_sql) {
     const auto& p = facts_.publication;
     if (!p.exists) return;  // the CREATE PUBLICATION fix lists the tables
     const std::string name = qualified(needs.schema, needs.name);
@@ -203,7 +220,8 @@ class Checker {
     if (!f.published_columns.empty()) {
       std::vector<std::string> unpublished;
       for (const auto& col : needs.columns) {
-        if (contains(f.columns, col) && !contains(f.published_columns, col)) unpublished.push_back(col);
+        if (contains(f.columns, col) && !contains(f.published_columns, col))
+          unpublished.push_back(col);
       }
       if (!unpublished.empty()) {
         fail("publication " + needs_.publication + " has a column list for table " + name +
@@ -212,8 +230,8 @@ class Checker {
       }
     }
     if (!f.row_filter.empty()) {
-      fail("publication " + needs_.publication + " filters the rows of table " + name + " (WHERE " + f.row_filter +
-               "): changes it filters out invalidate nothing",
+      fail("publication " + needs_.publication + " filters the rows of table " + name + " (WHERE " +
+               f.row_filter + "): changes it filters out invalidate nothing",
            republish_fix(pub, table_sql));
     }
   }
@@ -225,14 +243,17 @@ class Checker {
     const std::set<Op> published = p.exists ? published_ops(p) : ops_needed(needs_.tables);
     const bool publishes_ud = published.contains(Op::Update) || published.contains(Op::Delete);
     if (auto reason = replica_identity_full_reason(needs, f, publishes_ud)) {
-      fail("table " + name + " has replica identity " + identity_text(f) + " but needs FULL: " + *reason,
+      fail("table " + name + " has replica identity " + identity_text(f) +
+               " but needs FULL: " + *reason,
            "ALTER TABLE " + table_sql + " REPLICA IDENTITY FULL;");
     } else if (f.replica_identity == 'f') {
       ok("table " + name + " has REPLICA IDENTITY FULL");
     } else if (needs.old_value_columns.empty() || !sees_old(needs)) {
-      ok("table " + name + ": the rules use no previous values (replica identity " + identity_text(f) + ")");
+      ok("table " + name + ": the rules use no previous values (replica identity " +
+         identity_text(f) + ")");
     } else {
-      ok("table " + name + ": replica identity " + identity_text(f) + " carries the previous values the rules use");
+      ok("table " + name + ": replica identity " + identity_text(f) +
+         " carries the previous values the rules use");
     }
   }
 
@@ -247,11 +268,14 @@ class Checker {
         fail("slot " + name + " does not exist and create_slot is false",
              "SELECT pg_catalog.pg_create_logical_replication_slot(" + lit + ", 'pgoutput');");
       }
-      if (facts_.max_replication_slots > 0 && facts_.replication_slots_used >= facts_.max_replication_slots) {
-        fail("no free replication slot for " + name + " (" + std::to_string(facts_.replication_slots_used) + " of " +
+      if (facts_.max_replication_slots > 0 &&
+          facts_.replication_slots_used >= facts_.max_replication_slots) {
+        fail("no free replication slot for " + name + " (" +
+                 std::to_string(facts_.replication_slots_used) + " of " +
                  std::to_string(facts_.max_replication_slots) + " in use)",
-             "ALTER SYSTEM SET max_replication_slots = " + std::to_string(facts_.max_replication_slots + 10) + ";" +
-                 kRestart + ", or drop an unused slot");
+             "ALTER SYSTEM SET max_replication_slots = " +
+                 std::to_string(facts_.max_replication_slots + 10) + ";" + kRestart +
+                 ", or drop an unused slot");
       }
       return;
     }
@@ -267,22 +291,27 @@ class Checker {
          (s.active ? " (in use by pid " + std::to_string(s.active_pid) + ")" : ""));
     }
     if (s.slot_type == "logical" && s.database != facts_.database) {
-      fail("slot " + name + " belongs to database " + s.database + ", not " + facts_.database,
-           "-- set postgres.slot to another name, or connect to " + s.database + " and run " + drop);
+      fail(
+          "slot " + name + " belongs to database " + s.database + ", not " + facts_.database,
+          "-- set postgres.slot to another name, or connect to " + s.database + " and run " + drop);
     }
     if (s.wal_status == "lost") {
       fail("slot " + name +
-               " is lost (wal_status lost): PostgreSQL removed WAL it still needed, so changes were missed and "
+               " is lost (wal_status lost): PostgreSQL removed WAL it still needed, so changes "
+               "were missed and "
                "caches may be stale",
-           "-- set on_gap: flush_rules (or flushdb) and restart walbust, which flushes the keys and recreates the "
+           "-- set on_gap: flush_rules (or flushdb) and restart walbust, which flushes the keys "
+           "and recreates the "
            "slot; or flush the caches yourself, then " +
                drop);
     } else if (s.wal_status == "unreserved") {
       ok("slot " + name +
-         " still has its WAL (wal_status unreserved: beyond max_wal_size, lost at the next checkpoint unless "
+         " still has its WAL (wal_status unreserved: beyond max_wal_size, lost at the next "
+         "checkpoint unless "
          "walbust catches up)");
     } else {
-      ok("slot " + name + " has its WAL (wal_status " + (s.wal_status.empty() ? "unknown" : s.wal_status) + ")");
+      ok("slot " + name + " has its WAL (wal_status " +
+         (s.wal_status.empty() ? "unknown" : s.wal_status) + ")");
     }
   }
 
@@ -310,7 +339,8 @@ std::string format_finding(const Finding& finding) {
 }
 
 std::size_t count_problems(const std::vector<Finding>& findings) {
-  return static_cast<std::size_t>(std::count_if(findings.begin(), findings.end(), [](const Finding& f) { return !f.ok; }));
+  return static_cast<std::size_t>(
+      std::count_if(findings.begin(), findings.end(), [](const Finding& f) { return !f.ok; }));
 }
 
 std::string format_summary(const std::vector<Finding>& findings) {
@@ -319,7 +349,8 @@ std::string format_summary(const std::vector<Finding>& findings) {
          std::to_string(problems) + (problems == 1 ? " problem" : " problems");
 }
 
-std::optional<std::string> replica_identity_full_reason(const TableNeeds& needs, const TableFacts& table,
+std::optional<std::string> replica_identity_full_reason(const TableNeeds& needs,
+                                                        const TableFacts& table,
                                                         bool publishes_update_or_delete) {
   if (table.replica_identity == 'f') return std::nullopt;
   if (needs.needs_old_row) return kOldRowReason;
@@ -327,14 +358,16 @@ std::optional<std::string> replica_identity_full_reason(const TableNeeds& needs,
   if (sees_old(needs)) {
     for (const auto& col : needs.old_value_columns) {
       // A column that does not exist is reported on its own; FULL would not help it.
-      if (!contains(table.identity_columns, col) && contains(table.columns, col)) uncovered.push_back(col);
+      if (!contains(table.identity_columns, col) && contains(table.columns, col))
+        uncovered.push_back(col);
     }
   }
   if (!uncovered.empty()) {
     return "rules render previous values of " + join(uncovered) + " on update or delete";
   }
   if (table.identity_columns.empty() && (sees_old(needs) || publishes_update_or_delete)) {
-    return "it has no replica identity, so PostgreSQL rejects UPDATE and DELETE on it while the publication "
+    return "it has no replica identity, so PostgreSQL rejects UPDATE and DELETE on it while the "
+           "publication "
            "publishes them";
   }
   return std::nullopt;
@@ -345,11 +378,14 @@ std::optional<std::string> replica_identity_full_reason(const TableNeeds& needs)
   if (sees_old(needs) && !needs.old_value_columns.empty()) {
     std::vector<std::string> cols(needs.old_value_columns.begin(), needs.old_value_columns.end());
     return "rules render previous values of " + join(cols) +
-           " on update or delete (not needed for replica identity columns; the database was not inspected)";
+           " on update or delete (not needed for replica identity columns; the database was not "
+           "inspected)";
   }
   return std::nullopt;
 }
 
-std::string publish_option(const std::vector<TableNeeds>& tables) { return ops_text(ops_needed(tables)); }
+std::string publish_option(const std::vector<TableNeeds>& tables) {
+  return ops_text(ops_needed(tables));
+}
 
 }  // namespace walbust

@@ -18,7 +18,8 @@ std::string join(const std::vector<std::string>& items) {
 
 class ScriptBuilder {
  public:
-  ScriptBuilder(const DatabaseNeeds& needs, const DatabaseFacts* facts) : needs_(needs), facts_(facts) {}
+  ScriptBuilder(const DatabaseNeeds& needs, const DatabaseFacts* facts)
+      : needs_(needs), facts_(facts) {}
 
   SetupScript build() {
     header();
@@ -37,21 +38,29 @@ class ScriptBuilder {
 
  private:
   // The first comment line is a one-sentence summary: apply prints it.
-  void add(std::vector<std::string> comment, std::string sql, bool in_place = false, bool annotate = true) {
+  void add(std::vector<std::string> comment, std::string sql, bool in_place = false,
+           bool annotate = true) {
     if (in_place && annotate) comment.emplace_back("(already in place)");
-    script_.statements.push_back(SetupStatement{std::move(comment), std::move(sql), in_place, false});
+    script_.statements.push_back(
+        SetupStatement{std::move(comment), std::move(sql), in_place, false});
   }
 
   void header() {
     auto& h = script_.header;
-    h.emplace_back("walbust setup: prepares the database for publication " + needs_.publication + " and slot " +
-                   needs_.slot + ".");
-    h.emplace_back("Idempotent: run it with psql -v ON_ERROR_STOP=1 (not in a single transaction), as often as needed.");
+    h.emplace_back("walbust setup: prepares the database for publication " + needs_.publication +
+                   " and slot " + needs_.slot + ".");
+    h.emplace_back(
+        "Idempotent: run it with psql -v ON_ERROR_STOP=1 (not in a single transaction), as often "
+        "as needed.");
     if (facts_ != nullptr) {
-      h.emplace_back("Tailored to database " + facts_->database + " as seen by role " + facts_->role + ".");
+      h.emplace_back("Tailored to database " + facts_->database + " as seen by role " +
+                     facts_->role + ".");
     } else {
-      h.emplace_back("Not tailored: the database was not inspected. Replica identities are set to FULL for every");
-      h.emplace_back("table whose rules read previous values; the role in postgres.dsn needs REPLICATION and");
+      h.emplace_back(
+          "Not tailored: the database was not inspected. Replica identities are set to FULL for "
+          "every");
+      h.emplace_back(
+          "table whose rules read previous values; the role in postgres.dsn needs REPLICATION and");
       h.emplace_back("wal_level must be logical (walbust check --db verifies both).");
     }
   }
@@ -60,7 +69,8 @@ class ScriptBuilder {
     // ALTER TABLE ... REPLICA IDENTITY waits for an ACCESS EXCLUSIVE lock, and every query
     // on the table queues behind the waiter: give up instead of stalling the application.
     script_.statements.push_back(SetupStatement{
-        {"Lock timeout 10s.", "ALTER TABLE waits for an exclusive lock and every query on the table queues behind",
+        {"Lock timeout 10s.",
+         "ALTER TABLE waits for an exclusive lock and every query on the table queues behind",
          "it: give up rather than stall the application behind a long transaction."},
         "SET lock_timeout = '10s';",
         false,
@@ -73,10 +83,12 @@ class ScriptBuilder {
            "Logical decoding needs it. Superuser only; takes effect after a PostgreSQL restart."},
           "ALTER SYSTEM SET wal_level = logical;");
     }
-    for (const auto& [name, value] : {std::pair<std::string, int>{"max_replication_slots", facts_->max_replication_slots},
-                                      std::pair<std::string, int>{"max_wal_senders", facts_->max_wal_senders}}) {
+    for (const auto& [name, value] :
+         {std::pair<std::string, int>{"max_replication_slots", facts_->max_replication_slots},
+          std::pair<std::string, int>{"max_wal_senders", facts_->max_wal_senders}}) {
       if (value <= 0) {
-        add({name + " is 10 (now 0).", "walbust needs one. Superuser only; takes effect after a PostgreSQL restart."},
+        add({name + " is 10 (now 0).",
+             "walbust needs one. Superuser only; takes effect after a PostgreSQL restart."},
             "ALTER SYSTEM SET " + name + " = 10;");
       }
     }
@@ -91,10 +103,10 @@ class ScriptBuilder {
 
   void publication() {
     const std::string lit = sql_literal(needs_.publication);
-    const std::string body = "BEGIN\n  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = " + lit +
-                             ") THEN\n    CREATE PUBLICATION " + sql_identifier(needs_.publication) +
-                             " WITH (publish = " + sql_literal(publish_option(needs_.tables)) +
-                             ");\n  END IF;\nEND";
+    const std::string body =
+        "BEGIN\n  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = " + lit +
+        ") THEN\n    CREATE PUBLICATION " + sql_identifier(needs_.publication) +
+        " WITH (publish = " + sql_literal(publish_option(needs_.tables)) + ");\n  END IF;\nEND";
     add({"Publication " + needs_.publication + ".",
          "Created before the slot: decoding looks it up in the snapshot of the WAL it reads."},
         do_block(body), facts_ != nullptr && facts_->publication.exists);
@@ -120,7 +132,8 @@ class ScriptBuilder {
       if (wanted.contains(c.op)) {
         lacking.push_back("NOT p." + std::string(c.column));
         values.push_back("'" + name + "'");
-        if (facts_ != nullptr && facts_->publication.exists && !(facts_->publication.*c.flag)) in_place = false;
+        if (facts_ != nullptr && facts_->publication.exists && !(facts_->publication.*c.flag))
+          in_place = false;
 
       } else {
         values.push_back("CASE WHEN p." + std::string(c.column) + " THEN '" + name + "' END");
@@ -130,16 +143,19 @@ class ScriptBuilder {
     std::string cond;
     for (const auto& l : lacking) cond += (cond.empty() ? "" : " OR ") + l;
     const std::string body =
-        "DECLARE\n  p pg_catalog.pg_publication%ROWTYPE;\nBEGIN\n  SELECT * INTO STRICT p FROM pg_catalog.pg_publication "
+        "DECLARE\n  p pg_catalog.pg_publication%ROWTYPE;\nBEGIN\n  SELECT * INTO STRICT p FROM "
+        "pg_catalog.pg_publication "
         "WHERE pubname = " +
         sql_literal(needs_.publication) + ";\n  IF " + cond +
-        " THEN\n    EXECUTE pg_catalog.format('ALTER PUBLICATION %I SET (publish = %L)', p.pubname,\n      "
+        " THEN\n    EXECUTE pg_catalog.format('ALTER PUBLICATION %I SET (publish = %L)', "
+        "p.pubname,\n      "
         "pg_catalog.concat_ws(', ', " +
         join(values) + "));\n  END IF;\nEND";
     // A publication created just above already publishes them: nothing to report.
     const bool created = facts_ != nullptr && !facts_->publication.exists;
     add({"Publication " + needs_.publication + " publishes " + publish_option(needs_.tables) + ".",
-         "An existing publication gets the missing operations; those it already publishes are kept."},
+         "An existing publication gets the missing operations; those it already publishes are "
+         "kept."},
         do_block(body), facts_ != nullptr && in_place, !created);
   }
 
@@ -208,10 +224,12 @@ class ScriptBuilder {
       }
       if (!reason) continue;
       const std::string table = sql_qualified(t.schema, t.name);
-      const std::string body = "BEGIN\n  IF (SELECT relreplident FROM pg_catalog.pg_class WHERE oid = " +
-                               sql_literal(table) + "::pg_catalog.regclass) <> 'f' THEN\n    ALTER TABLE " + table +
-                               " REPLICA IDENTITY FULL;\n  END IF;\nEND";
-      add({"Table " + t.schema + "." + t.name + " has REPLICA IDENTITY FULL.", "Because " + *reason + "."},
+      const std::string body =
+          "BEGIN\n  IF (SELECT relreplident FROM pg_catalog.pg_class WHERE oid = " +
+          sql_literal(table) + "::pg_catalog.regclass) <> 'f' THEN\n    ALTER TABLE " + table +
+          " REPLICA IDENTITY FULL;\n  END IF;\nEND";
+      add({"Table " + t.schema + "." + t.name + " has REPLICA IDENTITY FULL.",
+           "Because " + *reason + "."},
           do_block(body), in_place);
     }
   }
@@ -225,10 +243,12 @@ class ScriptBuilder {
       return;
     }
     add({"Slot " + needs_.slot + " exists (logical, pgoutput).",
-         "A statement of its own after the publication is committed, outside any transaction that wrote",
+         "A statement of its own after the publication is committed, outside any transaction that "
+         "wrote",
          "(PostgreSQL refuses otherwise). It retains WAL from now on: start walbust soon."},
         "SELECT pg_catalog.pg_create_logical_replication_slot(" + lit +
-            ", 'pgoutput')\n WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = " +
+            ", 'pgoutput')\n WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE "
+            "slot_name = " +
             lit + ");",
         facts_ != nullptr && facts_->slot.exists);
   }

@@ -27,7 +27,8 @@ std::string sql_literal(std::string_view value) {
 
 std::string sql_dollar_quoted(std::string_view body) {
   std::string tag = "$walbust$";
-  for (int n = 1; body.find(tag) != std::string_view::npos; ++n) tag = "$walbust" + std::to_string(n) + "$";
+  for (int n = 1; body.find(tag) != std::string_view::npos; ++n)
+    tag = "$walbust" + std::to_string(n) + "$";
   std::string out = tag;
   out += '\n';
   out += body;

@@ -22,9 +22,9 @@ DatabaseFacts DbInspector::inspect(const DatabaseNeeds& needs) {
 }
 
 void DbInspector::read_server(DatabaseFacts& facts) {
-  for (const auto& row : conn_.query(
-           "SELECT name, setting FROM pg_catalog.pg_settings "
-           "WHERE name IN ('wal_level', 'max_replication_slots', 'max_wal_senders')")) {
+  for (const auto& row :
+       conn_.query("SELECT name, setting FROM pg_catalog.pg_settings "
+                   "WHERE name IN ('wal_level', 'max_replication_slots', 'max_wal_senders')")) {
     const std::string name = text(row.at(0));
     if (name == "wal_level") facts.wal_level = text(row.at(1));
     if (name == "max_replication_slots") facts.max_replication_slots = to_int(row.at(1));
@@ -44,8 +44,10 @@ void DbInspector::read_server(DatabaseFacts& facts) {
 void DbInspector::read_publication(const DatabaseNeeds& needs, DatabaseFacts& facts) {
   const std::string pub = conn_.quote_literal(needs.publication);
   const auto rows = conn_.query(
-      "SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate FROM pg_catalog.pg_publication "
-      "WHERE pubname = " + pub);
+      "SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate FROM "
+      "pg_catalog.pg_publication "
+      "WHERE pubname = " +
+      pub);
   if (rows.empty()) return;
   auto& p = facts.publication;
   p.exists = true;
@@ -70,8 +72,9 @@ TableFacts DbInspector::read_table(const TableNeeds& needs, const DatabaseNeeds&
   const auto rows = conn_.query(
       "SELECT c.oid, c.relreplident FROM pg_catalog.pg_class c "
       "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-      "WHERE n.nspname = " + conn_.quote_literal(needs.schema) + " AND c.relname = " +
-      conn_.quote_literal(needs.name) + " AND c.relkind IN ('r', 'p')");
+      "WHERE n.nspname = " +
+      conn_.quote_literal(needs.schema) + " AND c.relname = " + conn_.quote_literal(needs.name) +
+      " AND c.relkind IN ('r', 'p')");
   if (rows.empty()) return t;
   t.exists = true;
   const std::string oid = text(rows[0].at(0));
@@ -82,7 +85,8 @@ TableFacts DbInspector::read_table(const TableNeeds& needs, const DatabaseNeeds&
     return column_list(
         "SELECT a.attname FROM pg_catalog.pg_index i "
         "JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) "
-        "WHERE i.indrelid = " + oid + " AND i." + flag + " ORDER BY a.attnum");
+        "WHERE i.indrelid = " +
+        oid + " AND i." + flag + " ORDER BY a.attnum");
   };
   t.primary_key = index_columns("indisprimary");
   switch (t.replica_identity) {
@@ -100,23 +104,27 @@ TableFacts DbInspector::read_table(const TableNeeds& needs, const DatabaseNeeds&
   }
   const auto pub = conn_.query(
       "SELECT rowfilter FROM pg_catalog.pg_publication_tables "
-      "WHERE pubname = " + conn_.quote_literal(all.publication) + " AND schemaname = " +
+      "WHERE pubname = " +
+      conn_.quote_literal(all.publication) + " AND schemaname = " +
       conn_.quote_literal(needs.schema) + " AND tablename = " + conn_.quote_literal(needs.name));
   if (!pub.empty()) {
     t.in_publication = true;
     t.row_filter = text(pub[0].at(0));
     t.published_columns = column_list(
-        "SELECT pg_catalog.unnest(attnames) FROM pg_catalog.pg_publication_tables WHERE pubname = " +
-        conn_.quote_literal(all.publication) + " AND schemaname = " + conn_.quote_literal(needs.schema) +
-        " AND tablename = " + conn_.quote_literal(needs.name));
+        "SELECT pg_catalog.unnest(attnames) FROM pg_catalog.pg_publication_tables WHERE pubname "
+        "= " +
+        conn_.quote_literal(all.publication) + " AND schemaname = " +
+        conn_.quote_literal(needs.schema) + " AND tablename = " + conn_.quote_literal(needs.name));
   }
   return t;
 }
 
 void DbInspector::read_slot(const DatabaseNeeds& needs, DatabaseFacts& facts) {
   const auto rows = conn_.query(
-      "SELECT plugin, slot_type, database, wal_status, active, active_pid FROM pg_catalog.pg_replication_slots "
-      "WHERE slot_name = " + conn_.quote_literal(needs.slot));
+      "SELECT plugin, slot_type, database, wal_status, active, active_pid FROM "
+      "pg_catalog.pg_replication_slots "
+      "WHERE slot_name = " +
+      conn_.quote_literal(needs.slot));
   if (rows.empty()) return;
   auto& s = facts.slot;
   s.exists = true;

@@ -20,8 +20,10 @@ DatabaseNeeds blog_needs() {
                                 {"author_id", "category_id", "id"},
                                 all});
   n.rules.push_back(RuleInfo{"post-pages", "rules/blog.yaml", 16, "public", "blog_post", {}});
-  n.rules.push_back(RuleInfo{"comment-post-page", "rules/blog.yaml", 27, "public", "blog_comment", {}});
-  n.rules.push_back(RuleInfo{"category-pages", "rules/blog.yaml", 33, "public", "blog_category", {}});
+  n.rules.push_back(
+      RuleInfo{"comment-post-page", "rules/blog.yaml", 27, "public", "blog_comment", {}});
+  n.rules.push_back(
+      RuleInfo{"category-pages", "rules/blog.yaml", 33, "public", "blog_category", {}});
   n.publication = "walbust";
   n.slot = "walbust";
   n.create_slot = true;
@@ -54,10 +56,11 @@ DatabaseFacts good_facts() {
   f.role_can_replicate = true;
   f.publication = PublicationFacts{true, false, true, true, true, true};
   f.tables.push_back(table("blog_category", {"id", "name", "slug"}, 'd'));
-  f.tables.push_back(table("blog_comment", {"id", "post_id", "author_name", "body", "created_at"}, 'f'));
+  f.tables.push_back(
+      table("blog_comment", {"id", "post_id", "author_name", "body", "created_at"}, 'f'));
   f.tables.push_back(table("blog_post",
-                           {"id", "title", "slug", "content", "author_id", "category_id", "is_featured",
-                            "view_count", "created_at", "updated_at"},
+                           {"id", "title", "slug", "content", "author_id", "category_id",
+                            "is_featured", "view_count", "created_at", "updated_at"},
                            'f'));
   f.slot = SlotFacts{true, "pgoutput", "logical", "app", "reserved", false, 0};
   return f;
@@ -89,18 +92,21 @@ TEST(DbCheck, PreparedDatabasePassesEveryCheck) {
       "ok    max_wal_senders is 10",
       "ok    role walbust may replicate",
       "ok    publication walbust exists",
-      "ok    publication walbust publishes insert, update, delete, truncate, which the rules listen to",
+      "ok    publication walbust publishes insert, update, delete, truncate, which the rules "
+      "listen to",
       "ok    table public.blog_category exists",
       "ok    table public.blog_category has every column the rules name (id)",
       "ok    publication walbust contains table public.blog_category",
-      "ok    table public.blog_category: replica identity default (primary key id) carries the previous values the "
+      "ok    table public.blog_category: replica identity default (primary key id) carries the "
+      "previous values the "
       "rules use",
       "ok    table public.blog_comment exists",
       "ok    table public.blog_comment has every column the rules name (post_id)",
       "ok    publication walbust contains table public.blog_comment",
       "ok    table public.blog_comment has REPLICA IDENTITY FULL",
       "ok    table public.blog_post exists",
-      "ok    table public.blog_post has every column the rules name (author_id, category_id, id, view_count)",
+      "ok    table public.blog_post has every column the rules name (author_id, category_id, id, "
+      "view_count)",
       "ok    publication walbust contains table public.blog_post",
       "ok    table public.blog_post has REPLICA IDENTITY FULL",
       "ok    slot walbust is a logical pgoutput slot",
@@ -116,6 +122,9 @@ struct ProblemCase {
   std::vector<Finding> expected;  // the problems, in order
 };
 
+// Names the case in test listings instead of dumping its bytes.
+void PrintTo(const ProblemCase& c, std::ostream* os) { *os << c.name; }
+
 class DbCheckProblems : public testing::TestWithParam<ProblemCase> {};
 
 TEST_P(DbCheckProblems, ReportsEachProblemWithItsFix) {
@@ -125,7 +134,9 @@ TEST_P(DbCheckProblems, ReportsEachProblemWithItsFix) {
   EXPECT_EQ(problems(check_database(needs, facts)), GetParam().expected);
 }
 
-Finding fail(std::string message, std::string fix) { return Finding{false, std::move(message), std::move(fix)}; }
+Finding fail(std::string message, std::string fix) {
+  return Finding{false, std::move(message), std::move(fix)};
+}
 
 const ProblemCase kProblemCases[] = {
     {"wal_level_replica",
@@ -146,15 +157,17 @@ const ProblemCase kProblemCases[] = {
        f.role = "App \"Reader\"";
        f.role_can_replicate = false;
      },
-     {fail("role App \"Reader\" may not replicate (it needs the REPLICATION attribute or superuser)",
-           "ALTER ROLE \"App \"\"Reader\"\"\" REPLICATION;")}},
+     {fail(
+         "role App \"Reader\" may not replicate (it needs the REPLICATION attribute or superuser)",
+         "ALTER ROLE \"App \"\"Reader\"\"\" REPLICATION;")}},
     {"publication_missing",
      [](DatabaseNeeds&, DatabaseFacts& f) {
        f.publication = PublicationFacts{};
        for (auto& t : f.tables) t.in_publication = false;
      },
      {fail("publication walbust does not exist",
-           "CREATE PUBLICATION \"walbust\" FOR TABLE \"public\".\"blog_category\", \"public\".\"blog_comment\", "
+           "CREATE PUBLICATION \"walbust\" FOR TABLE \"public\".\"blog_category\", "
+           "\"public\".\"blog_comment\", "
            "\"public\".\"blog_post\" WITH (publish = 'insert, update, delete, truncate');")}},
     {"publication_missing_lists_only_existing_tables_and_needed_ops",
      [](DatabaseNeeds& n, DatabaseFacts& f) {
@@ -164,9 +177,11 @@ const ProblemCase kProblemCases[] = {
        facts_table(f, "blog_comment").exists = false;
      },
      {fail("publication Pub's does not exist",
-           "CREATE PUBLICATION \"Pub's\" FOR TABLE \"public\".\"blog_category\", \"public\".\"blog_post\" WITH "
+           "CREATE PUBLICATION \"Pub's\" FOR TABLE \"public\".\"blog_category\", "
+           "\"public\".\"blog_post\" WITH "
            "(publish = 'insert, delete');"),
-      fail("table public.blog_comment does not exist (named by rule comment-post-page at rules/blog.yaml:27)",
+      fail("table public.blog_comment does not exist (named by rule comment-post-page at "
+           "rules/blog.yaml:27)",
            "-- create the table, or correct the rule's table:")}},
     {"publication_lacks_operations_keeps_the_others",
      [](DatabaseNeeds& n, DatabaseFacts& f) {
@@ -183,23 +198,32 @@ const ProblemCase kProblemCases[] = {
      [](DatabaseNeeds&, DatabaseFacts& f) { f.publication.all_tables = true; },
      {}},
     {"column_list_without_rule_columns",
-     [](DatabaseNeeds&, DatabaseFacts& f) { facts_table(f, "blog_post").published_columns = {"id", "title"}; },
-     {fail("publication walbust has a column list for table public.blog_post without columns the rules name: "
+     [](DatabaseNeeds&, DatabaseFacts& f) {
+       facts_table(f, "blog_post").published_columns = {"id", "title"};
+     },
+     {fail("publication walbust has a column list for table public.blog_post without columns the "
+           "rules name: "
            "author_id, category_id, view_count",
-           "BEGIN; ALTER PUBLICATION \"walbust\" DROP TABLE \"public\".\"blog_post\"; ALTER PUBLICATION \"walbust\" "
+           "BEGIN; ALTER PUBLICATION \"walbust\" DROP TABLE \"public\".\"blog_post\"; ALTER "
+           "PUBLICATION \"walbust\" "
            "ADD TABLE \"public\".\"blog_post\"; COMMIT;")}},
     {"row_filter",
-     [](DatabaseNeeds&, DatabaseFacts& f) { facts_table(f, "blog_comment").row_filter = "(post_id > 10)"; },
-     {fail("publication walbust filters the rows of table public.blog_comment (WHERE (post_id > 10)): changes it "
+     [](DatabaseNeeds&, DatabaseFacts& f) {
+       facts_table(f, "blog_comment").row_filter = "(post_id > 10)";
+     },
+     {fail("publication walbust filters the rows of table public.blog_comment (WHERE (post_id > "
+           "10)): changes it "
            "filters out invalidate nothing",
-           "BEGIN; ALTER PUBLICATION \"walbust\" DROP TABLE \"public\".\"blog_comment\"; ALTER PUBLICATION "
+           "BEGIN; ALTER PUBLICATION \"walbust\" DROP TABLE \"public\".\"blog_comment\"; ALTER "
+           "PUBLICATION "
            "\"walbust\" ADD TABLE \"public\".\"blog_comment\"; COMMIT;")}},
     {"table_missing",
      [](DatabaseNeeds& n, DatabaseFacts& f) {
        n.rules.push_back(RuleInfo{"post-feed", "rules/feed.yaml", 4, "public", "blog_post", {}});
        facts_table(f, "blog_post") = TableFacts{"public", "blog_post"};
      },
-     {fail("table public.blog_post does not exist (named by rules post-pages at rules/blog.yaml:16, post-feed at "
+     {fail("table public.blog_post does not exist (named by rules post-pages at "
+           "rules/blog.yaml:16, post-feed at "
            "rules/feed.yaml:4)",
            "-- create the table, or correct the rule's table:")}},
     {"column_missing",
@@ -209,14 +233,16 @@ const ProblemCase kProblemCases[] = {
      },
      {fail("column subtitle of table public.blog_post does not exist (named by rule post-pages at "
            "rules/blog.yaml:16)",
-           "-- correct the rule, or ALTER TABLE \"public\".\"blog_post\" ADD COLUMN \"subtitle\" ...;")}},
+           "-- correct the rule, or ALTER TABLE \"public\".\"blog_post\" ADD COLUMN \"subtitle\" "
+           "...;")}},
     {"old_row_needed_without_full",
      [](DatabaseNeeds&, DatabaseFacts& f) {
        auto& t = facts_table(f, "blog_post");
        t.replica_identity = 'd';
        t.identity_columns = {"id"};
      },
-     {fail("table public.blog_post has replica identity default (primary key id) but needs FULL: rules compare old "
+     {fail("table public.blog_post has replica identity default (primary key id) but needs FULL: "
+           "rules compare old "
            "and new rows (changed, ignore_changes, when) or render {old.x}",
            "ALTER TABLE \"public\".\"blog_post\" REPLICA IDENTITY FULL;")}},
     {"previous_values_outside_the_key",
@@ -225,7 +251,8 @@ const ProblemCase kProblemCases[] = {
        t.replica_identity = 'i';
        t.identity_columns = {"id"};
      },
-     {fail("table public.blog_comment has replica identity index (id) but needs FULL: rules render previous values "
+     {fail("table public.blog_comment has replica identity index (id) but needs FULL: rules render "
+           "previous values "
            "of post_id on update or delete",
            "ALTER TABLE \"public\".\"blog_comment\" REPLICA IDENTITY FULL;")}},
     {"previous_values_in_an_index_identity",
@@ -249,7 +276,8 @@ const ProblemCase kProblemCases[] = {
        t.replica_identity = 'n';
        t.identity_columns = {};
      },
-     {fail("table public.blog_category has replica identity nothing but needs FULL: rules render previous values "
+     {fail("table public.blog_category has replica identity nothing but needs FULL: rules render "
+           "previous values "
            "of id on update or delete",
            "ALTER TABLE \"public\".\"blog_category\" REPLICA IDENTITY FULL;")}},
     {"no_primary_key_while_updates_are_published",
@@ -260,8 +288,10 @@ const ProblemCase kProblemCases[] = {
        t.primary_key = {};
        t.identity_columns = {};
      },
-     {fail("table public.blog_category has replica identity default, without a primary key but needs FULL: it has "
-           "no replica identity, so PostgreSQL rejects UPDATE and DELETE on it while the publication publishes them",
+     {fail("table public.blog_category has replica identity default, without a primary key but "
+           "needs FULL: it has "
+           "no replica identity, so PostgreSQL rejects UPDATE and DELETE on it while the "
+           "publication publishes them",
            "ALTER TABLE \"public\".\"blog_category\" REPLICA IDENTITY FULL;")}},
     {"no_primary_key_fine_when_nothing_but_inserts_is_published",
      [](DatabaseNeeds& n, DatabaseFacts& f) {
@@ -286,16 +316,21 @@ const ProblemCase kProblemCases[] = {
        f.replication_slots_used = 10;
      },
      {fail("no free replication slot for walbust (10 of 10 in use)",
-           "ALTER SYSTEM SET max_replication_slots = 20; -- then restart PostgreSQL, or drop an unused slot")}},
+           "ALTER SYSTEM SET max_replication_slots = 20; -- then restart PostgreSQL, or drop an "
+           "unused slot")}},
     {"slot_physical",
-     [](DatabaseNeeds&, DatabaseFacts& f) { f.slot = SlotFacts{true, "", "physical", "", "reserved", false, 0}; },
+     [](DatabaseNeeds&, DatabaseFacts& f) {
+       f.slot = SlotFacts{true, "", "physical", "", "reserved", false, 0};
+     },
      {fail("slot walbust is a physical slot, walbust needs a logical one",
-           "SELECT pg_catalog.pg_drop_replication_slot('walbust'); -- if nothing else uses it; or set postgres.slot "
+           "SELECT pg_catalog.pg_drop_replication_slot('walbust'); -- if nothing else uses it; or "
+           "set postgres.slot "
            "to another name")}},
     {"slot_other_plugin",
      [](DatabaseNeeds&, DatabaseFacts& f) { f.slot.plugin = "wal2json"; },
      {fail("slot walbust uses plugin wal2json, walbust needs pgoutput",
-           "SELECT pg_catalog.pg_drop_replication_slot('walbust'); -- if nothing else uses it; or set postgres.slot "
+           "SELECT pg_catalog.pg_drop_replication_slot('walbust'); -- if nothing else uses it; or "
+           "set postgres.slot "
            "to another name")}},
     {"slot_other_database",
      [](DatabaseNeeds&, DatabaseFacts& f) { f.slot.database = "shop"; },
@@ -304,22 +339,29 @@ const ProblemCase kProblemCases[] = {
            "pg_catalog.pg_drop_replication_slot('walbust');")}},
     {"slot_lost",
      [](DatabaseNeeds&, DatabaseFacts& f) { f.slot.wal_status = "lost"; },
-     {fail("slot walbust is lost (wal_status lost): PostgreSQL removed WAL it still needed, so changes were missed "
+     {fail("slot walbust is lost (wal_status lost): PostgreSQL removed WAL it still needed, so "
+           "changes were missed "
            "and caches may be stale",
-           "-- set on_gap: flush_rules (or flushdb) and restart walbust, which flushes the keys and recreates the "
-           "slot; or flush the caches yourself, then SELECT pg_catalog.pg_drop_replication_slot('walbust');")}},
+           "-- set on_gap: flush_rules (or flushdb) and restart walbust, which flushes the keys "
+           "and recreates the "
+           "slot; or flush the caches yourself, then SELECT "
+           "pg_catalog.pg_drop_replication_slot('walbust');")}},
 };
 
 INSTANTIATE_TEST_SUITE_P(Cases, DbCheckProblems, testing::ValuesIn(kProblemCases),
-                         [](const testing::TestParamInfo<ProblemCase>& info) { return std::string(info.param.name); });
+                         [](const testing::TestParamInfo<ProblemCase>& info) {
+                           return std::string(info.param.name);
+                         });
 
 TEST(DbCheck, MissingSlotIsFineWhenWalbustCreatesIt) {
   DatabaseFacts f = good_facts();
   f.slot = SlotFacts{};
   const auto findings = check_database(blog_needs(), f);
   EXPECT_EQ(count_problems(findings), 0U);
-  EXPECT_EQ(findings.back(),
-            (Finding{true, "slot walbust does not exist yet: walbust run creates it (create_slot: true)", ""}));
+  EXPECT_EQ(
+      findings.back(),
+      (Finding{true, "slot walbust does not exist yet: walbust run creates it (create_slot: true)",
+               ""}));
 }
 
 TEST(DbCheck, ActiveAndUnreservedSlotsAreReportedButPass) {
@@ -330,9 +372,11 @@ TEST(DbCheck, ActiveAndUnreservedSlotsAreReportedButPass) {
   const auto findings = check_database(blog_needs(), f);
   EXPECT_EQ(count_problems(findings), 0U);
   ASSERT_GE(findings.size(), 2U);
-  EXPECT_EQ(findings[findings.size() - 2].message, "slot walbust is a logical pgoutput slot (in use by pid 4242)");
+  EXPECT_EQ(findings[findings.size() - 2].message,
+            "slot walbust is a logical pgoutput slot (in use by pid 4242)");
   EXPECT_EQ(findings.back().message,
-            "slot walbust still has its WAL (wal_status unreserved: beyond max_wal_size, lost at the next checkpoint "
+            "slot walbust still has its WAL (wal_status unreserved: beyond max_wal_size, lost at "
+            "the next checkpoint "
             "unless walbust catches up)");
 }
 
@@ -342,8 +386,9 @@ TEST(DbCheck, MissingTableSkipsItsOtherChecks) {
   const auto findings = check_database(blog_needs(), f);
   for (const auto& finding : findings) {
     if (finding.message.find("blog_post") == std::string::npos) continue;
-    EXPECT_EQ(finding.message,
-              "table public.blog_post does not exist (named by rule post-pages at rules/blog.yaml:16)");
+    EXPECT_EQ(
+        finding.message,
+        "table public.blog_post does not exist (named by rule post-pages at rules/blog.yaml:16)");
   }
 }
 
@@ -353,14 +398,18 @@ TEST(DbCheck, MissingColumnIsNotBlamedOnTheReplicaIdentity) {
   n.tables[0].old_value_columns.insert("subtitle");
   const auto found = problems(check_database(n, good_facts()));
   ASSERT_EQ(found.size(), 1U);
-  EXPECT_NE(found[0].message.find("column subtitle of table public.blog_category does not exist"), std::string::npos);
+  EXPECT_NE(found[0].message.find("column subtitle of table public.blog_category does not exist"),
+            std::string::npos);
 }
 
 TEST(DbCheck, FormatsFindingsAndSummary) {
-  EXPECT_EQ(format_finding(Finding{true, "wal_level is logical", ""}), "ok    wal_level is logical");
-  EXPECT_EQ(format_finding(Finding{false, "x is wrong", "ALTER x;"}), "FAIL  x is wrong ; fix: ALTER x;");
+  EXPECT_EQ(format_finding(Finding{true, "wal_level is logical", ""}),
+            "ok    wal_level is logical");
+  EXPECT_EQ(format_finding(Finding{false, "x is wrong", "ALTER x;"}),
+            "FAIL  x is wrong ; fix: ALTER x;");
   EXPECT_EQ(format_summary({Finding{true, "a", ""}}), "1 check, 0 problems");
-  EXPECT_EQ(format_summary({Finding{true, "a", ""}, Finding{false, "b", "c"}}), "2 checks, 1 problem");
+  EXPECT_EQ(format_summary({Finding{true, "a", ""}, Finding{false, "b", "c"}}),
+            "2 checks, 1 problem");
   EXPECT_EQ(format_summary({}), "0 checks, 0 problems");
 }
 
@@ -369,7 +418,8 @@ TEST(DbCheck, ReplicaIdentityDecisionWithoutFacts) {
   EXPECT_EQ(replica_identity_full_reason(n.tables[2]),
             "rules compare old and new rows (changed, ignore_changes, when) or render {old.x}");
   EXPECT_EQ(replica_identity_full_reason(n.tables[0]),
-            "rules render previous values of id on update or delete (not needed for replica identity columns; the "
+            "rules render previous values of id on update or delete (not needed for replica "
+            "identity columns; the "
             "database was not inspected)");
   TableNeeds inserts = n.tables[1];
   inserts.ops = {Op::Insert, Op::Truncate};

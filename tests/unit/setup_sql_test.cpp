@@ -10,9 +10,14 @@ const std::set<Op> kAllOps = {Op::Insert, Op::Update, Op::Delete, Op::Truncate};
 DatabaseNeeds blog_needs() {
   DatabaseNeeds n;
   n.tables.push_back(TableNeeds{"public", "blog_category", {"id"}, false, {"id"}, kAllOps});
-  n.tables.push_back(TableNeeds{"public", "blog_comment", {"post_id"}, false, {"post_id"}, kAllOps});
-  n.tables.push_back(TableNeeds{"public", "blog_post", {"author_id", "category_id", "id", "view_count"}, true,
-                                {"author_id", "category_id", "id"}, kAllOps});
+  n.tables.push_back(
+      TableNeeds{"public", "blog_comment", {"post_id"}, false, {"post_id"}, kAllOps});
+  n.tables.push_back(TableNeeds{"public",
+                                "blog_post",
+                                {"author_id", "category_id", "id", "view_count"},
+                                true,
+                                {"author_id", "category_id", "id"},
+                                kAllOps});
   n.publication = "walbust";
   n.slot = "walbust";
   return n;
@@ -39,7 +44,8 @@ DatabaseFacts fresh_facts() {
   f.max_wal_senders = 10;
   f.role = "walbust";
   f.role_can_replicate = true;
-  for (const char* name : {"blog_category", "blog_comment", "blog_post"}) f.tables.push_back(table(name, 'd'));
+  for (const char* name : {"blog_category", "blog_comment", "blog_post"})
+    f.tables.push_back(table(name, 'd'));
   return f;
 }
 
@@ -48,11 +54,12 @@ DatabaseFacts prepared_facts() {
   f.publication = PublicationFacts{true, false, true, true, true, true};
   for (auto& t : f.tables) {
     t.in_publication = true;
-    if (t.name != "blog_category") t = [&] {
-      TableFacts full = table(t.name, 'f');
-      full.in_publication = true;
-      return full;
-    }();
+    if (t.name != "blog_category")
+      t = [&] {
+        TableFacts full = table(t.name, 'f');
+        full.in_publication = true;
+        return full;
+      }();
   }
   f.slot = SlotFacts{true, "pgoutput", "logical", "app", "reserved", false, 0};
   return f;
@@ -86,23 +93,27 @@ TEST(SetupSql, WithoutFactsIsConservative) {
   };
   EXPECT_EQ(outline(s), expected);
   EXPECT_TRUE(s.statements[0].session);
-  EXPECT_EQ(s.header.at(2), "Not tailored: the database was not inspected. Replica identities are set to FULL for every");
+  EXPECT_EQ(
+      s.header.at(2),
+      "Not tailored: the database was not inspected. Replica identities are set to FULL for every");
   EXPECT_EQ(statement(s, "Table public.blog_category has REPLICA IDENTITY FULL.").comment.at(1),
-            "Because rules render previous values of id on update or delete (not needed for replica identity "
+            "Because rules render previous values of id on update or delete (not needed for "
+            "replica identity "
             "columns; the database was not inspected).");
 }
 
 TEST(SetupSql, StatementsAreExact) {
   const SetupScript s = setup_script(blog_needs(), nullptr);
   EXPECT_EQ(statement(s, "Lock timeout 10s.").sql, "SET lock_timeout = '10s';");
-  EXPECT_EQ(statement(s, "Publication walbust.").sql,
-            "DO $walbust$\n"
-            "BEGIN\n"
-            "  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = 'walbust') THEN\n"
-            "    CREATE PUBLICATION \"walbust\" WITH (publish = 'insert, update, delete, truncate');\n"
-            "  END IF;\n"
-            "END\n"
-            "$walbust$;");
+  EXPECT_EQ(
+      statement(s, "Publication walbust.").sql,
+      "DO $walbust$\n"
+      "BEGIN\n"
+      "  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = 'walbust') THEN\n"
+      "    CREATE PUBLICATION \"walbust\" WITH (publish = 'insert, update, delete, truncate');\n"
+      "  END IF;\n"
+      "END\n"
+      "$walbust$;");
   EXPECT_EQ(statement(s, "Publication walbust publishes insert, update, delete, truncate.").sql,
             "DO $walbust$\n"
             "DECLARE\n"
@@ -126,7 +137,8 @@ TEST(SetupSql, StatementsAreExact) {
             "$walbust$;");
   EXPECT_EQ(statement(s, "Slot walbust exists (logical, pgoutput).").sql,
             "SELECT pg_catalog.pg_create_logical_replication_slot('walbust', 'pgoutput')\n"
-            " WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = 'walbust');");
+            " WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = "
+            "'walbust');");
 }
 
 TEST(SetupSql, TablesBlockChecksMembershipAndQuotesNames) {
@@ -139,7 +151,8 @@ TEST(SetupSql, TablesBlockChecksMembershipAndQuotesNames) {
   EXPECT_EQ(statement(s, "Publication Pub \"x\" contains the tables the rules watch.").sql,
             "DO $walbust$\n"
             "BEGIN\n"
-            "  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication_tables WHERE pubname = 'Pub \"x\"' AND "
+            "  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication_tables WHERE pubname = 'Pub "
+            "\"x\"' AND "
             "schemaname = 'Shop' AND tablename = 'it''s') THEN\n"
             "    ALTER PUBLICATION \"Pub \"\"x\"\"\" ADD TABLE \"Shop\".\"it's\";\n"
             "  END IF;\n"
@@ -153,11 +166,14 @@ TEST(SetupSql, PublishKeepsOperationsTheRulesDoNotNeed) {
   const SetupScript s = setup_script(n, nullptr);
   const std::string& sql = statement(s, "Publication walbust publishes insert, delete.").sql;
   EXPECT_NE(sql.find("  IF NOT p.pubinsert OR NOT p.pubdelete THEN\n"), std::string::npos) << sql;
-  EXPECT_NE(sql.find("pg_catalog.concat_ws(', ', 'insert', CASE WHEN p.pubupdate THEN 'update' END, 'delete', "
-                     "CASE WHEN p.pubtruncate THEN 'truncate' END)"),
-            std::string::npos)
+  EXPECT_NE(
+      sql.find(
+          "pg_catalog.concat_ws(', ', 'insert', CASE WHEN p.pubupdate THEN 'update' END, 'delete', "
+          "CASE WHEN p.pubtruncate THEN 'truncate' END)"),
+      std::string::npos)
       << sql;
-  EXPECT_NE(statement(s, "Publication walbust.").sql.find("WITH (publish = 'insert, delete')"), std::string::npos);
+  EXPECT_NE(statement(s, "Publication walbust.").sql.find("WITH (publish = 'insert, delete')"),
+            std::string::npos);
 }
 
 TEST(SetupSql, TailoredToAFreshDatabase) {
@@ -175,11 +191,13 @@ TEST(SetupSql, TailoredToAFreshDatabase) {
       {"Slot walbust exists (logical, pgoutput).", false},
   };
   EXPECT_EQ(outline(s), expected);
-  EXPECT_EQ(s.statements[2].comment.back(),
-            "An existing publication gets the missing operations; those it already publishes are kept.");
+  EXPECT_EQ(
+      s.statements[2].comment.back(),
+      "An existing publication gets the missing operations; those it already publishes are kept.");
   EXPECT_EQ(s.header.at(2), "Tailored to database app as seen by role walbust.");
-  EXPECT_EQ(statement(s, "Table public.blog_post has REPLICA IDENTITY FULL.").comment.at(1),
-            "Because rules compare old and new rows (changed, ignore_changes, when) or render {old.x}.");
+  EXPECT_EQ(
+      statement(s, "Table public.blog_post has REPLICA IDENTITY FULL.").comment.at(1),
+      "Because rules compare old and new rows (changed, ignore_changes, when) or render {old.x}.");
 }
 
 TEST(SetupSql, TailoredToAPreparedDatabaseIsTheSameScriptInPlace) {
@@ -204,11 +222,15 @@ TEST(SetupSql, ServerSettingsAndRoleWhenTheFactsNeedThem) {
   facts.role = "app user";
   facts.role_can_replicate = false;
   const SetupScript s = setup_script(blog_needs(), &facts);
-  EXPECT_EQ(statement(s, "wal_level is logical (now replica).").sql, "ALTER SYSTEM SET wal_level = logical;");
-  EXPECT_EQ(statement(s, "max_wal_senders is 10 (now 0).").sql, "ALTER SYSTEM SET max_wal_senders = 10;");
-  EXPECT_EQ(statement(s, "Role app user may replicate.").sql, "ALTER ROLE \"app user\" REPLICATION;");
+  EXPECT_EQ(statement(s, "wal_level is logical (now replica).").sql,
+            "ALTER SYSTEM SET wal_level = logical;");
+  EXPECT_EQ(statement(s, "max_wal_senders is 10 (now 0).").sql,
+            "ALTER SYSTEM SET max_wal_senders = 10;");
+  EXPECT_EQ(statement(s, "Role app user may replicate.").sql,
+            "ALTER ROLE \"app user\" REPLICATION;");
   // No slot before wal_level is logical: creating it would fail.
-  const SetupStatement& slot = statement(s, "Slot walbust is not created yet: wal_level must be logical first.");
+  const SetupStatement& slot =
+      statement(s, "Slot walbust is not created yet: wal_level must be logical first.");
   EXPECT_EQ(slot.sql, "");
   EXPECT_EQ(s.text().find("pg_create_logical_replication_slot"), std::string::npos);
 }
@@ -234,9 +256,10 @@ TEST(SetupSql, NoReplicaIdentityIsFixedWhenUpdatesArePublished) {
   facts.tables[0].primary_key.clear();
   facts.tables[0].identity_columns.clear();
   const SetupScript s = setup_script(n, &facts);
-  EXPECT_EQ(statement(s, "Table public.blog_category has REPLICA IDENTITY FULL.").comment.at(1),
-            "Because it has no replica identity, so PostgreSQL rejects UPDATE and DELETE on it while the "
-            "publication publishes them.");
+  EXPECT_EQ(
+      statement(s, "Table public.blog_category has REPLICA IDENTITY FULL.").comment.at(1),
+      "Because it has no replica identity, so PostgreSQL rejects UPDATE and DELETE on it while the "
+      "publication publishes them.");
 }
 
 TEST(SetupSql, TextHasHeaderCommentsAndStatements) {
@@ -245,12 +268,15 @@ TEST(SetupSql, TextHasHeaderCommentsAndStatements) {
   n.publication = "p";
   n.slot = "s";
   const std::string text = setup_script(n, nullptr).text();
-  EXPECT_EQ(text.substr(0, text.find("\n\n")),
-            "-- walbust setup: prepares the database for publication p and slot s.\n"
-            "-- Idempotent: run it with psql -v ON_ERROR_STOP=1 (not in a single transaction), as often as needed.\n"
-            "-- Not tailored: the database was not inspected. Replica identities are set to FULL for every\n"
-            "-- table whose rules read previous values; the role in postgres.dsn needs REPLICATION and\n"
-            "-- wal_level must be logical (walbust check --db verifies both).");
+  EXPECT_EQ(
+      text.substr(0, text.find("\n\n")),
+      "-- walbust setup: prepares the database for publication p and slot s.\n"
+      "-- Idempotent: run it with psql -v ON_ERROR_STOP=1 (not in a single transaction), as often "
+      "as needed.\n"
+      "-- Not tailored: the database was not inspected. Replica identities are set to FULL for "
+      "every\n"
+      "-- table whose rules read previous values; the role in postgres.dsn needs REPLICATION and\n"
+      "-- wal_level must be logical (walbust check --db verifies both).");
   EXPECT_NE(text.find("\n-- Lock timeout 10s.\n-- ALTER TABLE waits"), std::string::npos);
   EXPECT_EQ(text.find("REPLICA IDENTITY FULL"), std::string::npos);  // insert-only rules
   EXPECT_EQ(text.back(), '\n');

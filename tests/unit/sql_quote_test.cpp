@@ -23,8 +23,10 @@ TEST(SqlQuote, Literals) {
 
 TEST(SqlQuote, DollarQuotingPicksATagNotInTheBody) {
   EXPECT_EQ(sql_dollar_quoted("BEGIN\nEND"), "$walbust$\nBEGIN\nEND\n$walbust$");
-  EXPECT_EQ(sql_dollar_quoted("SELECT '$walbust$'\n"), "$walbust1$\nSELECT '$walbust$'\n$walbust1$");
-  EXPECT_EQ(sql_dollar_quoted("$walbust$ $walbust1$"), "$walbust2$\n$walbust$ $walbust1$\n$walbust2$");
+  EXPECT_EQ(sql_dollar_quoted("SELECT '$walbust$'\n"),
+            "$walbust1$\nSELECT '$walbust$'\n$walbust1$");
+  EXPECT_EQ(sql_dollar_quoted("$walbust$ $walbust1$"),
+            "$walbust2$\n$walbust$ $walbust1$\n$walbust2$");
 }
 
 }  // namespace
