@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "walbust/lsn.h"
 #include "walbust/rules.h"
 
 namespace walbust {
@@ -17,6 +18,14 @@ struct DatabaseNeeds {
   std::string publication;
   std::string slot;
   bool create_slot = true;
+  // From walbust's state file, when it names this slot: a missing slot is then a gap
+  // (SPEC §7), not a first start.
+  struct Streamed {
+    std::string database;
+    Lsn acknowledged_lsn = kInvalidLsn;
+    std::string state_path;
+  };
+  std::optional<Streamed> streamed;
 };
 
 struct TableFacts {

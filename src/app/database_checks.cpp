@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "walbust/logging.h"
+#include "walbust/state_store.h"
 
 namespace walbust {
 
@@ -15,6 +16,15 @@ DatabaseNeeds database_needs(const LoadedConfig& loaded) {
   needs.publication = loaded.config.postgres.publication;
   needs.slot = loaded.config.postgres.slot;
   needs.create_slot = loaded.config.postgres.create_slot;
+  // An unreadable state file only loses the gap check here; run reports it.
+  try {
+    const StateStore store(loaded.config.state_dir, needs.slot);
+    if (auto state = store.load(); state && state->slot == needs.slot) {
+      needs.streamed =
+          DatabaseNeeds::Streamed{state->database, state->acknowledged_lsn, store.path()};
+    }
+  } catch (const std::exception&) {
+  }
   return needs;
 }
 

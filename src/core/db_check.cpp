@@ -262,7 +262,16 @@ class Checker {
     const std::string lit = sql_literal(name);
     const auto& s = facts_.slot;
     if (!s.exists) {
-      if (needs_.create_slot) {
+      const auto& streamed = needs_.streamed;
+      if (streamed && streamed->database == facts_.database) {
+        fail("slot " + name + " is missing although walbust streamed from it up to " +
+                 format_lsn(streamed->acknowledged_lsn) +
+                 ": changes were missed and caches may be stale",
+             "-- set on_gap: flush_rules (or flushdb) and restart walbust, which flushes the keys "
+             "and creates the "
+             "slot; or flush the caches yourself, then delete " +
+                 streamed->state_path);
+      } else if (needs_.create_slot) {
         ok("slot " + name + " does not exist yet: walbust run creates it (create_slot: true)");
       } else {
         fail("slot " + name + " does not exist and create_slot is false",

@@ -139,12 +139,14 @@ class CheckSetupTest(unittest.TestCase):
             s.stop()
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
-    def config(self, name, dsn, rules=BLOG_RULES, slot="walbust", publication="walbust", create_slot=True):
+    def config(self, name, dsn, rules=BLOG_RULES, slot="walbust", publication="walbust", create_slot=True,
+               state_dir=None):
         path = os.path.join(self.tmp, name + ".yaml")
+        state_dir = state_dir or self.tmp
         with open(path, "w") as f:
             f.write(f'postgres:\n  dsn: "{dsn}"\n  slot: {slot}\n  publication: {publication}\n'
                     f"  create_slot: {'true' if create_slot else 'false'}\n"
-                    f"rules:\n  - {rules}\nmetrics:\n  listen: \"\"\nstate_dir: {self.tmp}\n")
+                    f"rules:\n  - {rules}\nmetrics:\n  listen: \"\"\nstate_dir: {state_dir}\n")
         return path
 
     def walbust(self, *args):
@@ -312,6 +314,19 @@ class CheckSetupTest(unittest.TestCase):
         self.pg.sql("postgres", "ALTER ROLE app_reader REPLICATION")
         res = self.walbust("check", "-c", cfg, "--db")
         self.assertIn("ok    role app_reader may replicate", res.stdout)
+
+    def test_d_missing_slot_after_streaming_is_a_gap(self):
+        self.pg.create_database("blog_gap")
+        state_dir = os.path.join(self.tmp, "gap-state")
+        os.mkdir(state_dir)
+        with open(os.path.join(state_dir, "walbust-walbust_gap.state"), "w") as f:
+            f.write('{"system_identifier": "1", "database": "blog_gap", "slot": "walbust_gap", '
+                    '"acknowledged_lsn": "0/16B3748"}')
+        cfg = self.config("gap", self.pg.dsn("blog_gap"), slot="walbust_gap", state_dir=state_dir)
+        res = self.walbust("check", "-c", cfg, "--db")
+        self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
+        self.assertIn("FAIL  slot walbust_gap is missing although walbust streamed from it up to 0/16B3748: changes "
+                      "were missed and caches may be stale ; fix: -- set on_gap: flush_rules (or flushdb)", res.stdout)
 
     def test_e_unreachable_database(self):
         port = free_port()

@@ -310,6 +310,23 @@ const ProblemCase kProblemCases[] = {
      },
      {fail("slot wal'bust does not exist and create_slot is false",
            "SELECT pg_catalog.pg_create_logical_replication_slot('wal''bust', 'pgoutput');")}},
+    {"slot_missing_after_walbust_streamed_from_it",
+     [](DatabaseNeeds& n, DatabaseFacts& f) {
+       f.slot = SlotFacts{};
+       n.streamed = DatabaseNeeds::Streamed{"app", 0x16B3748, "/var/lib/walbust/walbust.state"};
+     },
+     {fail("slot walbust is missing although walbust streamed from it up to 0/16B3748: changes "
+           "were missed and "
+           "caches may be stale",
+           "-- set on_gap: flush_rules (or flushdb) and restart walbust, which flushes the keys "
+           "and creates the "
+           "slot; or flush the caches yourself, then delete /var/lib/walbust/walbust.state")}},
+    {"state_of_another_database_is_no_gap",
+     [](DatabaseNeeds& n, DatabaseFacts& f) {
+       f.slot = SlotFacts{};
+       n.streamed = DatabaseNeeds::Streamed{"shop", 0x16B3748, "/var/lib/walbust/walbust.state"};
+     },
+     {}},
     {"slot_missing_and_no_free_slot",
      [](DatabaseNeeds&, DatabaseFacts& f) {
        f.slot = SlotFacts{};
