@@ -11,6 +11,7 @@ import atexit
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -97,6 +98,36 @@ def step(pg, r, w, title, statement, expect_gone, params=None):
     show(r, keys, set(expect_gone))
 
 
+def dry_run(pg, r, w, binary):
+    """Shows `walbust dry-run` on the live stream before the daemon deletes anything."""
+    keys = blog_keys(pg) | {"session:alice"}
+    fill(r, keys)
+    say("0. Before trusting the rules: walbust dry-run follows the real replication stream on a"
+        " temporary slot and only asks Redis (EXISTS) what a delete would hit")
+    cmd = [binary, "dry-run", "-c", w.config_path, "--check-redis", "--max-changes", "1",
+           "--duration", str(int(TIMEOUT))]
+    print(f"  $ walbust dry-run -c {os.path.basename(w.config_path)} --check-redis --max-changes 1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The temporary slot sees only changes committed after it exists: wait for it.
+    banner = proc.stderr.readline()
+    if "following changes" not in banner:
+        proc.kill()
+        raise AssertionError(f"dry-run did not start: {banner}{proc.stderr.read()}")
+    statement = "UPDATE blog_post SET category_id = 3 WHERE id = 2"
+    print(f"  {DIM}SQL>{RESET} {statement}", flush=True)
+    pg.execute(statement)
+    out, err = proc.communicate(timeout=TIMEOUT + 10)
+    print("  " + out.rstrip().replace("\n", "\n  "))
+    if proc.returncode != 0 or "category_posts_3" not in out or "category_posts_2" not in out:
+        raise AssertionError(f"dry-run failed (exit {proc.returncode}): {out}{err}")
+    # Nothing was deleted: dry-run never writes to Redis.
+    gone = keys - fixtures.existing_keys(r, keys)
+    print(f"  dry-run deleted nothing: {len(keys) - len(gone)} of {len(keys)} keys still cached")
+    if gone:
+        failures.extend(sorted(gone))
+    pg.execute("UPDATE blog_post SET category_id = 2 WHERE id = 2")
+
+
 def main():
     binary = fixtures.walbust_binary()
     say("Starting throwaway PostgreSQL 15 and Redis")
@@ -127,6 +158,7 @@ def main():
     rules = fixtures.blog_rules_path(tmp)
     w = Walbust(pg, redis, rules=[rules], marker=False, status_interval="1s", binary=binary,
                 config={"log": {"level": "info", "format": "text"}})
+    dry_run(pg, r, w, binary)
     say(f"Starting: walbust run -c {w.config_path}  (rules: {os.path.relpath(rules, ROOT)})")
     with open(w.config_path) as f:
         print("  " + f.read().replace("\n", "\n  ").rstrip())
