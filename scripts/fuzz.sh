@@ -80,7 +80,10 @@ for target in "${TARGETS[@]}"; do
     echo "fuzz: $target: replaying ${#regressions[@]} saved reproducer(s)"
     if ! "$bin" "${common[@]}" "${regressions[@]}" >"$work/replay.log" 2>&1; then
       report_failure "$target" "$work/replay.log" "$work/artifacts"
-      echo "fuzz:   failing reproducers: $FUZZ_SRC/regressions/$target/"
+      # Inputs run in order: the last one started is the one that failed.
+      input="$(grep '^Running: ' "$work/replay.log" | tail -n 1 | cut -d' ' -f2-)"
+      echo "fuzz: $target saved reproducer that fails: $input"
+      echo "fuzz:   reproduce: $bin $input"
       continue
     fi
     grep '^Running: ' "$work/replay.log" | sed "s|^|fuzz: $target: |"
