@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 
@@ -48,6 +50,31 @@ TEST(KeyHashSlot, KnownSlots) {
   EXPECT_EQ(key_hash_slot("foo{hash_tag}"), 2515);
   EXPECT_EQ(key_hash_slot("foo"), 12182);
   EXPECT_EQ(key_hash_slot("123456789"), 0x31C3);
+}
+
+std::string from_hex(const std::string& hex) {
+  std::string out;
+  for (std::size_t i = 0; i + 1 < hex.size(); i += 2) out.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+  return out;
+}
+
+TEST(KeyHashSlot, AgreesWithRedisClusterKeyslot) {
+  // Generated with CLUSTER KEYSLOT on Redis 7.0: edge cases and random binary keys.
+  std::ifstream in(WALBUST_SOURCE_DIR "/tests/unit/data/cluster_keyslots.txt");
+  ASSERT_TRUE(in) << "cannot open tests/unit/data/cluster_keyslots.txt";
+  std::string line;
+  int checked = 0;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream fields(line);
+    std::string hex;
+    unsigned slot = 0;
+    fields >> hex >> slot;
+    const std::string key = hex == "-" ? "" : from_hex(hex);
+    EXPECT_EQ(key_hash_slot(key), slot) << "key (hex) " << hex;
+    ++checked;
+  }
+  EXPECT_GT(checked, 300);
 }
 
 TEST(KeyHashSlot, BinaryKeys) {
