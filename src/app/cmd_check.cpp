@@ -1,21 +1,33 @@
 #include <cstdio>
+#include <stdexcept>
 
 #include "commands.h"
 #include "config_loading.h"
+#include "database_checks.h"
 #include "exit_codes.h"
+#include "walbust/db_inspector.h"
 
 namespace walbust {
 
 int check_command(const CheckOptions& options) {
   auto loaded = load_config_and_rules(options.config_path);
-  if (!loaded) return kExitFailure;
-  std::printf("%s: ok (%zu rules from %zu files)\n", options.config_path.c_str(), loaded->rules.size(),
-              loaded->rule_files.size());
-  if (options.db) {
-    std::fprintf(stderr, "walbust check --db: not available in this build\n");
+  if (!loaded) return kExitUsage;  // SPEC §1: invalid configuration is a usage error
+  std::printf("%s: ok (%zu rules from %zu files)\n", options.config_path.c_str(),
+              loaded->rules.size(), loaded->rule_files.size());
+  if (!options.db) return kExitOk;
+  std::fflush(stdout);
+
+  const DatabaseNeeds needs = database_needs(*loaded);
+  std::vector<Finding> findings;
+  try {
+    auto conn = connect_for_inspection(loaded->config);
+    DbInspector inspector(*conn);
+    findings = check_database(needs, inspector.inspect(needs));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "walbust check --db: %s\n", one_line(e.what()).c_str());
     return kExitFailure;
   }
-  return kExitOk;
+  return print_findings(findings) == 0 ? kExitOk : kExitFailure;
 }
 
 }  // namespace walbust

@@ -31,6 +31,12 @@ struct DryRunOptions {
 };
 int dry_run_command(const DryRunOptions& options);
 
+struct SetupOptions {
+  std::string config_path;
+  bool apply = false;
+};
+int setup_command(const SetupOptions& options);
+
 struct TestOptions {
   std::string config_path;
   std::vector<std::string> case_files;

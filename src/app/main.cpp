@@ -29,9 +29,29 @@ int main(int argc, char** argv) {
                       "Stop with exit 0 once every transaction up to this LSN is deleted and acknowledged");
 
   CheckOptions check;
-  auto* check_cmd = app.add_subcommand("check", "Validate the configuration and rules files (exit 1 on errors)");
+  auto* check_cmd = app.add_subcommand(
+      "check",
+      "Validate the configuration and rules files (exit 2 on errors). With --db, also check the live database and "
+      "print one line per check: 'ok    ...' or 'FAIL  ... ; fix: SQL', then 'N checks, N problems' (exit 1 on "
+      "problems or when the database is unreachable)");
   add_config(check_cmd);
-  check_cmd->add_flag("--db", check.db, "Also check the live database (wal_level, publication, replica identity, slot)");
+  check_cmd->add_flag("--db", check.db,
+                      "Also check the live database: wal_level, max_replication_slots, max_wal_senders, the role's "
+                      "REPLICATION attribute, the publication (exists, publishes the rules' operations, contains "
+                      "every rule table), every table and column a rule names, REPLICA IDENTITY FULL where rules "
+                      "need previous values, and the slot (pgoutput, logical, this database, not lost)");
+
+  SetupOptions setup;
+  auto* setup_cmd = app.add_subcommand(
+      "setup",
+      "Print the idempotent SQL that prepares the database for the rules: the publication with the rule tables and "
+      "operations, REPLICA IDENTITY FULL where rules need previous values, and the slot. Tailored to the database "
+      "when it can connect (else conservative, with a comment saying why). Pipe it into "
+      "'psql -v ON_ERROR_STOP=1', or use --apply");
+  add_config(setup_cmd);
+  setup_cmd->add_flag("--apply", setup.apply,
+                      "Run the statements (one by one, autocommit) instead of printing them, skipping what is "
+                      "already in place, then run the checks of check --db (exit 1 on failure or problems)");
 
   TestOptions test;
   auto* test_cmd = app.add_subcommand("test", "Run rule test cases (CASES.yaml files) against the configured rules");
@@ -83,6 +103,10 @@ int main(int argc, char** argv) {
   if (check_cmd->parsed()) {
     check.config_path = config_path;
     return check_command(check);
+  }
+  if (setup_cmd->parsed()) {
+    setup.config_path = config_path;
+    return setup_command(setup);
   }
   if (dry_cmd->parsed()) {
     dry.config_path = config_path;

@@ -1,0 +1,26 @@
+#pragma once
+// What check --db and setup share: the needs derived from the loaded rules, an ordinary
+// SQL connection from the config, and printing findings.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config_loading.h"
+#include "walbust/db_check.h"
+#include "walbust/pg_replication.h"
+
+namespace walbust {
+
+[[nodiscard]] DatabaseNeeds database_needs(const LoadedConfig& loaded);
+
+// Connects without replication. Throws std::runtime_error with a one-line message naming
+// the server (password redacted) when the password file cannot be read or the connection fails.
+[[nodiscard]] std::unique_ptr<PgReplicationConnection> connect_for_inspection(const Config& config);
+
+// Prints each finding and the summary to stdout; returns the number of problems.
+std::size_t print_findings(const std::vector<Finding>& findings);
+
+// A PostgreSQL message on one line: libpq's multi-line errors joined with "; ".
+[[nodiscard]] std::string one_line(std::string_view message);
+
+}  // namespace walbust

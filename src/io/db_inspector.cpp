@@ -1,0 +1,139 @@
+#include "walbust/db_inspector.h"
+
+#include <cstdlib>
+
+namespace walbust {
+
+namespace {
+
+std::string text(const std::optional<std::string>& v) { return v.value_or(""); }
+bool is_true(const std::optional<std::string>& v) { return v && *v == "t"; }
+int to_int(const std::optional<std::string>& v) { return v ? std::atoi(v->c_str()) : 0; }
+
+}  // namespace
+
+DatabaseFacts DbInspector::inspect(const DatabaseNeeds& needs) {
+  DatabaseFacts facts;
+  read_server(facts);
+  read_publication(needs, facts);
+  for (const auto& t : needs.tables) facts.tables.push_back(read_table(t, needs));
+  read_slot(needs, facts);
+  return facts;
+}
+
+void DbInspector::read_server(DatabaseFacts& facts) {
+  for (const auto& row :
+       conn_.query("SELECT name, setting FROM pg_catalog.pg_settings "
+                   "WHERE name IN ('wal_level', 'max_replication_slots', 'max_wal_senders')")) {
+    const std::string name = text(row.at(0));
+    if (name == "wal_level") facts.wal_level = text(row.at(1));
+    if (name == "max_replication_slots") facts.max_replication_slots = to_int(row.at(1));
+    if (name == "max_wal_senders") facts.max_wal_senders = to_int(row.at(1));
+  }
+  const auto rows = conn_.query(
+      "SELECT pg_catalog.current_database(), current_user, r.rolreplication OR r.rolsuper, "
+      "(SELECT pg_catalog.count(*) FROM pg_catalog.pg_replication_slots) "
+      "FROM pg_catalog.pg_roles r WHERE r.rolname = current_user");
+  if (rows.empty()) throw PgError("", "the current role is not in pg_roles");
+  facts.database = text(rows[0].at(0));
+  facts.role = text(rows[0].at(1));
+  facts.role_can_replicate = is_true(rows[0].at(2));
+  facts.replication_slots_used = to_int(rows[0].at(3));
+}
+
+void DbInspector::read_publication(const DatabaseNeeds& needs, DatabaseFacts& facts) {
+  const std::string pub = conn_.quote_literal(needs.publication);
+  const auto rows = conn_.query(
+      "SELECT puballtables, pubinsert, pubupdate, pubdelete, pubtruncate FROM "
+      "pg_catalog.pg_publication "
+      "WHERE pubname = " +
+      pub);
+  if (rows.empty()) return;
+  auto& p = facts.publication;
+  p.exists = true;
+  p.all_tables = is_true(rows[0].at(0));
+  p.insert = is_true(rows[0].at(1));
+  p.update = is_true(rows[0].at(2));
+  p.del = is_true(rows[0].at(3));
+  p.truncate = is_true(rows[0].at(4));
+}
+
+std::vector<std::string> DbInspector::column_list(const std::string& sql) {
+  std::vector<std::string> out;
+  for (const auto& row : conn_.query(sql)) out.push_back(text(row.at(0)));
+  return out;
+}
+
+TableFacts DbInspector::read_table(const TableNeeds& needs, const DatabaseNeeds& all) {
+  TableFacts t;
+  t.schema = needs.schema;
+  t.name = needs.name;
+  // Ordinary and partitioned tables only: views and the like cannot be published.
+  const auto rows = conn_.query(
+      "SELECT c.oid, c.relreplident FROM pg_catalog.pg_class c "
+      "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+      "WHERE n.nspname = " +
+      conn_.quote_literal(needs.schema) + " AND c.relname = " + conn_.quote_literal(needs.name) +
+      " AND c.relkind IN ('r', 'p')");
+  if (rows.empty()) return t;
+  t.exists = true;
+  const std::string oid = text(rows[0].at(0));
+  t.replica_identity = text(rows[0].at(1)).empty() ? 'd' : text(rows[0].at(1))[0];
+  t.columns = column_list("SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = " + oid +
+                          " AND attnum > 0 AND NOT attisdropped ORDER BY attnum");
+  const auto index_columns = [&](const std::string& flag) {
+    return column_list(
+        "SELECT a.attname FROM pg_catalog.pg_index i "
+        "JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) "
+        "WHERE i.indrelid = " +
+        oid + " AND i." + flag + " ORDER BY a.attnum");
+  };
+  t.primary_key = index_columns("indisprimary");
+  switch (t.replica_identity) {
+    case 'd':
+      t.identity_columns = t.primary_key;
+      break;
+    case 'i':
+      t.identity_columns = index_columns("indisreplident");
+      break;
+    case 'f':
+      t.identity_columns = t.columns;
+      break;
+    default:
+      break;
+  }
+  const auto pub = conn_.query(
+      "SELECT rowfilter FROM pg_catalog.pg_publication_tables "
+      "WHERE pubname = " +
+      conn_.quote_literal(all.publication) + " AND schemaname = " +
+      conn_.quote_literal(needs.schema) + " AND tablename = " + conn_.quote_literal(needs.name));
+  if (!pub.empty()) {
+    t.in_publication = true;
+    t.row_filter = text(pub[0].at(0));
+    t.published_columns = column_list(
+        "SELECT pg_catalog.unnest(attnames) FROM pg_catalog.pg_publication_tables WHERE pubname "
+        "= " +
+        conn_.quote_literal(all.publication) + " AND schemaname = " +
+        conn_.quote_literal(needs.schema) + " AND tablename = " + conn_.quote_literal(needs.name));
+  }
+  return t;
+}
+
+void DbInspector::read_slot(const DatabaseNeeds& needs, DatabaseFacts& facts) {
+  const auto rows = conn_.query(
+      "SELECT plugin, slot_type, database, wal_status, active, active_pid FROM "
+      "pg_catalog.pg_replication_slots "
+      "WHERE slot_name = " +
+      conn_.quote_literal(needs.slot));
+  if (rows.empty()) return;
+  auto& s = facts.slot;
+  s.exists = true;
+  s.plugin = text(rows[0].at(0));
+  s.slot_type = text(rows[0].at(1));
+  s.database = text(rows[0].at(2));
+  s.wal_status = text(rows[0].at(3));
+  s.active = is_true(rows[0].at(4));
+  s.active_pid = to_int(rows[0].at(5));
+}
+
+}  // namespace walbust

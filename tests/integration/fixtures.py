@@ -1,0 +1,1162 @@
+"""Throwaway PostgreSQL and Redis servers and a driver for the walbust binary.
+
+Used by the integration and fault tests (tests/integration/test_*.py, fault_*.py) and by
+scripts/demo.py. Only the standard library, psycopg2 and redis-py are used, always through
+/usr/bin/python3 (Debian's python3-psycopg2 and python3-redis).
+
+Every server lives in its own temporary directory, listens on a free port on 127.0.0.1 and
+is stopped and removed by close(), by the context manager, or at interpreter exit, also
+when a test fails. A server that cannot start raises ServerError with the tail of its log:
+tests that need servers fail, they never skip.
+"""
+
+import atexit
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import psycopg2
+import psycopg2.extensions
+import redis as redis_py
+
+PG_BIN = os.environ.get("WALBUST_PG_BIN", "/usr/lib/postgresql/15/bin")
+REDIS_SERVER = os.environ.get("WALBUST_REDIS_SERVER", "redis-server")
+SOURCE_DIR = os.environ.get(
+    "WALBUST_SOURCE_DIR",
+    os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")),
+)
+
+# Environment variables that change how walbust behaves; the fixtures start it with a
+# clean environment so a developer's shell (or systemd) cannot leak into a test.
+_WALBUST_ENV_DROP = (
+    "WALBUST_CONFIG",
+    "WALBUST_PG_DSN",
+    "WALBUST_REDIS_URL",
+    "JOURNAL_STREAM",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "CREDENTIALS_DIRECTORY",
+    "STATE_DIRECTORY",
+)
+
+
+class ServerError(RuntimeError):
+    """A throwaway server could not be started or stopped."""
+
+
+# ---------------------------------------------------------------------------------------
+# small helpers
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago (bind port 0, read, close).
+
+    Another process may take it before the server binds it: servers retry on collision.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def log_tail(path, lines=40):
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        return f"(no log at {path}: {e})"
+    text = data.decode("utf-8", "replace").splitlines()
+    return "\n".join(text[-lines:])
+
+
+def wait_for(predicate, timeout=30.0, interval=0.05, message=None, on_timeout=None):
+    """Polls predicate() until it returns a truthy value, which is returned.
+
+    Raises AssertionError after timeout seconds; the message includes on_timeout() (e.g. a
+    log tail) when given. Exceptions raised by predicate propagate.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            text = f"timed out after {timeout:.1f}s waiting for {message or predicate}"
+            if on_timeout is not None:
+                text += "\n" + str(on_timeout())
+            raise AssertionError(text)
+        time.sleep(interval)
+
+
+class Lsn(int):
+    """A WAL position: an int that prints as PostgreSQL does (X/YYYYYYYY)."""
+
+    @classmethod
+    def parse(cls, text):
+        if text is None:
+            return None
+        if isinstance(text, int):
+            return cls(text)
+        hi, lo = text.split("/")
+        return cls((int(hi, 16) << 32) | int(lo, 16))
+
+    def __str__(self):
+        return f"{int(self) >> 32:X}/{int(self) & 0xFFFFFFFF:X}"
+
+    __repr__ = __str__
+
+
+# WAL geometry of a default build: 8 kB pages, 16 MB segments. A page starts with a short
+# header (24 bytes), a segment with a long one (40 bytes).
+_XLOG_BLCKSZ = 8192
+_XLOG_SEG_SIZE = 16 * 1024 * 1024
+_SHORT_PHD = 24
+_LONG_PHD = 40
+
+
+def end_lsn_from_insert_lsn(lsn):
+    """The end LSN of the last WAL record, given pg_current_wal_insert_lsn() right after it.
+
+    The two differ only when the record ended exactly on a page boundary: the insert
+    position then points past the next page's header, while the record's end LSN (what a
+    Commit message carries and what walbust acknowledges) is the boundary itself.
+    """
+    lsn = int(lsn)
+    if lsn % _XLOG_SEG_SIZE == _LONG_PHD:
+        return Lsn(lsn - _LONG_PHD)
+    if lsn % _XLOG_BLCKSZ == _SHORT_PHD and lsn % _XLOG_SEG_SIZE != _SHORT_PHD:
+        return Lsn(lsn - _SHORT_PHD)
+    return Lsn(lsn)
+
+
+# Strong references: a server must be stopped even when its owner dropped it without
+# calling close() (e.g. an exception unwound the frame that held it).
+_live = set()
+
+
+def _close_all():
+    for obj in list(_live):
+        try:
+            obj.close()
+        except Exception as e:  # noqa: BLE001 - best effort at exit
+            print(f"fixtures: cleanup of {obj!r} failed: {e}", file=sys.stderr)
+
+
+atexit.register(_close_all)
+
+
+def _pg_user_prefix():
+    """Runs PostgreSQL programs as the postgres system user when we are root."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--"]
+    return []
+
+
+# ---------------------------------------------------------------------------------------
+# PostgreSQL
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL 15 cluster with logical WAL.
+
+    Creates the login role `walbust` (REPLICATION) and the database `walbust` owned by it.
+    `dsn` is the conninfo walbust uses; connect()/execute()/query() default to the same
+    role and database, pass user="postgres" for superuser work.
+    """
+
+    SUPERUSER = "postgres"
+    ROLE = "walbust"
+    DATABASE = "walbust"
+
+    def __init__(self, wal_sender_timeout="60s", settings=None, start=True):
+        self.wal_sender_timeout = wal_sender_timeout
+        self.extra_settings = dict(settings or {})
+        self.tmp = tempfile.mkdtemp(prefix="walbust-pg-")
+        self.datadir = os.path.join(self.tmp, "data")
+        self.sockdir = os.path.join(self.tmp, "sock")
+        self.logfile = os.path.join(self.tmp, "postgres.log")
+        self.port = None
+        self.running = False
+        self._initialized = False
+        os.makedirs(self.sockdir)
+        if os.geteuid() == 0:
+            import pwd
+
+            pw = pwd.getpwnam("postgres")
+            for path in (self.tmp, self.sockdir):
+                os.chown(path, pw.pw_uid, pw.pw_gid)
+            os.chmod(self.tmp, 0o755)
+        _live.add(self)
+        if start:
+            try:
+                self.start()
+            except BaseException:
+                self.close()
+                raise
+
+    def __repr__(self):
+        return f"PostgresServer(port={self.port}, dir={self.tmp})"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def _pg(self, program, *args, check=True, timeout=120):
+        argv = _pg_user_prefix() + [os.path.join(PG_BIN, program), *args]
+        proc = subprocess.run(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout
+        )
+        if check and proc.returncode != 0:
+            raise ServerError(
+                f"{program} {' '.join(args)} failed (exit {proc.returncode}):\n{proc.stdout}"
+                f"\n--- {self.logfile} ---\n{log_tail(self.logfile)}"
+            )
+        return proc
+
+    def _initdb(self):
+        self._pg(
+            "initdb", "-D", self.datadir, "-U", self.SUPERUSER, "-A", "trust",
+            "-E", "UTF8", "--locale=C", "--no-sync",
+        )
+        settings = {
+            "listen_addresses": "'127.0.0.1'",
+            "unix_socket_directories": f"'{self.sockdir}'",
+            "wal_level": "logical",
+            "max_replication_slots": "20",
+            "max_wal_senders": "20",
+            "max_connections": "60",
+            "wal_sender_timeout": f"'{self.wal_sender_timeout}'",
+            "fsync": "off",
+            "synchronous_commit": "on",
+            "full_page_writes": "off",
+            "shared_buffers": "'32MB'",
+            "max_wal_size": "'1GB'",
+            "log_min_messages": "info",
+            "log_replication_commands": "on",
+            "log_line_prefix": "'%m [%p] %q%u@%d '",
+        }
+        settings.update({k: str(v) for k, v in self.extra_settings.items()})
+        with open(os.path.join(self.datadir, "postgresql.conf"), "a") as f:
+            f.write("\n# walbust test fixture\n")
+            for k, v in settings.items():
+                f.write(f"{k} = {v}\n")
+        with open(os.path.join(self.datadir, "pg_hba.conf"), "w") as f:
+            f.write(
+                "local all all trust\n"
+                "local replication all trust\n"
+                "host all all 127.0.0.1/32 trust\n"
+                "host replication all 127.0.0.1/32 trust\n"
+            )
+
+    def start(self):
+        if self.running:
+            return
+        if not self._initialized:
+            self._initdb()
+        for attempt in range(5):
+            if self.port is None or attempt > 0:
+                self.port = free_port()
+            proc = self._pg(
+                "pg_ctl", "-D", self.datadir, "-l", self.logfile, "-w", "-t", "60",
+                "-o", f"-p {self.port}", "start", check=False,
+            )
+            if proc.returncode == 0:
+                break
+            tail = log_tail(self.logfile)
+            if "could not bind" in tail or "already in use" in tail:
+                continue  # another process took the port: pick a new one
+            raise ServerError(
+                f"postgres failed to start (pg_ctl exit {proc.returncode}):\n{proc.stdout}"
+                f"\n--- {self.logfile} ---\n{tail}"
+            )
+        else:
+            raise ServerError(f"postgres could not bind a free port:\n{log_tail(self.logfile)}")
+        self.running = True
+        if not self._initialized:
+            # (no `with conn`: since psycopg2 2.9 it opens a transaction block even in
+            # autocommit mode, and CREATE DATABASE refuses to run inside one)
+            conn = self.connect(user=self.SUPERUSER, dbname="postgres")
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(f"CREATE ROLE {self.ROLE} WITH LOGIN REPLICATION")
+                    cur.execute(f"CREATE DATABASE {self.DATABASE} OWNER {self.ROLE}")
+            finally:
+                conn.close()
+            self._initialized = True
+
+    def stop(self, mode="fast"):
+        """Stops the server: mode 'smart', 'fast' (disconnects clients) or 'immediate'."""
+        if not self.running:
+            return
+        self._pg("pg_ctl", "-D", self.datadir, "-m", mode, "-w", "-t", "60", "stop", check=False)
+        self.running = False
+
+    def restart(self, mode="fast"):
+        self.stop(mode)
+        self.start()
+
+    def close(self):
+        try:
+            if self.running:
+                self.stop("immediate")
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            _live.discard(self)
+
+    def log(self):
+        with open(self.logfile, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def log_tail(self, lines=40):
+        return log_tail(self.logfile, lines)
+
+    # -- connections ----------------------------------------------------------------
+
+    @property
+    def dsn(self):
+        """libpq conninfo for walbust's own connection."""
+        return f"host=127.0.0.1 port={self.port} dbname={self.DATABASE} user={self.ROLE}"
+
+    def conninfo(self, user=None, dbname=None):
+        return (
+            f"host=127.0.0.1 port={self.port} dbname={dbname or self.DATABASE} "
+            f"user={user or self.ROLE}"
+        )
+
+    def connect(self, user=None, dbname=None, autocommit=True):
+        conn = psycopg2.connect(self.conninfo(user, dbname), connect_timeout=10)
+        conn.autocommit = autocommit
+        return conn
+
+    def execute(self, sql, params=None, user=None, dbname=None):
+        """Runs one statement (autocommit) and returns its rows, if any."""
+        conn = self.connect(user=user, dbname=dbname)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                if cur.description is not None:
+                    return cur.fetchall()
+                return None
+        finally:
+            conn.close()
+
+    def query(self, sql, params=None, user=None, dbname=None):
+        return self.execute(sql, params, user=user, dbname=dbname) or []
+
+    # -- WAL and slots --------------------------------------------------------------
+
+    def current_wal_lsn(self):
+        return Lsn.parse(self.query("SELECT pg_current_wal_lsn()::text")[0][0])
+
+    def current_wal_insert_lsn(self):
+        return Lsn.parse(self.query("SELECT pg_current_wal_insert_lsn()::text")[0][0])
+
+    def slot_info(self, name="walbust"):
+        """The slot's row of pg_replication_slots (LSNs as Lsn), or None."""
+        rows = self.query(
+            "SELECT slot_name, plugin, slot_type, database, temporary, active, active_pid,"
+            " restart_lsn::text, confirmed_flush_lsn::text, wal_status"
+            " FROM pg_replication_slots WHERE slot_name = %s",
+            (name,),
+        )
+        if not rows:
+            return None
+        keys = (
+            "slot_name", "plugin", "slot_type", "database", "temporary", "active",
+            "active_pid", "restart_lsn", "confirmed_flush_lsn", "wal_status",
+        )
+        info = dict(zip(keys, rows[0]))
+        info["restart_lsn"] = Lsn.parse(info["restart_lsn"])
+        info["confirmed_flush_lsn"] = Lsn.parse(info["confirmed_flush_lsn"])
+        return info
+
+    def confirmed_flush_lsn(self, name="walbust"):
+        info = self.slot_info(name)
+        return None if info is None else info["confirmed_flush_lsn"]
+
+    def create_slot(self, name="walbust", plugin="pgoutput"):
+        return self.query(
+            "SELECT slot_name, lsn::text FROM pg_create_logical_replication_slot(%s, %s)",
+            (name, plugin),
+        )[0]
+
+    def drop_slot(self, name="walbust"):
+        self.execute("SELECT pg_drop_replication_slot(%s)", (name,))
+
+    def peek_changes(self, slot="walbust", publication="walbust", upto_changes=None):
+        """Pending pgoutput messages of `slot` without consuming them: [(Lsn, xid, bytes)]."""
+        rows = self.query(
+            "SELECT lsn::text, xid::text::bigint, data FROM pg_logical_slot_peek_binary_changes("
+            "%s, NULL, %s, 'proto_version', '1', 'publication_names', %s)",
+            (slot, upto_changes, publication),
+        )
+        return [(Lsn.parse(lsn), xid, bytes(data)) for lsn, xid, data in rows]
+
+    def pending_xids(self, slot="walbust", publication="walbust"):
+        """Transactions the slot would (re)send: the xids of pending Begin messages."""
+        return [xid for _, xid, data in self.peek_changes(slot, publication) if data[:1] == b"B"]
+
+    def walsender_pids(self):
+        return [r[0] for r in self.query(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'walsender'")]
+
+    def terminate_backend(self, pid):
+        return self.query("SELECT pg_terminate_backend(%s)", (pid,), user=self.SUPERUSER)[0][0]
+
+
+def commit_and_get_end_lsn(conn):
+    """Commits conn's transaction and returns an LSN >= its commit record's end.
+
+    pg_current_wal_insert_lsn() right after the commit is exactly the commit's end LSN
+    unless some other backend wrote WAL in between (then it is a little later).
+    """
+    conn.commit()
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_current_wal_insert_lsn()::text")
+        lsn = Lsn.parse(cur.fetchone()[0])
+    conn.commit()  # the SELECT above opened a (read-only) transaction when not autocommit
+    return end_lsn_from_insert_lsn(lsn)
+
+
+# ---------------------------------------------------------------------------------------
+# Redis
+
+
+class RedisServer:
+    """A throwaway redis-server without persistence."""
+
+    def __init__(self, notify_keyspace_events=None, extra_args=None, start=True):
+        self.tmp = tempfile.mkdtemp(prefix="walbust-redis-")
+        self.logfile = os.path.join(self.tmp, "redis.log")
+        self.notify_keyspace_events = notify_keyspace_events
+        self.extra_args = list(extra_args or [])
+        self.port = None
+        self.proc = None
+        _live.add(self)
+        if start:
+            try:
+                self.start()
+            except BaseException:
+                self.close()
+                raise
+
+    def __repr__(self):
+        return f"RedisServer(port={self.port}, dir={self.tmp})"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self, **kwargs):
+        kwargs.setdefault("socket_timeout", 30)
+        return redis_py.Redis(host="127.0.0.1", port=self.port, **kwargs)
+
+    def start(self):
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        for attempt in range(5):
+            if self.port is None or attempt > 0:
+                self.port = free_port()
+            argv = [
+                REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--dir", self.tmp,
+                "--logfile", self.logfile, "--daemonize", "no",
+            ]
+            if self.notify_keyspace_events:
+                argv += ["--notify-keyspace-events", self.notify_keyspace_events]
+            argv += self.extra_args
+            self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    break
+                try:
+                    if self.client(socket_timeout=1).ping():
+                        return
+                except redis_py.exceptions.ConnectionError:
+                    pass
+                time.sleep(0.02)
+            tail = log_tail(self.logfile)
+            self._terminate()
+            if "Address already in use" in tail:
+                continue
+            raise ServerError(f"redis-server failed to start:\n{tail}")
+        raise ServerError(f"redis-server could not bind a free port:\n{log_tail(self.logfile)}")
+
+    def _terminate(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+
+    def stop(self):
+        self._terminate()
+
+    def restart(self):
+        """Stops and starts again on the same port (every key is gone: no persistence)."""
+        self.stop()
+        self.start()
+
+    def kill9(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+    def close(self):
+        try:
+            self._terminate()
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            _live.discard(self)
+
+
+# ---------------------------------------------------------------------------------------
+# walbust
+
+
+def walbust_binary():
+    path = os.environ.get("WALBUST_BIN") or os.path.join(SOURCE_DIR, "build", "walbust")
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        raise ServerError(f"walbust binary not found or not executable: {path} (set WALBUST_BIN)")
+    return path
+
+
+def binary_is_sanitized(path=None):
+    """True when the binary is built with AddressSanitizer (its RSS is not comparable)."""
+    path = path or walbust_binary()
+    try:
+        out = subprocess.run(["ldd", path], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "libasan" in out or "libubsan" in out
+
+
+def walbust_env(extra=None):
+    env = {k: v for k, v in os.environ.items() if k not in _WALBUST_ENV_DROP}
+    env.update(extra or {})
+    return env
+
+
+def run_walbust(args, env=None, timeout=120, input=None, cwd=None):
+    """Runs a one-shot `walbust ARGS...`; returns the CompletedProcess (text mode)."""
+    return subprocess.run(
+        [walbust_binary(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        timeout=timeout, input=input, env=walbust_env(env), cwd=cwd,
+    )
+
+
+def _yaml_scalar(v):
+    if v is None:
+        return "null"
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    # A JSON string is a valid YAML 1.2 double-quoted scalar.
+    return json.dumps(str(v), ensure_ascii=False)
+
+
+def to_yaml(value, indent=0):
+    """Block-style YAML for dicts, lists and scalars (enough for configs and rules)."""
+    pad = "  " * indent
+    lines = []
+    if isinstance(value, dict):
+        if not value:
+            return pad + "{}\n"
+        for k, v in value.items():
+            if isinstance(v, (dict, list)) and v:
+                lines.append(f"{pad}{k}:\n{to_yaml(v, indent + 1)}")
+            elif isinstance(v, dict):
+                lines.append(f"{pad}{k}: {{}}\n")
+            elif isinstance(v, list):
+                lines.append(f"{pad}{k}: []\n")
+            else:
+                lines.append(f"{pad}{k}: {_yaml_scalar(v)}\n")
+        return "".join(lines)
+    if isinstance(value, list):
+        if not value:
+            return pad + "[]\n"
+        for v in value:
+            if isinstance(v, (dict, list)) and v:
+                body = to_yaml(v, indent + 1)
+                # put the first line of the nested block right after "- "
+                lines.append(f"{pad}- {body.lstrip()}")
+            else:
+                empty = "{}" if isinstance(v, dict) else "[]"
+                text = empty if isinstance(v, (dict, list)) else _yaml_scalar(v)
+                lines.append(f"{pad}- {text}\n")
+        return "".join(lines)
+    return pad + _yaml_scalar(value) + "\n"
+
+
+def deep_merge(base, override):
+    out = dict(base)
+    for k, v in (override or {}).items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        elif v is _DELETE:
+            out.pop(k, None)
+        else:
+            out[k] = v
+    return out
+
+
+_DELETE = object()
+DELETE = _DELETE  # use as an override value to remove a key from the default config
+
+
+MARKER_TABLE = "walbust_marker"
+MARKER_RULES = """\
+# Test-only rule: a row in walbust_marker clears walbust_marker_{id}. Tests insert a
+# marker after their workload and wait for its key to vanish: walbust has then handled
+# every transaction committed before it.
+version: 1
+rules:
+  - name: test-marker
+    table: walbust_marker
+    on: [insert]
+    delete: ["walbust_marker_{id}"]
+"""
+
+
+class Walbust:
+    """Runs `walbust run` against a PostgresServer and a RedisServer.
+
+    The config (SPEC §2) is written to WORKDIR/walbust.yaml from `config`, which can be
+    edited before start() (then call write_config()). `marker=True` adds a rules file for
+    the walbust_marker table so sync() can wait until walbust has caught up.
+    """
+
+    def __init__(self, pg, redis, rules=(), slot="walbust", publication="walbust",
+                 status_interval="1s", marker=True, config=None, workdir=None, binary=None):
+        self.pg = pg
+        self.redis = redis
+        self.binary = binary or walbust_binary()
+        self._own_workdir = workdir is None
+        self.workdir = workdir or tempfile.mkdtemp(prefix="walbust-run-")
+        os.makedirs(self.workdir, exist_ok=True)
+        self.config_path = os.path.join(self.workdir, "walbust.yaml")
+        self.logfile = os.path.join(self.workdir, "walbust.log")
+        self.state_dir = os.path.join(self.workdir, "state")
+        os.makedirs(self.state_dir, exist_ok=True)
+        rule_paths = [os.path.abspath(r) for r in rules]
+        if marker:
+            marker_path = os.path.join(self.workdir, "marker-rules.yaml")
+            with open(marker_path, "w") as f:
+                f.write(MARKER_RULES)
+            rule_paths.append(marker_path)
+        self.slot = slot
+        self.publication = publication
+        base = {
+            "postgres": {
+                "dsn": pg.dsn if pg is not None else "",
+                "slot": slot,
+                "publication": publication,
+                "create_slot": True,
+                "status_interval": status_interval,
+            },
+            "redis": {
+                "url": redis.url if redis is not None else "",
+                "delete_command": "unlink",
+                "timeout": "2s",
+            },
+            "rules": rule_paths,
+            "batch": {"max_keys": 10000, "max_delay": "0ms"},
+            "state_dir": self.state_dir,
+            "metrics": {"listen": ""},
+            "log": {"level": "info", "format": "text"},
+        }
+        self.config = deep_merge(base, config)
+        self.proc = None
+        self._log_fh = None
+        self._log_offset = 0
+        self._sampler = None
+        self.peak_rss_kb = 0
+        self.rss_samples = []
+        self._marker_redis = None
+        self.write_config()
+        _live.add(self)
+
+    def __repr__(self):
+        return f"Walbust(pid={self.pid}, dir={self.workdir})"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def write_config(self, text=None):
+        with open(self.config_path, "w") as f:
+            f.write(text if text is not None else to_yaml(self.config))
+        return self.config_path
+
+    # -- process --------------------------------------------------------------------
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc is not None else None
+
+    @property
+    def returncode(self):
+        return None if self.proc is None else self.proc.poll()
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, extra_args=(), env=None):
+        if self.running():
+            raise RuntimeError("walbust is already running")
+        self._log_fh = open(self.logfile, "ab")
+        self._log_offset = self._log_fh.tell()
+        self._log_fh.write(f"=== walbust run started {time.strftime('%H:%M:%S')} ===\n".encode())
+        self._log_fh.flush()
+        self.proc = subprocess.Popen(
+            [self.binary, "run", "-c", self.config_path, *extra_args],
+            stdout=self._log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=walbust_env(env), cwd=self.workdir,
+        )
+        self.peak_rss_kb = 0
+        self.rss_samples = []
+        return self
+
+    def _reap(self):
+        if self._sampler is not None:
+            self._sampler.join(5)
+            self._sampler = None
+        if self._log_fh is not None:
+            self._log_fh.close()
+            self._log_fh = None
+
+    def wait(self, timeout=30):
+        """Waits for the process to exit on its own; returns its exit code."""
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"walbust did not exit within {timeout}s\n{self.log_tail()}") from None
+        self._reap()
+        return code
+
+    def stop(self, timeout=10):
+        """SIGTERM and wait; returns the exit code. Fails if it takes longer than timeout."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.stop_started = time.monotonic()
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+                self._reap()
+                raise AssertionError(
+                    f"walbust did not exit within {timeout}s of SIGTERM\n{self.log_tail()}"
+                ) from None
+            self.stop_seconds = time.monotonic() - self.stop_started
+        self._reap()
+        return self.proc.returncode
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def kill9(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._reap()
+
+    def close(self):
+        try:
+            self.kill9()
+        finally:
+            if self._marker_redis is not None:
+                self._marker_redis.close()
+            if self._own_workdir and os.environ.get("WALBUST_KEEP_TMP") != "1":
+                shutil.rmtree(self.workdir, ignore_errors=True)
+            _live.discard(self)
+
+    # -- logs -----------------------------------------------------------------------
+
+    def log(self, whole=False):
+        """The log of the current (or last) run; whole=True for every run so far."""
+        try:
+            with open(self.logfile, "rb") as f:
+                if not whole:
+                    f.seek(self._log_offset)
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines=60):
+        text = self.log().splitlines()
+        return f"--- walbust log ({self.logfile}) ---\n" + "\n".join(text[-lines:])
+
+    def wait_for(self, predicate, timeout=30.0, interval=0.05, message=None, allow_exit=False):
+        """Polls predicate(); fails early (with the log) if walbust exits meanwhile."""
+        def check():
+            value = predicate()
+            if value:
+                return value
+            if not allow_exit and self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(
+                    f"walbust exited with {self.proc.returncode} while waiting for "
+                    f"{message or predicate}\n{self.log_tail()}")
+            return value
+
+        return wait_for(check, timeout, interval, message, on_timeout=self.log_tail)
+
+    def wait_for_log(self, pattern, timeout=30.0, allow_exit=False):
+        """Waits until the current run's log matches the regex; returns the match."""
+        rx = re.compile(pattern)
+        return self.wait_for(lambda: rx.search(self.log()), timeout,
+                             message=f"log line matching {pattern!r}", allow_exit=allow_exit)
+
+    # -- replication state ----------------------------------------------------------
+
+    def wait_streaming(self, timeout=30.0):
+        """Waits until walbust holds its slot (an active walsender streams to it)."""
+        return self.wait_for(
+            lambda: (lambda i: i if i and i["active"] else None)(self.pg.slot_info(self.slot)),
+            timeout, message=f"slot {self.slot} to become active")
+
+    def wait_confirmed(self, lsn, timeout=30.0, allow_exit=False):
+        """Waits until the slot's confirmed_flush_lsn >= lsn."""
+        lsn = int(lsn)
+
+        def reached():
+            c = self.pg.confirmed_flush_lsn(self.slot)
+            return c is not None and c >= lsn
+
+        self.wait_for(reached, timeout, allow_exit=allow_exit,
+                      message=f"confirmed_flush_lsn >= {Lsn(lsn)} "
+                              f"(now {self.pg.confirmed_flush_lsn(self.slot)})")
+        return self.pg.confirmed_flush_lsn(self.slot)
+
+    def sync(self, timeout=60.0):
+        """Commits a marker row and waits until walbust deleted its key.
+
+        walbust handles transactions in commit order over one Redis connection, so once
+        the marker's key is gone every earlier transaction's deletes are done too.
+        Needs marker=True and blog_schema(..., marker=True) (or an equivalent table).
+        """
+        if self._marker_redis is None:
+            self._marker_redis = self.redis.client()
+        r = self._marker_redis
+        mid = self.pg.query(f"SELECT nextval('{MARKER_TABLE}_id_seq')")[0][0]
+        key = f"walbust_marker_{mid}"
+        r.set(key, "1")
+        self.pg.execute(f"INSERT INTO {MARKER_TABLE} (id, note) VALUES (%s, 'sync')", (mid,))
+        self.wait_for(lambda: not r.exists(key), timeout, message=f"marker key {key} deleted")
+        return mid
+
+    # -- memory ---------------------------------------------------------------------
+
+    def rss_kb(self):
+        """Current resident set size of the process (VmRSS, kB), or None once it exited."""
+        try:
+            with open(f"/proc/{self.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1])
+        except (OSError, TypeError):
+            return None
+        return None
+
+    def start_rss_sampler(self, interval=0.01):
+        """Samples RSS in a background thread until the process exits; see peak_rss_kb."""
+        proc = self.proc
+
+        def sample():
+            while proc.poll() is None:
+                v = self.rss_kb()
+                if v is not None:
+                    self.rss_samples.append((time.monotonic(), v))
+                    if v > self.peak_rss_kb:
+                        self.peak_rss_kb = v
+                time.sleep(interval)
+
+        self._sampler = threading.Thread(target=sample, name="rss-sampler", daemon=True)
+        self._sampler.start()
+
+    # -- one-shot subcommands -------------------------------------------------------
+
+    def run_cli(self, args, timeout=120, env=None, input=None):
+        """`walbust SUBCOMMAND -c CONFIG ARGS...`; returns the CompletedProcess."""
+        args = list(args)
+        return run_walbust([args[0], "-c", self.config_path, *args[1:]], env=env,
+                           timeout=timeout, input=input, cwd=self.workdir)
+
+
+# ---------------------------------------------------------------------------------------
+# the blog schema of rules/blog.yaml, sample data and the key oracle
+
+BLOG_TABLES = ("blog_category", "blog_post", "blog_comment")
+
+BLOG_RULES_FALLBACK = """\
+# Copy of the shape of rules/blog.yaml, used when the repository does not ship it.
+version: 1
+rules:
+  - name: post-pages
+    table: blog_post
+    ignore_changes: [view_count]
+    delete:
+      - "post_detail_{id}"
+      - "home_page_posts"
+      - "category_posts_{category_id}"
+      - "author_posts_{author_id}"
+  - name: comment-post-detail
+    table: blog_comment
+    delete:
+      - "post_detail_{post_id}"
+  - name: category-pages
+    table: blog_category
+    delete:
+      - "category_posts_{id}"
+      - "home_page_posts"
+"""
+
+
+def blog_rules_path(tmpdir):
+    """rules/blog.yaml of the source tree, or a copy of its shape written into tmpdir."""
+    path = os.path.join(SOURCE_DIR, "rules", "blog.yaml")
+    if os.path.isfile(path):
+        return path
+    path = os.path.join(tmpdir, "blog.yaml")
+    with open(path, "w") as f:
+        f.write(BLOG_RULES_FALLBACK)
+    return path
+
+
+def blog_schema(pg, publication="walbust", marker=True, audit=False, create_publication=True):
+    """Creates the blog tables (REPLICA IDENTITY FULL) and the publication.
+
+    marker: also the walbust_marker table used by Walbust.sync(), in the publication.
+    audit: row triggers record every change (cascades included) in the unpublished table
+    walbust_audit (tbl, op, old jsonb, new jsonb): an oracle independent of walbust.
+    The publication is created here, before walbust creates its slot: decoding looks the
+    publication up with the snapshot of the WAL it reads.
+    """
+    conn = pg.connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("""
+                CREATE TABLE blog_category (
+                    id serial PRIMARY KEY,
+                    name text NOT NULL,
+                    slug text NOT NULL
+                );
+                CREATE TABLE blog_post (
+                    id serial PRIMARY KEY,
+                    title text NOT NULL,
+                    slug text NOT NULL,
+                    content text NOT NULL DEFAULT '',
+                    author_id int NOT NULL,
+                    category_id int REFERENCES blog_category ON DELETE CASCADE,
+                    is_featured bool NOT NULL DEFAULT false,
+                    view_count int NOT NULL DEFAULT 0,
+                    created_at timestamptz NOT NULL DEFAULT now(),
+                    updated_at timestamptz NOT NULL DEFAULT now()
+                );
+                CREATE TABLE blog_comment (
+                    id serial PRIMARY KEY,
+                    post_id int NOT NULL REFERENCES blog_post ON DELETE CASCADE,
+                    author_name text NOT NULL,
+                    body text NOT NULL,
+                    created_at timestamptz NOT NULL DEFAULT now()
+                );
+                CREATE INDEX ON blog_post (category_id);
+                CREATE INDEX ON blog_comment (post_id);
+                ALTER TABLE blog_category REPLICA IDENTITY FULL;
+                ALTER TABLE blog_post REPLICA IDENTITY FULL;
+                ALTER TABLE blog_comment REPLICA IDENTITY FULL;
+            """)
+            tables = list(BLOG_TABLES)
+            if marker:
+                cur.execute(f"CREATE TABLE {MARKER_TABLE} (id serial PRIMARY KEY, note text)")
+                tables.append(MARKER_TABLE)
+            if audit:
+                cur.execute("""
+                    CREATE TABLE walbust_audit (
+                        seq bigserial PRIMARY KEY,
+                        xid bigint NOT NULL DEFAULT txid_current(),
+                        tbl text NOT NULL,
+                        op text NOT NULL,
+                        old jsonb,
+                        new jsonb
+                    );
+                    CREATE FUNCTION walbust_audit_row() RETURNS trigger LANGUAGE plpgsql AS $$
+                    BEGIN
+                        INSERT INTO walbust_audit (tbl, op, old, new) VALUES (
+                            TG_TABLE_NAME, lower(TG_OP),
+                            CASE WHEN TG_OP IN ('UPDATE', 'DELETE') THEN to_jsonb(OLD) END,
+                            CASE WHEN TG_OP IN ('INSERT', 'UPDATE') THEN to_jsonb(NEW) END);
+                        RETURN NULL;
+                    END $$;
+                """)
+                for t in BLOG_TABLES:
+                    cur.execute(
+                        f"CREATE TRIGGER {t}_audit AFTER INSERT OR UPDATE OR DELETE ON {t} "
+                        f"FOR EACH ROW EXECUTE FUNCTION walbust_audit_row()")
+            if create_publication:
+                cur.execute(f"CREATE PUBLICATION {publication} FOR TABLE {', '.join(tables)}")
+    finally:
+        conn.close()
+
+
+def blog_sample_data(pg, categories=5, posts=30, comments=60, authors=5, seed=1):
+    """Inserts deterministic sample rows; returns {"categories": [...], "posts": [...]} ids."""
+    rng = random.Random(seed)
+    conn = pg.connect(autocommit=False)
+    try:
+        with conn.cursor() as cur:
+            cat_ids = []
+            for i in range(1, categories + 1):
+                cur.execute("INSERT INTO blog_category (name, slug) VALUES (%s, %s) RETURNING id",
+                            (f"Category {i}", f"category-{i}"))
+                cat_ids.append(cur.fetchone()[0])
+            post_ids = []
+            for i in range(1, posts + 1):
+                cur.execute(
+                    "INSERT INTO blog_post (title, slug, content, author_id, category_id,"
+                    " is_featured, view_count) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                    (f"Post {i}", f"post-{i}", f"Body of post {i}. " * 5,
+                     rng.randint(1, authors), rng.choice(cat_ids), rng.random() < 0.2,
+                     rng.randint(0, 1000)))
+                post_ids.append(cur.fetchone()[0])
+            for i in range(1, comments + 1):
+                cur.execute(
+                    "INSERT INTO blog_comment (post_id, author_name, body) VALUES (%s, %s, %s)",
+                    (rng.choice(post_ids), f"reader{rng.randint(1, 20)}", f"Comment {i}"))
+        conn.commit()
+    finally:
+        conn.close()
+    return {"categories": cat_ids, "posts": post_ids, "authors": list(range(1, authors + 1))}
+
+
+def _text(v):
+    """A value as PostgreSQL's text output would spell it (for the key columns we use)."""
+    if v is None:
+        return None
+    if v is True:
+        return "t"
+    if v is False:
+        return "f"
+    return str(v)
+
+
+def _changed(old, new):
+    return {k for k in set(old) | set(new) if old.get(k) != new.get(k)}
+
+
+def blog_keys_for_post(new=None, old=None):
+    """Keys rules/blog.yaml deletes for a blog_post change (insert: new; delete: old;
+    update: both). An update that changes only view_count deletes nothing."""
+    if old is not None and new is not None and _changed(old, new) <= {"view_count"}:
+        return set()
+    keys = set()
+    for row in (new, old):
+        if row is None:
+            continue
+        keys.add(f"post_detail_{_text(row['id'])}")
+        keys.add("home_page_posts")
+        if row.get("category_id") is not None:
+            keys.add(f"category_posts_{_text(row['category_id'])}")
+        if row.get("author_id") is not None:
+            keys.add(f"author_posts_{_text(row['author_id'])}")
+    return keys
+
+
+def blog_keys_for_comment(new=None, old=None):
+    return {f"post_detail_{_text(r['post_id'])}" for r in (new, old) if r is not None}
+
+
+def blog_keys_for_category(new=None, old=None):
+    keys = set()
+    for row in (new, old):
+        if row is not None:
+            keys.add(f"category_posts_{_text(row['id'])}")
+            keys.add("home_page_posts")
+    return keys
+
+
+def blog_keys(table, new=None, old=None):
+    table = table.split(".")[-1]
+    return {
+        "blog_post": blog_keys_for_post,
+        "blog_comment": blog_keys_for_comment,
+        "blog_category": blog_keys_for_category,
+    }[table](new=new, old=old)
+
+
+def blog_all_keys(post_ids, category_ids, author_ids):
+    """Every key the blog rules can produce for these ids."""
+    keys = {"home_page_posts"}
+    keys |= {f"post_detail_{i}" for i in post_ids}
+    keys |= {f"category_posts_{i}" for i in category_ids}
+    keys |= {f"author_posts_{i}" for i in author_ids}
+    return keys
+
+
+def audit_expected_keys(pg, since_seq=0):
+    """(keys, last_seq): the oracle's keys for every audited change with seq > since_seq."""
+    rows = pg.query(
+        "SELECT seq, tbl, op, old, new FROM walbust_audit WHERE seq > %s ORDER BY seq",
+        (since_seq,))
+    keys = set()
+    last = since_seq
+    for seq, tbl, _op, old, new in rows:
+        keys |= blog_keys(tbl, new=new, old=old)
+        last = seq
+    return keys, last
+
+
+def fill_keys(client, keys, value="cached"):
+    """SETs every key (pipelined)."""
+    pipe = client.pipeline(transaction=False)
+    n = 0
+    for k in keys:
+        pipe.set(k, value)
+        n += 1
+        if n % 10000 == 0:
+            pipe.execute()
+    pipe.execute()
+
+
+def existing_keys(client, keys):
+    """The subset of keys that exist (pipelined EXISTS)."""
+    keys = list(keys)
+    pipe = client.pipeline(transaction=False)
+    for k in keys:
+        pipe.exists(k)
+    return {k for k, e in zip(keys, pipe.execute()) if e}
