@@ -1,5 +1,7 @@
 #include "walbust/redis_cluster_sink.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <optional>
 #include <stdexcept>
@@ -142,6 +144,8 @@ void RedisClusterSink::refresh_slots() {
       }
       map_ = std::move(map);
       map_loaded_ = true;
+      spdlog::debug("redis {}: slot map from {}: {} masters serve {} slots", describe(), node.name(),
+                    map_.masters().size(), map_.served_slots());
       return;
     } catch (const RedisError& e) {
       if (std::string_view(e.what()).find("cluster support disabled") != std::string_view::npos) {
@@ -262,6 +266,8 @@ void RedisClusterSink::run(std::vector<Op>& ops, BatchResult& result) {
     std::vector<Redirection> moved;
     std::string retry_error;
     bool try_again = false;
+    std::size_t asks = 0;
+    std::size_t try_agains = 0;
     for (auto& [name, plan] : plans) {
       for (std::size_t c = 0; c < plan.commands.size(); ++c) {
         const RedisReply& r = plan.replies[c];
@@ -296,7 +302,11 @@ void RedisClusterSink::run(std::vector<Op>& ops, BatchResult& result) {
             }
             next.push_back(i);
           }
-          if (kind == RedisErrorClass::Moved) moved.push_back(*redirection);
+          if (kind == RedisErrorClass::Moved) {
+            moved.push_back(*redirection);
+          } else {
+            ++asks;
+          }
         } else if (starts_with(r.str, "TRYAGAIN")) {
           // A multi-key command in a migrating slot whose keys are split between the two
           // nodes: one key per command never gets TRYAGAIN, it is served or redirected.
@@ -305,6 +315,7 @@ void RedisClusterSink::run(std::vector<Op>& ops, BatchResult& result) {
             next.push_back(i);
           }
           if (cmd_ops.size() == 1) try_again = true;
+          ++try_agains;
         } else if (starts_with(r.str, "READONLY")) {
           // A former master that became a replica: the map is stale.
           for (const std::size_t i : cmd_ops) {
@@ -319,6 +330,10 @@ void RedisClusterSink::run(std::vector<Op>& ops, BatchResult& result) {
     }
     // CLUSTERDOWN, LOADING, MASTERDOWN...: back off and resend the batch.
     if (!retry_error.empty()) throw RedisError(RedisErrorClass::Retry, retry_error);
+    if (!next.empty()) {
+      spdlog::debug("redis {}: {} MOVED, {} ASK, {} TRYAGAIN; resending {} keys", describe(), moved.size(), asks,
+                    try_agains, next.size());
+    }
     if (!moved.empty()) {
       // The redirections are the freshest news; the reloaded map completes them.
       try {
