@@ -37,13 +37,15 @@ class RedisClusterSink final : public KeySink {
 
   BatchResult apply(const std::vector<const Action*>& actions) override;
   [[nodiscard]] std::vector<bool> exists(const std::vector<std::string>& keys) override;
-  [[nodiscard]] std::size_t count_matching(const std::string& pattern, std::size_t limit, bool& truncated) override;
+  [[nodiscard]] std::size_t count_matching(const std::string& pattern, std::size_t limit,
+                                           bool& truncated) override;
   void flush_database() override;
 
   // The slot ranges of a CLUSTER SLOTS reply. A master or replica without an endpoint
   // (empty or "?") is the node the command was sent to: `asked_host`. Throws
   // std::invalid_argument on a malformed reply.
-  [[nodiscard]] static std::vector<SlotRange> slot_ranges(const RedisReply& reply, const std::string& asked_host);
+  [[nodiscard]] static std::vector<SlotRange> slot_ranges(const RedisReply& reply,
+                                                          const std::string& asked_host);
 
   [[nodiscard]] const SlotMap& slot_map() const { return map_; }
 

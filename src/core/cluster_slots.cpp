@@ -45,7 +45,8 @@ std::uint16_t key_hash_slot(std::string_view key) {
   if (open != std::string_view::npos) {
     const auto close = key.find('}', open + 1);
     // "{}" hashes the whole key: an empty tag would put every such key in one slot.
-    if (close != std::string_view::npos && close > open + 1) key = key.substr(open + 1, close - open - 1);
+    if (close != std::string_view::npos && close > open + 1)
+      key = key.substr(open + 1, close - open - 1);
   }
   return static_cast<std::uint16_t>(crc16_xmodem(key) & (kClusterSlotCount - 1));
 }
@@ -58,7 +59,8 @@ std::optional<ClusterNode> parse_cluster_node(std::string_view text) {
   const auto port = parse_port(text.substr(colon + 1));
   if (!port) return std::nullopt;
   std::string_view host = text.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   return ClusterNode{std::string(host), *port};
 }
 
@@ -75,10 +77,11 @@ SlotMap SlotMap::from_ranges(const std::vector<SlotRange>& ranges) {
   SlotMap map;
   for (const auto& r : ranges) {
     if (r.first > r.last || r.last >= kClusterSlotCount) {
-      throw std::invalid_argument("CLUSTER SLOTS: invalid slot range " + std::to_string(r.first) + "-" +
-                                  std::to_string(r.last));
+      throw std::invalid_argument("CLUSTER SLOTS: invalid slot range " + std::to_string(r.first) +
+                                  "-" + std::to_string(r.last));
     }
-    if (r.master.port <= 0) throw std::invalid_argument("CLUSTER SLOTS: range without a master address");
+    if (r.master.port <= 0)
+      throw std::invalid_argument("CLUSTER SLOTS: range without a master address");
     const std::uint16_t index = map.node_index(r.master);
     for (unsigned s = r.first; s <= r.last; ++s) {
       if (map.owner_[s] == kNone) ++map.served_;
@@ -136,8 +139,10 @@ std::optional<Redirection> parse_redirection(std::string_view error) {
   if (space == std::string_view::npos) return std::nullopt;
   const std::string_view slot_text = error.substr(0, space);
   unsigned slot = 0;
-  const auto [ptr, ec] = std::from_chars(slot_text.data(), slot_text.data() + slot_text.size(), slot);
-  if (ec != std::errc() || ptr != slot_text.data() + slot_text.size() || slot >= kClusterSlotCount) {
+  const auto [ptr, ec] =
+      std::from_chars(slot_text.data(), slot_text.data() + slot_text.size(), slot);
+  if (ec != std::errc() || ptr != slot_text.data() + slot_text.size() ||
+      slot >= kClusterSlotCount) {
     return std::nullopt;
   }
   r.slot = static_cast<std::uint16_t>(slot);

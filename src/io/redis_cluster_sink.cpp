@@ -13,9 +13,12 @@
 namespace walbust {
 namespace {
 
-bool starts_with(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
+bool starts_with(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
 
-std::vector<std::string> reply_keys(const RedisReply& scan_reply, std::string& cursor, const std::string& where) {
+std::vector<std::string> reply_keys(const RedisReply& scan_reply, std::string& cursor,
+                                    const std::string& where) {
   if (scan_reply.type != RedisReply::Type::Array || scan_reply.elements.size() != 2) {
     throw RedisError(RedisErrorClass::Retry, "unexpected SCAN reply from " + where);
   }
@@ -39,8 +42,9 @@ struct RedisClusterSink::Op {
   long long reply = 0;             // Exists
 };
 
-RedisClusterSink::RedisClusterSink(std::vector<ClusterNode> seeds, RedisEndpoint credentials, std::string password,
-                                   std::chrono::milliseconds timeout, std::string delete_command)
+RedisClusterSink::RedisClusterSink(std::vector<ClusterNode> seeds, RedisEndpoint credentials,
+                                   std::string password, std::chrono::milliseconds timeout,
+                                   std::string delete_command)
     : seeds_(std::move(seeds)),
       credentials_(std::move(credentials)),
       password_(std::move(password)),
@@ -74,10 +78,12 @@ RedisClient& RedisClusterSink::client(const ClusterNode& node) {
 }
 
 void RedisClusterSink::connect() {
-  if (seeds_.empty()) throw RedisError(RedisErrorClass::Fatal, "cluster: no valid nodes: [host:port] configured");
+  if (seeds_.empty())
+    throw RedisError(RedisErrorClass::Fatal, "cluster: no valid nodes: [host:port] configured");
   if (credentials_.db != 0) {
     throw RedisError(RedisErrorClass::Fatal, "a Redis Cluster has only database 0; remove /" +
-                                                 std::to_string(credentials_.db) + " from the target's url");
+                                                 std::to_string(credentials_.db) +
+                                                 " from the target's url");
   }
   refresh_slots();
 }
@@ -86,8 +92,10 @@ void RedisClusterSink::ensure_map() {
   if (!map_loaded_) connect();
 }
 
-std::vector<SlotRange> RedisClusterSink::slot_ranges(const RedisReply& reply, const std::string& asked_host) {
-  if (reply.type != RedisReply::Type::Array) throw std::invalid_argument("CLUSTER SLOTS: not an array");
+std::vector<SlotRange> RedisClusterSink::slot_ranges(const RedisReply& reply,
+                                                     const std::string& asked_host) {
+  if (reply.type != RedisReply::Type::Array)
+    throw std::invalid_argument("CLUSTER SLOTS: not an array");
   auto node_of = [&](const RedisReply& n) {
     // [endpoint, port, id, {metadata}]; Redis 7 sends "?" or an empty endpoint when the
     // node's preferred endpoint is unknown: use the address that was asked.
@@ -104,7 +112,8 @@ std::vector<SlotRange> RedisClusterSink::slot_ranges(const RedisReply& reply, co
   std::vector<SlotRange> ranges;
   for (const auto& e : reply.elements) {
     if (e.type != RedisReply::Type::Array || e.elements.size() < 3 ||
-        e.elements[0].type != RedisReply::Type::Integer || e.elements[1].type != RedisReply::Type::Integer) {
+        e.elements[0].type != RedisReply::Type::Integer ||
+        e.elements[1].type != RedisReply::Type::Integer) {
       throw std::invalid_argument("CLUSTER SLOTS: malformed slot range");
     }
     const long long first = e.elements[0].integer;
@@ -116,7 +125,8 @@ std::vector<SlotRange> RedisClusterSink::slot_ranges(const RedisReply& reply, co
     r.first = static_cast<std::uint16_t>(first);
     r.last = static_cast<std::uint16_t>(last);
     r.master = node_of(e.elements[2]);
-    for (std::size_t i = 3; i < e.elements.size(); ++i) r.replicas.push_back(node_of(e.elements[i]));
+    for (std::size_t i = 3; i < e.elements.size(); ++i)
+      r.replicas.push_back(node_of(e.elements[i]));
     ranges.push_back(std::move(r));
   }
   return ranges;
@@ -126,10 +136,12 @@ void RedisClusterSink::refresh_slots() {
   // Ask nodes that served slots first; the seeds are the fallback after a full restart.
   std::vector<ClusterNode> candidates = map_.masters();
   for (const auto& n : map_.nodes()) {
-    if (std::find(candidates.begin(), candidates.end(), n) == candidates.end()) candidates.push_back(n);
+    if (std::find(candidates.begin(), candidates.end(), n) == candidates.end())
+      candidates.push_back(n);
   }
   for (const auto& n : seeds_) {
-    if (std::find(candidates.begin(), candidates.end(), n) == candidates.end()) candidates.push_back(n);
+    if (std::find(candidates.begin(), candidates.end(), n) == candidates.end())
+      candidates.push_back(n);
   }
   std::string last_error = "no nodes configured";
   for (const auto& node : candidates) {
@@ -144,13 +156,14 @@ void RedisClusterSink::refresh_slots() {
       }
       map_ = std::move(map);
       map_loaded_ = true;
-      spdlog::debug("redis {}: slot map from {}: {} masters serve {} slots", describe(), node.name(),
-                    map_.masters().size(), map_.served_slots());
+      spdlog::debug("redis {}: slot map from {}: {} masters serve {} slots", describe(),
+                    node.name(), map_.masters().size(), map_.served_slots());
       return;
     } catch (const RedisError& e) {
       if (std::string_view(e.what()).find("cluster support disabled") != std::string_view::npos) {
-        throw RedisError(RedisErrorClass::Fatal,
-                         "cluster: true, but " + node.name() + " is not in cluster mode (cluster-enabled no)");
+        throw RedisError(
+            RedisErrorClass::Fatal,
+            "cluster: true, but " + node.name() + " is not in cluster mode (cluster-enabled no)");
       }
       if (e.fatal()) throw;
       last_error = e.what();
@@ -158,7 +171,8 @@ void RedisClusterSink::refresh_slots() {
       last_error = node.name() + ": " + e.what();
     }
   }
-  throw RedisError(RedisErrorClass::Retry, "no cluster node returned the slot map (" + last_error + ")");
+  throw RedisError(RedisErrorClass::Retry,
+                   "no cluster node returned the slot map (" + last_error + ")");
 }
 
 void RedisClusterSink::run(std::vector<Op>& ops, BatchResult& result) {
@@ -169,7 +183,8 @@ void RedisClusterSink::run(std::vector<Op>& ops, BatchResult& result) {
     ClusterNode node;
     std::vector<RedisCommand> commands;
     std::vector<Command> info;
-    std::unordered_map<std::uint16_t, std::size_t> open;  // slot -> delete command still taking keys
+    std::unordered_map<std::uint16_t, std::size_t>
+        open;  // slot -> delete command still taking keys
     std::vector<RedisReply> replies;
     bool failed = false;
   };
@@ -188,8 +203,9 @@ void RedisClusterSink::run(std::vector<Op>& ops, BatchResult& result) {
       Op& op = ops[i];
       const ClusterNode* owner = op.ask ? &*op.ask : map_.master_for(op.slot);
       if (owner == nullptr) {
-        throw RedisError(RedisErrorClass::Retry, "cluster: slot " + std::to_string(op.slot) +
-                                                     " is served by no master (cluster down or being set up)");
+        throw RedisError(RedisErrorClass::Retry,
+                         "cluster: slot " + std::to_string(op.slot) +
+                             " is served by no master (cluster down or being set up)");
       }
       NodePlan& plan = plans[owner->name()];
       plan.node = *owner;
@@ -291,7 +307,8 @@ void RedisClusterSink::run(std::vector<Op>& ops, BatchResult& result) {
         }
         if (kind == RedisErrorClass::Moved || kind == RedisErrorClass::Ask) {
           auto redirection = parse_redirection(r.str);
-          if (!redirection) throw RedisError(RedisErrorClass::Retry, "cluster: cannot parse '" + r.str + "'");
+          if (!redirection)
+            throw RedisError(RedisErrorClass::Retry, "cluster: cannot parse '" + r.str + "'");
           if (redirection->node.host.empty()) redirection->node.host = plan.node.host;
           for (const std::size_t i : cmd_ops) {
             ops[i].ask.reset();
@@ -331,8 +348,8 @@ void RedisClusterSink::run(std::vector<Op>& ops, BatchResult& result) {
     // CLUSTERDOWN, LOADING, MASTERDOWN...: back off and resend the batch.
     if (!retry_error.empty()) throw RedisError(RedisErrorClass::Retry, retry_error);
     if (!next.empty()) {
-      spdlog::debug("redis {}: {} MOVED, {} ASK, {} TRYAGAIN; resending {} keys", describe(), moved.size(), asks,
-                    try_agains, next.size());
+      spdlog::debug("redis {}: {} MOVED, {} ASK, {} TRYAGAIN; resending {} keys", describe(),
+                    moved.size(), asks, try_agains, next.size());
     }
     if (!moved.empty()) {
       // The redirections are the freshest news; the reloaded map completes them.
@@ -370,7 +387,8 @@ BatchResult RedisClusterSink::apply(const std::vector<const Action*>& actions) {
         ops.push_back(Op{Op::Kind::Set, a->key, a->value, key_hash_slot(a->key)});
         break;
       case ActionKind::DeletePattern:
-        if (std::none_of(patterns.begin(), patterns.end(), [&](const std::string* p) { return *p == a->key; })) {
+        if (std::none_of(patterns.begin(), patterns.end(),
+                         [&](const std::string* p) { return *p == a->key; })) {
           patterns.push_back(&a->key);
         }
         break;
@@ -394,7 +412,8 @@ std::string RedisClusterSink::topology() {
       const std::string_view line = text.substr(0, eol);
       text = eol == std::string_view::npos ? std::string_view() : text.substr(eol + 1);
       if (line.find("myself") == std::string_view::npos) continue;
-      for (auto open = line.find('['); open != std::string_view::npos; open = line.find('[', open + 1)) {
+      for (auto open = line.find('['); open != std::string_view::npos;
+           open = line.find('[', open + 1)) {
         out += line.substr(open, line.find(']', open) - open + 1);
       }
     }
@@ -415,7 +434,8 @@ void RedisClusterSink::scan_and_delete(const std::string& pattern, BatchResult& 
   for (const auto& master : map_.masters()) {
     std::string cursor = "0";
     do {
-      RedisReply reply = client(master).command({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
+      RedisReply reply =
+          client(master).command({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
       ++result.commands;
       const std::vector<std::string> keys = reply_keys(reply, cursor, master.name());
       if (keys.empty()) continue;
@@ -428,7 +448,8 @@ void RedisClusterSink::scan_and_delete(const std::string& pattern, BatchResult& 
   }
 }
 
-void RedisClusterSink::delete_patterns(const std::vector<const std::string*>& patterns, BatchResult& result) {
+void RedisClusterSink::delete_patterns(const std::vector<const std::string*>& patterns,
+                                       BatchResult& result) {
   // A key moving between masters while they are scanned one after the other can escape
   // every scan; a scan that saw no slot move and no migration in progress cannot miss it.
   for (int pass = 0; pass < kMaxScanPasses; ++pass) {
@@ -438,7 +459,8 @@ void RedisClusterSink::delete_patterns(const std::vector<const std::string*>& pa
     const std::string after = topology();
     if (before == after && before.find('[') == std::string::npos) return;
   }
-  throw RedisError(RedisErrorClass::Retry, "cluster: slots kept moving while scanning for patterns; retrying");
+  throw RedisError(RedisErrorClass::Retry,
+                   "cluster: slots kept moving while scanning for patterns; retrying");
 }
 
 std::vector<bool> RedisClusterSink::exists(const std::vector<std::string>& keys) {
@@ -454,7 +476,8 @@ std::vector<bool> RedisClusterSink::exists(const std::vector<std::string>& keys)
   return out;
 }
 
-std::size_t RedisClusterSink::count_matching(const std::string& pattern, std::size_t limit, bool& truncated) {
+std::size_t RedisClusterSink::count_matching(const std::string& pattern, std::size_t limit,
+                                             bool& truncated) {
   ensure_map();
   std::size_t count = 0;
   std::size_t pages = 0;
@@ -462,7 +485,8 @@ std::size_t RedisClusterSink::count_matching(const std::string& pattern, std::si
   for (const auto& master : map_.masters()) {
     std::string cursor = "0";
     do {
-      RedisReply reply = client(master).command({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
+      RedisReply reply =
+          client(master).command({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
       count += reply_keys(reply, cursor, master.name()).size();
       if (++pages * 1000 >= limit && cursor != "0") {
         truncated = true;

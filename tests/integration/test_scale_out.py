@@ -370,6 +370,40 @@ class ClusterTest(unittest.TestCase):
         self.assertRegex(log, r"0 MOVED, 1 ASK, 0 TRYAGAIN; resending 1 keys")
         self.assertRegex(log, r"1 MOVED, 0 ASK, 0 TRYAGAIN; resending 1 keys")
 
+    def test_acl_user_with_the_documented_permissions(self):
+        # docs/scale-out.md: the ACL a cluster target needs, set on every node; AUTH with
+        # the url's user and the password file on every node connection.
+        acl = ["on", ">s3cret pw", "~*", "-@all", "+unlink", "+del", "+ping", "+cluster|slots", "+asking",
+               "+scan", "+cluster|nodes"]
+        for n in self.cluster.live_nodes():
+            n.client().execute_command("ACL", "SETUSER", "walbust", *acl)
+        password_file = os.path.join(self.tmp, "redis-password")
+        with open(password_file, "w") as f:
+            f.write("s3cret pw\n")
+        os.chmod(password_file, 0o600)
+        target = {"url": "redis://walbust@127.0.0.1:6379", "password_file": password_file, "cluster": True,
+                  "nodes": self.cluster.seeds[:1]}
+        self.w = w = Walbust(PG, ClusterRedis(self.cluster), rules=[self.rules], slot="cluster_acl",
+                             config={"redis": DELETE, "targets": {"cache": target}})
+        w.start()
+        w.wait_streaming()
+        ids = list(range(7_000_000, 7_000_300))
+        keys = [k for i in ids for k in item_keys(i, i % 64, 0)]
+        self.cluster.set_keys(keys)
+        with PG.connect() as conn, conn.cursor() as cur:
+            cur.executemany("INSERT INTO cached_item (id, grp, ver) VALUES (%s, %s, 0)", [(i, i % 64) for i in ids])
+        w.sync()
+        self.assertEqual(self.left(keys), set())
+        # Patterns need +scan and +cluster|nodes.
+        again = [k for i in ids for k in item_keys(i, i % 64, 3)]
+        self.cluster.set_keys(again)
+        PG.execute("DELETE FROM cached_item WHERE id >= 7000000 AND id < 7000300")
+        PG.execute("TRUNCATE cached_item")
+        w.sync()
+        self.assertEqual(self.left(again), set())
+        self.assertNotIn("retrying with backoff", w.log())
+        self.assertNotIn("s3cret", w.log())
+
     def test_reshard_under_load_leaves_nothing_stale(self):
         w = self.start_walbust("cluster_reshard")
         load = Load(PG, self.fill_resilient, first=3_000_000, rows=2000, seed=3)

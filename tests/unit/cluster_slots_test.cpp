@@ -26,16 +26,16 @@ TEST(KeyHashSlot, HashTagRules) {
   const SlotCase cases[] = {
       {"{user1000}.following", "user1000"},
       {"{user1000}.followers", "user1000"},
-      {"foo{}{bar}", "foo{}{bar}"},   // empty first tag: the whole key
-      {"foo{{bar}}zap", "{bar"},      // the first '{' up to the first '}' after it
-      {"foo{bar}{zap}", "bar"},       // only the first tag counts
+      {"foo{}{bar}", "foo{}{bar}"},  // empty first tag: the whole key
+      {"foo{{bar}}zap", "{bar"},     // the first '{' up to the first '}' after it
+      {"foo{bar}{zap}", "bar"},      // only the first tag counts
       {"{}", "{}"},
       {"{", "{"},
       {"}", "}"},
-      {"}{a}", "a"},                  // a '}' before the first '{' is an ordinary byte
-      {"a{b", "a{b"},                 // no closing brace
+      {"}{a}", "a"},   // a '}' before the first '{' is an ordinary byte
+      {"a{b", "a{b"},  // no closing brace
       {"{a}", "a"},
-      {"x{ }y", " "},                 // a space is a valid tag
+      {"x{ }y", " "},  // a space is a valid tag
       {"post_detail_7", "post_detail_7"},
   };
   for (const auto& c : cases) {
@@ -54,7 +54,8 @@ TEST(KeyHashSlot, KnownSlots) {
 
 std::string from_hex(const std::string& hex) {
   std::string out;
-  for (std::size_t i = 0; i + 1 < hex.size(); i += 2) out.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+  for (std::size_t i = 0; i + 1 < hex.size(); i += 2)
+    out.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
   return out;
 }
 
@@ -126,8 +127,8 @@ TEST(Redirection, Parses) {
   EXPECT_EQ(same_host->node.host, "");
 
   for (const char* bad : {"MOVED", "MOVED 3999", "MOVED 16384 127.0.0.1:1", "MOVED x 127.0.0.1:1",
-                          "MOVED -1 127.0.0.1:1", "ASK 1 nowhere", "TRYAGAIN Multiple keys", "moved 1 a:1",
-                          "ERR MOVED 1 a:1", "CLUSTERDOWN The cluster is down"}) {
+                          "MOVED -1 127.0.0.1:1", "ASK 1 nowhere", "TRYAGAIN Multiple keys",
+                          "moved 1 a:1", "ERR MOVED 1 a:1", "CLUSTERDOWN The cluster is down"}) {
     SCOPED_TRACE(bad);
     EXPECT_FALSE(parse_redirection(bad));
   }
@@ -139,8 +140,9 @@ SlotRange range(std::uint16_t first, std::uint16_t last, const char* host, int p
 }
 
 TEST(SlotMap, RoutesEverySlotOfTheRanges) {
-  const auto map = SlotMap::from_ranges({range(0, 5460, "a", 1, {{"ra", 1}}), range(5461, 10922, "b", 2),
-                                         range(10923, 16383, "c", 3, {{"rc", 3}})});
+  const auto map =
+      SlotMap::from_ranges({range(0, 5460, "a", 1, {{"ra", 1}}), range(5461, 10922, "b", 2),
+                            range(10923, 16383, "c", 3, {{"rc", 3}})});
   EXPECT_EQ(map.served_slots(), kClusterSlotCount);
   EXPECT_EQ(map.master_for(0)->name(), "a:1");
   EXPECT_EQ(map.master_for(5460)->name(), "a:1");
@@ -155,7 +157,8 @@ TEST(SlotMap, RoutesEverySlotOfTheRanges) {
 }
 
 TEST(SlotMap, ScatteredRangesOfOneMasterAndGaps) {
-  const auto map = SlotMap::from_ranges({range(0, 99, "a", 1), range(200, 299, "a", 1), range(100, 100, "b", 2)});
+  const auto map = SlotMap::from_ranges(
+      {range(0, 99, "a", 1), range(200, 299, "a", 1), range(100, 100, "b", 2)});
   EXPECT_EQ(map.served_slots(), 201u);
   EXPECT_EQ(map.master_for(101), nullptr);
   EXPECT_EQ(map.master_for(250)->name(), "a:1");
@@ -191,7 +194,8 @@ TEST(SlotMap, MovedReassignsOneSlot) {
 }
 
 TEST(SlotMap, SameOwnersIgnoresNodeOrderAndReplicas) {
-  const auto x = SlotMap::from_ranges({range(0, 8191, "a", 1), range(8192, 16383, "b", 2, {{"r", 9}})});
+  const auto x =
+      SlotMap::from_ranges({range(0, 8191, "a", 1), range(8192, 16383, "b", 2, {{"r", 9}})});
   const auto y = SlotMap::from_ranges({range(8192, 16383, "b", 2), range(0, 8191, "a", 1)});
   EXPECT_TRUE(x.same_owners(y));
   const auto z = SlotMap::from_ranges({range(0, 8190, "a", 1), range(8191, 16383, "b", 2)});

@@ -80,12 +80,12 @@ TEST(ClusterSlotsReply, RejectsMalformedReplies) {
   const std::vector<RedisReply> bad = {
       string("OK"),
       array({string("x")}),
-      array({array({integer(0), integer(1)})}),                              // no master
-      array({array({integer(0), string("1"), node("a", 1)})}),               // slot not an integer
-      array({array({integer(5), integer(4), node("a", 1)})}),                // reversed
-      array({array({integer(0), integer(16384), node("a", 1)})}),            // out of range
+      array({array({integer(0), integer(1)})}),                    // no master
+      array({array({integer(0), string("1"), node("a", 1)})}),     // slot not an integer
+      array({array({integer(5), integer(4), node("a", 1)})}),      // reversed
+      array({array({integer(0), integer(16384), node("a", 1)})}),  // out of range
       array({array({integer(-1), integer(3), node("a", 1)})}),
-      array({array({integer(0), integer(1), array({string("a")})})}),        // node without port
+      array({array({integer(0), integer(1), array({string("a")})})}),  // node without port
       array({array({integer(0), integer(1), array({string("a"), string("1")})})}),
   };
   for (std::size_t i = 0; i < bad.size(); ++i) {
