@@ -70,7 +70,7 @@ std::vector<std::string> restart_only_changes(const Config& a, const Config& b) 
     const auto& x = a.targets[i].settings;
     const auto& y = b.targets[i].settings;
     check(x.url != y.url || x.password_file != y.password_file || x.delete_command != y.delete_command ||
-              x.timeout != y.timeout,
+              x.timeout != y.timeout || x.cluster != y.cluster || x.nodes != y.nodes,
           "redis");
   }
   check(a.batch.max_keys != b.batch.max_keys || a.batch.max_delay != b.batch.max_delay, "batch");
