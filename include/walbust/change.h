@@ -13,6 +13,7 @@ namespace walbust {
 
 enum class Op : std::uint8_t { Insert, Update, Delete, Truncate };
 [[nodiscard]] std::string_view op_name(Op op);  // "insert", "update", "delete", "truncate"
+[[nodiscard]] std::optional<Op> parse_op(std::string_view name);  // the inverse of op_name
 
 // One column value of a row image.
 struct Value {

@@ -69,6 +69,9 @@ class MetricsRegistry {
   // metric or label name, or a name already registered with another type or other buckets.
   // Registration takes a mutex: resolve series once and keep the reference on hot paths.
   Counter& counter(std::string_view name, std::string_view help, const Labels& labels = {});
+  // Registers a labelled counter family before its first series exists, so /metrics
+  // shows its HELP and TYPE (and dashboards find it) before anything was counted.
+  void declare_counter(std::string_view name, std::string_view help);
   Gauge& gauge(std::string_view name, std::string_view help, const Labels& labels = {});
   Histogram& histogram(std::string_view name, std::string_view help, std::vector<double> buckets,
                        const Labels& labels = {});

@@ -7,6 +7,9 @@
 namespace walbust {
 namespace {
 
+constexpr const char* kChangesHelp = "Row changes read, by table and operation";
+constexpr const char* kRenderFailuresHelp = "Keys that could not be rendered and were skipped";
+
 // Commit→delete spans sub-millisecond (idle pipeline) to minutes (Redis outage).
 std::vector<double> latency_buckets() {
   return {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
@@ -49,6 +52,8 @@ RunMetrics::RunMetrics(const std::vector<std::string>& target_names)
                                         "WAL that can still be written before the slot is lost "
                                         "(pg_replication_slots.safe_wal_size; -1 when unlimited)")) {
   registry.gauge("walbust_build_info", "Build information", {{"version", kVersion}}).set(1);
+  registry.declare_counter("walbust_changes_total", kChangesHelp);
+  registry.declare_counter("walbust_render_failures_total", kRenderFailuresHelp);
   for (const auto& t : target_names) targets.push_back(std::make_unique<TargetMetrics>(registry, t));
 }
 
@@ -56,7 +61,7 @@ Counter& RunMetrics::changes_for(const std::shared_ptr<const Relation>& relation
   auto [it, inserted] = change_counters_.try_emplace(relation);
   auto& slot = it->second[static_cast<std::size_t>(op)];
   if (slot == nullptr) {
-    slot = &registry.counter("walbust_changes_total", "Row changes read, by table and operation",
+    slot = &registry.counter("walbust_changes_total", kChangesHelp,
                              {{"table", relation->qualified_name()}, {"op", std::string(op_name(op))}});
   }
   (void)inserted;  // a new entry starts with null slots, filled on first use
@@ -66,7 +71,7 @@ Counter& RunMetrics::changes_for(const std::shared_ptr<const Relation>& relation
 Counter& RunMetrics::render_failures(const std::string& rule, const std::string& reason) {
   auto& slot = failure_counters_[{rule, reason}];
   if (slot == nullptr) {
-    slot = &registry.counter("walbust_render_failures_total", "Keys that could not be rendered and were skipped",
+    slot = &registry.counter("walbust_render_failures_total", kRenderFailuresHelp,
                              {{"rule", rule}, {"reason", reason}});
   }
   return *slot;

@@ -201,6 +201,11 @@ void check_labels(const Labels& labels, bool histogram) {
 }
 }  // namespace
 
+void MetricsRegistry::declare_counter(std::string_view name, std::string_view help) {
+  std::lock_guard lock(mutex_);
+  (void)family(name, help, kCounter, nullptr);
+}
+
 Counter& MetricsRegistry::counter(std::string_view name, std::string_view help,
                                   const Labels& labels) {
   check_labels(labels, false);

@@ -1,5 +1,7 @@
 #include "walbust/rule_cases.h"
 
+#include "walbust/lsn.h"
+
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -20,33 +22,6 @@ std::string key_text(const YAML::Node& key) {
   return key.IsScalar() ? key.Scalar() : std::string();
 }
 
-// "16/B374D848": two hex halves of at most 8 digits each.
-std::optional<Lsn> parse_case_lsn(std::string_view text) {
-  const std::size_t slash = text.find('/');
-  if (slash == std::string_view::npos) return std::nullopt;
-  Lsn halves[2] = {0, 0};
-  const std::string_view parts[2] = {text.substr(0, slash), text.substr(slash + 1)};
-  for (int h = 0; h < 2; ++h) {
-    if (parts[h].empty() || parts[h].size() > 8) return std::nullopt;
-    for (const char c : parts[h]) {
-      int digit = -1;
-      if (c >= '0' && c <= '9') digit = c - '0';
-      if (c >= 'a' && c <= 'f') digit = c - 'a' + 10;
-      if (c >= 'A' && c <= 'F') digit = c - 'A' + 10;
-      if (digit < 0) return std::nullopt;
-      halves[h] = halves[h] * 16 + static_cast<Lsn>(digit);
-    }
-  }
-  return (halves[0] << 32) | halves[1];
-}
-
-std::optional<Op> parse_op(std::string_view name) {
-  if (name == "insert") return Op::Insert;
-  if (name == "update") return Op::Update;
-  if (name == "delete") return Op::Delete;
-  if (name == "truncate") return Op::Truncate;
-  return std::nullopt;
-}
 
 // A YAML scalar as PostgreSQL's text output (true → t, null → NULL), as in rules' `when`.
 Value postgres_value(const YAML::Node& node) {
@@ -115,7 +90,7 @@ class CaseParser {
     check_images(node, fields, c);
     if (fields.count("lsn") != 0) {
       const YAML::Node& lsn = fields["lsn"];
-      const auto parsed = lsn.IsScalar() ? parse_case_lsn(lsn.Scalar()) : std::nullopt;
+      const auto parsed = lsn.IsScalar() ? parse_lsn(lsn.Scalar()) : std::nullopt;
       if (parsed) {
         c.lsn = *parsed;
       } else {

@@ -201,13 +201,6 @@ std::optional<long long> parse_integer(const std::string& text) {
   return text[0] == '-' ? -value : value;
 }
 
-std::optional<Op> parse_op(std::string_view name) {
-  if (name == "insert") return Op::Insert;
-  if (name == "update") return Op::Update;
-  if (name == "delete") return Op::Delete;
-  if (name == "truncate") return Op::Truncate;
-  return std::nullopt;
-}
 
 // Reads one rules file into rules, reporting every problem with its position.
 class FileLoader {

@@ -45,9 +45,17 @@ class Monitor:
             if m:
                 self.commands.append(m.group(1).upper())
 
-    def stop(self):
+    def stop(self, redis):
+        # MONITOR lines may still be in flight: a marker command sent now is recorded
+        # after everything before it, so once it shows up the record is complete.
+        redis.client().echo("monitor-sync")
+        fixtures.wait_for(lambda: "ECHO" in self.commands, TIMEOUT, message="the MONITOR marker")
+        self.commands.remove("ECHO")
         self._stop = True
-        self._conn.disconnect()
+        try:
+            self._conn.disconnect()
+        except AttributeError:  # the reader thread's own disconnect got there first
+            pass
         self._thread.join(5)
 
 
@@ -110,7 +118,7 @@ class DryRunTest(unittest.TestCase):
             self.move_post_and_comment()
             out, err = proc.communicate(timeout=TIMEOUT)
         finally:
-            monitor.stop()
+            monitor.stop(self.redis)
         self.assertEqual(proc.returncode, 0, err)
         lines = [json.loads(line) for line in out.splitlines()]
         self.assertEqual([l["type"] for l in lines], ["change", "change", "change", "summary"])
