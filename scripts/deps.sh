@@ -10,6 +10,7 @@ PACKAGES=(
   libpq-dev libhiredis-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libcli11-dev nlohmann-json3-dev
   libcpp-httplib-dev libsystemd-dev libbenchmark-dev libssl-dev
+  clang-14 libclang-rt-14-dev  # libFuzzer and sanitizer runtimes for scripts/fuzz.sh
   # servers used by the demo and the integration tests
   postgresql-15 postgresql-client-15 redis-server redis-tools
   # test helpers (always used through /usr/bin/python3)
