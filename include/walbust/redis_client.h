@@ -52,6 +52,10 @@ class RedisClient {
   // as replies (the caller classifies them); I/O failures and timeouts close the
   // connection and throw RedisError (Retry).
   [[nodiscard]] std::vector<RedisReply> pipeline(const std::vector<RedisCommand>& commands);
+  // The two halves of pipeline(), so that pipelines to several servers overlap: send to
+  // each server, then read each one's replies. Same failure rules as pipeline().
+  void send(const std::vector<RedisCommand>& commands);
+  [[nodiscard]] std::vector<RedisReply> receive(std::size_t count);
   // One command; an error reply is thrown as RedisError with its class.
   RedisReply command(const RedisCommand& command);
 

@@ -70,7 +70,7 @@ std::vector<std::string> restart_only_changes(const Config& a, const Config& b) 
     const auto& x = a.targets[i].settings;
     const auto& y = b.targets[i].settings;
     check(x.url != y.url || x.password_file != y.password_file || x.delete_command != y.delete_command ||
-              x.timeout != y.timeout,
+              x.timeout != y.timeout || x.cluster != y.cluster || x.nodes != y.nodes,
           "redis");
   }
   check(a.batch.max_keys != b.batch.max_keys || a.batch.max_delay != b.batch.max_delay, "batch");
@@ -124,12 +124,34 @@ bool Replicator::sinks_alive() const {
 }
 
 std::pair<bool, std::string> Replicator::health() const {
-  if (metrics_.standby.load()) return {false, "standby: slot " + config_.postgres.slot + " is held by another consumer"};
-  if (!metrics_.streaming.load()) return {false, "not streaming from PostgreSQL"};
-  for (const auto& t : metrics_.targets) {
-    if (!t->up.load()) return {false, "redis target " + t->name + " unreachable"};
+  // First line: the verdict (kept short for probes); then one line per Redis target, so
+  // an operator sees which target holds acknowledgement back.
+  bool healthy = true;
+  std::string body;
+  if (metrics_.standby.load()) {
+    healthy = false;
+    body = "standby: slot " + config_.postgres.slot + " is held by another consumer";
+  } else if (!metrics_.streaming.load()) {
+    healthy = false;
+    body = "not streaming from PostgreSQL";
   }
-  return {true, "streaming"};
+  std::string targets;
+  for (std::size_t i = 0; i < metrics_.targets.size(); ++i) {
+    const auto& t = *metrics_.targets[i];
+    const auto& s = config_.targets[i].settings;
+    std::string where = s.cluster ? "cluster" : s.endpoint.describe();
+    for (std::size_t n = 0; n < s.nodes.size(); ++n) where += (n == 0 ? " " : ",") + s.nodes[n];
+    const bool up = t.up.load();
+    if (!up && healthy) {
+      healthy = false;
+      body = "redis target " + t.name + " unreachable";
+    }
+    targets += "\ntarget " + t.name + " (" + where + "): " +
+               (up ? "up" : "unreachable, nothing acknowledged until it is back") + ", " +
+               std::to_string(queues_[i]->size()) + " actions queued";
+  }
+  if (healthy) body = "streaming";
+  return {healthy, body + targets};
 }
 
 void Replicator::sleep_interruptibly(std::chrono::milliseconds delay) {

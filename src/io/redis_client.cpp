@@ -95,6 +95,11 @@ void RedisClient::connect() {
 }
 
 std::vector<RedisReply> RedisClient::pipeline(const std::vector<RedisCommand>& commands) {
+  send(commands);
+  return receive(commands.size());
+}
+
+void RedisClient::send(const std::vector<RedisCommand>& commands) {
   if (ctx_ == nullptr) connect();
   std::vector<const char*> argv;
   std::vector<std::size_t> argvlen;
@@ -109,9 +114,17 @@ std::vector<RedisReply> RedisClient::pipeline(const std::vector<RedisCommand>& c
       io_failure("cannot queue a Redis command");
     }
   }
+  int done = 0;
+  while (done == 0) {
+    if (redisBufferWrite(ctx_, &done) != REDIS_OK) io_failure("cannot send to Redis");
+  }
+}
+
+std::vector<RedisReply> RedisClient::receive(std::size_t count) {
+  if (ctx_ == nullptr) io_failure("no Redis connection to read from");
   std::vector<RedisReply> replies;
-  replies.reserve(commands.size());
-  for (std::size_t i = 0; i < commands.size(); ++i) {
+  replies.reserve(count);
+  for (std::size_t i = 0; i < count; ++i) {
     void* raw = nullptr;
     if (redisGetReply(ctx_, &raw) != REDIS_OK || raw == nullptr) io_failure("lost the Redis connection");
     auto* reply = static_cast<redisReply*>(raw);

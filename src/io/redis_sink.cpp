@@ -5,6 +5,7 @@
 #include <unordered_set>
 
 #include "walbust/config.h"
+#include "walbust/redis_cluster_sink.h"
 
 namespace walbust {
 
@@ -140,6 +141,15 @@ std::size_t RedisSink::count_matching(const std::string& pattern, std::size_t li
 }
 
 std::unique_ptr<KeySink> make_key_sink(const RedisSettings& settings, const std::string& password) {
+  if (settings.cluster) {
+    // An unparsable entry is left out; with none left, connect() fails as a configuration error.
+    std::vector<ClusterNode> seeds;
+    for (const auto& n : settings.nodes) {
+      if (auto node = parse_cluster_node(n); node && !node->host.empty()) seeds.push_back(std::move(*node));
+    }
+    return std::make_unique<RedisClusterSink>(std::move(seeds), settings.endpoint, password, settings.timeout,
+                                              settings.delete_command);
+  }
   return std::make_unique<RedisSink>(settings.endpoint, password, settings.timeout, settings.delete_command);
 }
 

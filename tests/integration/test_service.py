@@ -134,7 +134,9 @@ class ServiceTest(unittest.TestCase):
         # READY only once the stream and Redis are up.
         self.assertTrue(self.pg.slot_info("walbust")["active"])
         status, body = http_get(f"http://127.0.0.1:{self.port}/healthz")
-        self.assertEqual((status, body.strip()), (200, "ok: streaming"))
+        # First line: the verdict; then one line per Redis target (docs/scale-out.md).
+        self.assertEqual((status, body.splitlines()[0]), (200, "ok: streaming"))
+        self.assertRegex(body, r"\ntarget default \(127\.0\.0\.1:\d+/0\): up, \d+ actions queued")
 
         # Rules v1 delete post_detail_{id}.
         r.set("post_detail_1", "x")
