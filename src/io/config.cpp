@@ -167,8 +167,12 @@ void load_redis(const std::string& file, const YAML::Node& node, const std::stri
       for (const auto& n : nodes) {
         const std::string v = n.IsScalar() ? n.Scalar() : "";
         const auto colon = v.rfind(':');
-        if (colon == std::string::npos || colon == 0 || colon + 1 == v.size()) {
-          s.error(n, name + ".nodes entries must be host:port");
+        const std::string port = colon == std::string::npos ? "" : v.substr(colon + 1);
+        const bool numeric = !port.empty() && port.size() <= 5 &&
+                             std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+                             std::stoi(port) >= 1 && std::stoi(port) <= 65535;
+        if (colon == std::string::npos || colon == 0 || !numeric) {
+          s.error(n, name + ".nodes entries must be host:port with a port from 1 to 65535");
         } else {
           out.nodes.push_back(v);
         }

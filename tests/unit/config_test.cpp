@@ -187,6 +187,11 @@ rules: [rules.d/a.yaml]
   const auto cluster = write("c.yaml", "postgres: {dsn: a}\ntargets:\n  x: {cluster: true}\nrules: [rules.d/a.yaml]\n");
   Diagnostics d2;
   EXPECT_FALSE(load_config(cluster, d2));
+  const auto bad_port = write("p.yaml", "postgres: {dsn: a}\ntargets:\n  x: {cluster: true, nodes: [\"h:port\", \"h:7000\"]}\n"
+                                        "rules: [rules.d/a.yaml]\n");
+  Diagnostics d3;
+  EXPECT_FALSE(load_config(bad_port, d3));
+  EXPECT_EQ(d3.format(), bad_port + ":3:30: error: targets.x.nodes entries must be host:port with a port from 1 to 65535\n");
   EXPECT_EQ(d2.format(), cluster + ":3:6: error: targets.x: cluster: true needs nodes: [host:port, ...]\n");
 }
 
