@@ -456,12 +456,13 @@ void Replicator::on_change(const Change& change) {
   failures_.clear();
   rules_->plan(change, actions_, &failures_);
   for (auto& action : actions_) {
-    const std::uint64_t mask = rule_targets_[action.rule];
-    for (std::size_t t = 0; t < local_.size(); ++t) {
-      if ((mask >> t & 1U) == 0) continue;
+    std::uint64_t mask = rule_targets_[action.rule];
+    for (std::size_t t = 0; mask != 0; ++t, mask >>= 1) {
+      if ((mask & 1U) == 0) continue;
       QueueItem item;
       item.kind = QueueItem::Kind::Action;
-      item.action = action;
+      // The last target takes the action itself; earlier ones take copies.
+      item.action = (mask == 1U) ? std::move(action) : action;
       local_[t].push_back(std::move(item));
     }
   }
