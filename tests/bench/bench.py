@@ -19,6 +19,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -36,7 +37,7 @@ sys.path.insert(0, HERE)
 import latency  # noqa: E402
 import report  # noqa: E402
 import workload  # noqa: E402
-from measure import Child, WalsenderSampler, build_launcher  # noqa: E402
+from measure import Child, WalsenderSampler, build_launcher, proc_cpu_seconds  # noqa: E402
 from servers import PG_BIN, Postgres, Redis, free_port  # noqa: E402
 
 # Sizes. The full backlog is the one the project's targets speak of: 500k row changes,
@@ -163,7 +164,8 @@ log: {{level: info}}
 """)
         return path
 
-    def start(self, contender, slot, endpos=None, rules=None, max_keys=DEFAULT_BATCH, metrics_port=None):
+    def start(self, contender, slot, endpos=None, rules=None, max_keys=DEFAULT_BATCH, metrics_port=None,
+              wrap=None):
         logf = os.path.join(self.work, f"{slot}.log")
         if contender == "pg_recvlogical":
             cmd = [f"{PG_BIN}/pg_recvlogical", "-d", self.pg.dsn(), "--slot", slot, "--start", "--no-loop",
@@ -183,7 +185,7 @@ log: {{level: info}}
                 cmd += ["--endpos", endpos]
         else:
             raise ValueError(contender)
-        return Child(cmd, logf, timeout=self.args.run_timeout)
+        return Child((wrap or []) + cmd, logf, timeout=self.args.run_timeout)
 
     def measured_run(self, contender, source_slot, endpos, changes, keys_per_change, **kw):
         """Copies the source slot, lets one contender read it to endpos, and measures it."""
@@ -194,10 +196,14 @@ log: {{level: info}}
             self.prefill()
         sampler = WalsenderSampler(self.pg.dsn(), slot)
         sampler.start()
+        redis_cpu = proc_cpu_seconds(self.rds.proc.pid)
         child = self.start(contender, slot, endpos=endpos, **kw)
         res = child.wait()
         sampler.stop()
         res["walsender_cpu_s"] = sampler.cpu
+        # On two cores the walsender needs one; whatever the consumer and Redis burn besides
+        # competes for the other, so their CPU matters as much as the consumer's own.
+        res["redis_cpu_s"] = proc_cpu_seconds(self.rds.proc.pid) - redis_cpu
         if res["exit_code"] != 0:
             log(f"  {contender} exited with {res['exit_code']}:\n{child.log_tail()}")
         res["contender"] = contender
@@ -214,7 +220,7 @@ log: {{level: info}}
         res.pop("stdout", None)
         workload.drop_slot(self.conn, slot)
         log(f"  {contender:<15} {res['wall_s']:7.2f} s  {res['changes_per_s']:>9,.0f} changes/s  "
-            f"cpu {res['cpu_s']:6.2f} s  rss {res['max_rss_mb']:6.1f} MB  load {res['load_avg_1m']:.2f}")
+            f"cpu {res['cpu_s']:6.2f} s  redis cpu {res['redis_cpu_s']:5.2f} s  rss {res['max_rss_mb']:6.1f} MB  load {res['load_avg_1m']:.2f}")
         return res
 
     def prefill(self, rows=None):
@@ -253,9 +259,38 @@ log: {{level: info}}
                                         workload.KEYS_PER_CHANGE)
                 res["run"] = rep + 1
                 runs.append(res)
-        return {"changes": self.backlog_changes, "transactions": self.backlog_txns,
+        if self.args.profile:
+            runs_profile = self.profile()
+        else:
+            runs_profile = None
+        return {"changes": self.backlog_changes, "transactions": self.backlog_txns, "profile": runs_profile,
                 "keys_per_change": workload.KEYS_PER_CHANGE, "table_rows": self.table_rows,
                 "endpos": self.backlog_endpos, "runs": runs, "summary": summarize_runs(runs)}
+
+    def profile(self):
+        """One more walbust run on the backlog under `perf record` (sampling CPU time, call
+        graphs); its top entries go to results/profile-walbust.txt. Not part of the timings."""
+        data = os.path.join(self.work, "perf.data")
+        log("profiling walbust on the backlog with perf record")
+        self.measured_run("walbust", "backlog_src", self.backlog_endpos, self.backlog_changes,
+                          workload.KEYS_PER_CHANGE,
+                          wrap=["perf", "record", "-q", "-e", "cpu-clock", "-F", "2000", "-g", "-o", data, "--"])
+        reports = []
+        for title, extra in (("self time by symbol", ["--no-children", "--sort", "dso,symbol"]),
+                             ("time including callees, by symbol", ["--children", "--sort", "symbol"])):
+            r = subprocess.run(["perf", "report", "-i", data, "--stdio", "-g", "none", "--percent-limit", "0.7"]
+                               + extra, capture_output=True, text=True)
+            # perf pads every line to the terminal width of a wide report; keep the text only.
+            lines = [re.sub(r"\s+", " ", re.sub(r"(\s+-)+\s*$", "", line)).strip()
+                     for line in r.stdout.splitlines() if line.strip() and not line.startswith("#")]
+            reports.append(f"## {title}\n\n" + "\n".join(lines))
+        os.makedirs(self.args.out, exist_ok=True)
+        path = os.path.join(self.args.out, "profile-walbust.txt")
+        with open(path, "w") as f:
+            f.write(f"perf record -e cpu-clock -g: walbust reading the backlog of {self.backlog_changes:,} changes "
+                    "(all threads)\n\n" + "\n\n".join(reports) + "\n")
+        log(f"  profile written to {path}")
+        return path
 
     def scaling(self):
         out = {"keys_per_change": [], "batch": []}
@@ -381,6 +416,7 @@ def summarize_runs(runs):
             "cpu_s": statistics.median(r["cpu_s"] for r in rs),
             "max_rss_mb": max(r["max_rss_mb"] for r in rs),
             "walsender_cpu_s": statistics.median(r["walsender_cpu_s"] or 0.0 for r in rs),
+            "redis_cpu_s": statistics.median(r["redis_cpu_s"] for r in rs),
         }
     if "walbust" in out:
         w = out["walbust"]["wall_s"]
@@ -404,6 +440,8 @@ def main():
     p.add_argument("--out", default=os.path.join(HERE, "results"), help="results directory")
     p.add_argument("--run-timeout", type=float, default=1800, help="seconds after which a contender is killed")
     p.add_argument("--keep-work", action="store_true", help="keep configs and logs of the contenders")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile one walbust backlog run with perf (results/profile-walbust.txt)")
     args = p.parse_args()
 
     mode = "quick" if args.quick else "full"
