@@ -284,11 +284,23 @@ log: {{level: info}}
             lines = [re.sub(r"\s+", " ", re.sub(r"(\s+-)+\s*$", "", line)).strip()
                      for line in r.stdout.splitlines() if line.strip() and not line.startswith("#")]
             reports.append(f"## {title}\n\n" + "\n".join(lines))
+        # Software counters: context switches show how often the two threads hand work over.
+        stat = os.path.join(self.work, "perf-stat.txt")
+        log("counting walbust's context switches on the backlog with perf stat")
+        self.measured_run("walbust", "backlog_src", self.backlog_endpos, self.backlog_changes,
+                          workload.KEYS_PER_CHANGE,
+                          wrap=["perf", "stat", "-e", "task-clock,context-switches,cpu-migrations,page-faults",
+                                "-o", stat, "--"])
+        with open(stat) as f:
+            stat_text = "\n".join(line.strip() for line in f if line.strip() and not line.startswith("#"))
         os.makedirs(self.args.out, exist_ok=True)
         path = os.path.join(self.args.out, "profile-walbust.txt")
         with open(path, "w") as f:
-            f.write(f"perf record -e cpu-clock -g: walbust reading the backlog of {self.backlog_changes:,} changes "
-                    "(all threads)\n\n" + "\n\n".join(reports) + "\n")
+            f.write(f"walbust reading the backlog of {self.backlog_changes:,} changes "
+                    f"({self.backlog_txns:,} transactions), all threads\n\n## perf stat\n\n{stat_text}\n\n"
+                    "## perf record -e cpu-clock -g\n\nOn a virtual machine, samples of a task resumed after "
+                    "sleeping land in finish_task_switch: read its share as time spent switching in and out.\n\n"
+                    + "\n\n".join(reports) + "\n")
         log(f"  profile written to {path}")
         return path
 
