@@ -197,6 +197,7 @@ log: {{level: info}}
         sampler = WalsenderSampler(self.pg.dsn(), slot)
         sampler.start()
         redis_cpu = proc_cpu_seconds(self.rds.proc.pid)
+        redis_cmds = self.r.info("stats")["total_commands_processed"]
         child = self.start(contender, slot, endpos=endpos, **kw)
         res = child.wait()
         sampler.stop()
@@ -204,6 +205,9 @@ log: {{level: info}}
         # On two cores the walsender needs one; whatever the consumer and Redis burn besides
         # competes for the other, so their CPU matters as much as the consumer's own.
         res["redis_cpu_s"] = proc_cpu_seconds(self.rds.proc.pid) - redis_cpu
+        # Commands, not keys: walbust sends several keys per UNLINK, so this shows how well
+        # deletes were batched (the INFO call itself counts one).
+        res["redis_commands"] = self.r.info("stats")["total_commands_processed"] - redis_cmds - 1
         if res["exit_code"] != 0:
             log(f"  {contender} exited with {res['exit_code']}:\n{child.log_tail()}")
         res["contender"] = contender
@@ -268,23 +272,10 @@ log: {{level: info}}
                 "endpos": self.backlog_endpos, "runs": runs, "summary": summarize_runs(runs)}
 
     def profile(self):
-        """One more walbust run on the backlog under `perf record` (sampling CPU time, call
-        graphs); its top entries go to results/profile-walbust.txt. Not part of the timings."""
-        data = os.path.join(self.work, "perf.data")
-        log("profiling walbust on the backlog with perf record")
-        self.measured_run("walbust", "backlog_src", self.backlog_endpos, self.backlog_changes,
-                          workload.KEYS_PER_CHANGE,
-                          wrap=["perf", "record", "-q", "-e", "cpu-clock", "-F", "2000", "-g", "-o", data, "--"])
-        reports = []
-        for title, extra in (("self time by symbol", ["--no-children", "--sort", "dso,symbol"]),
-                             ("time including callees, by symbol", ["--children", "--sort", "symbol"])):
-            r = subprocess.run(["perf", "report", "-i", data, "--stdio", "-g", "none", "--percent-limit", "0.7"]
-                               + extra, capture_output=True, text=True)
-            # perf pads every line to the terminal width of a wide report; keep the text only.
-            lines = [re.sub(r"\s+", " ", re.sub(r"(\s+-)+\s*$", "", line)).strip()
-                     for line in r.stdout.splitlines() if line.strip() and not line.startswith("#")]
-            reports.append(f"## {title}\n\n" + "\n".join(lines))
-        # Software counters: context switches show how often the two threads hand work over.
+        """Extra walbust runs on the backlog, not part of the timings: `perf stat` (context
+        switches show how often the two threads hand work over), then `perf record` (sampled
+        CPU time with call graphs) with the blog rules and with 16x more keys per change, where
+        walbust rather than the walsender is the limit. Written to results/profile-walbust.txt."""
         stat = os.path.join(self.work, "perf-stat.txt")
         log("counting walbust's context switches on the backlog with perf stat")
         self.measured_run("walbust", "backlog_src", self.backlog_endpos, self.backlog_changes,
@@ -292,15 +283,33 @@ log: {{level: info}}
                           wrap=["perf", "stat", "-e", "task-clock,context-switches,cpu-migrations,page-faults",
                                 "-o", stat, "--"])
         with open(stat) as f:
-            stat_text = "\n".join(line.strip() for line in f if line.strip() and not line.startswith("#"))
+            text = [f"walbust reading the backlog of {self.backlog_changes:,} changes "
+                    f"({self.backlog_txns:,} transactions), all threads",
+                    "## perf stat (blog rules, 4 keys per change)",
+                    "\n".join(line.strip() for line in f if line.strip() and not line.startswith("#"))]
+        text.append("On a virtual machine, cpu-clock samples of a task resumed after sleeping land in "
+                    "finish_task_switch: read its share as time spent switching in and out.")
+        x16 = os.path.join(self.work, "rules-x16.yaml")
+        with open(x16, "w") as f:
+            f.write(workload.scaled_rules(16))
+        for label, rules, kpc in (("blog rules, 4 keys per change", None, workload.KEYS_PER_CHANGE),
+                                  ("16x rules, 64 keys per change", x16, 16 * workload.KEYS_PER_CHANGE)):
+            data = os.path.join(self.work, "perf.data")
+            log(f"profiling walbust on the backlog with perf record ({label})")
+            self.measured_run("walbust", "backlog_src", self.backlog_endpos, self.backlog_changes, kpc, rules=rules,
+                              wrap=["perf", "record", "-q", "-e", "cpu-clock", "-F", "2000", "-g", "-o", data, "--"])
+            for title, extra in (("self time", ["--no-children", "--sort", "dso,symbol"]),
+                                 ("time including callees", ["--children", "--sort", "symbol"])):
+                r = subprocess.run(["perf", "report", "-i", data, "--stdio", "-g", "none", "--percent-limit", "0.7"]
+                                   + extra, capture_output=True, text=True)
+                # perf pads every line to the width of its widest symbol; keep the text only.
+                lines = [re.sub(r"\s+", " ", re.sub(r"(\s+-)+\s*$", "", line)).strip()
+                         for line in r.stdout.splitlines() if line.strip() and not line.startswith("#")]
+                text.append(f"## perf record -e cpu-clock -g, {label}: {title}\n\n" + "\n".join(lines))
         os.makedirs(self.args.out, exist_ok=True)
         path = os.path.join(self.args.out, "profile-walbust.txt")
         with open(path, "w") as f:
-            f.write(f"walbust reading the backlog of {self.backlog_changes:,} changes "
-                    f"({self.backlog_txns:,} transactions), all threads\n\n## perf stat\n\n{stat_text}\n\n"
-                    "## perf record -e cpu-clock -g\n\nOn a virtual machine, samples of a task resumed after "
-                    "sleeping land in finish_task_switch: read its share as time spent switching in and out.\n\n"
-                    + "\n\n".join(reports) + "\n")
+            f.write("\n\n".join(text) + "\n")
         log(f"  profile written to {path}")
         return path
 
@@ -429,6 +438,7 @@ def summarize_runs(runs):
             "max_rss_mb": max(r["max_rss_mb"] for r in rs),
             "walsender_cpu_s": statistics.median(r["walsender_cpu_s"] or 0.0 for r in rs),
             "redis_cpu_s": statistics.median(r["redis_cpu_s"] for r in rs),
+            "redis_commands": statistics.median(r["redis_commands"] for r in rs),
         }
     if "walbust" in out:
         w = out["walbust"]["wall_s"]

@@ -77,15 +77,16 @@ def markdown(res):
                  f"Medians of {s.get('walbust', {}).get('runs', 0)} runs; min–max in brackets.")
         L.append("")
         L.append("| contender | wall s | changes/s | keys/s | CPU s (user+sys) | peak RSS MB | walsender CPU s | "
-                 "Redis CPU s |")
-        L.append("|---|---|---|---|---|---|---|---|")
+                 "Redis CPU s | Redis commands |")
+        L.append("|---|---|---|---|---|---|---|---|---|")
         for c in ("pg_recvlogical", "naive", "walbust"):
             if c not in s:
                 continue
             x = s[c]
             L.append(f"| {c} | {x['wall_s']:.2f} ({x['wall_min_s']:.2f}–{x['wall_max_s']:.2f}) | "
                      f"{_n(x['changes_per_s'])} | {_n(x['keys_per_s'])} | {x['cpu_s']:.2f} | "
-                     f"{x['max_rss_mb']:.1f} | {x['walsender_cpu_s']:.2f} | {x['redis_cpu_s']:.2f} |")
+                     f"{x['max_rss_mb']:.1f} | {x['walsender_cpu_s']:.2f} | {x['redis_cpu_s']:.2f} | "
+                     f"{_n(x['redis_commands']) if c != 'pg_recvlogical' else '–'} |")
         L.append("")
         ratios = [f"walbust/{o} = **{s[f'walbust/{o}']:.2f}×**" for o in ("pg_recvlogical", "naive")
                   if f"walbust/{o}" in s]
@@ -95,13 +96,14 @@ def markdown(res):
         L.append("<details><summary>Every run</summary>")
         L.append("")
         L.append("| run | contender | exit | wall s | changes/s | CPU user s | CPU sys s | peak RSS MB | "
-                 "walsender CPU s | Redis CPU s | load 1m | Redis keys left |")
-        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+                 "walsender CPU s | Redis CPU s | Redis commands | load 1m | Redis keys left |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in b["runs"]:
             L.append(f"| {r['run']} | {r['contender']} | {r['exit_code']} | {r['wall_s']:.2f} | "
                      f"{_n(r['changes_per_s'])} | {r['cpu_user_s']:.2f} | {r['cpu_sys_s']:.2f} | "
                      f"{r['max_rss_mb']:.1f} | {_f(r['walsender_cpu_s'])} | {r['redis_cpu_s']:.2f} | "
-                     f"{r['load_avg_1m']:.2f} | {r.get('redis_keys_left', '–')} |")
+                     f"{_n(r['redis_commands']) if 'keys' in r else '–'} | {r['load_avg_1m']:.2f} | "
+                     f"{r.get('redis_keys_left', '–')} |")
         L.append("")
         L.append("</details>")
 
@@ -163,18 +165,21 @@ def markdown(res):
         L.append("Only the blog rules' own keys are prefilled; the extra templates' keys do not exist, so their "
                  "UNLINKs find nothing (the cost of a delete that hits is in the first row).")
         L.append("")
-        L.append("| keys per change | wall s | changes/s | keys/s | CPU s | peak RSS MB | Redis CPU s | load 1m |")
-        L.append("|---|---|---|---|---|---|---|---|")
+        L.append("| keys per change | wall s | changes/s | keys/s | CPU s | peak RSS MB | Redis CPU s | Redis commands | "
+                 "load 1m |")
+        L.append("|---|---|---|---|---|---|---|---|---|")
         for r in sc["keys_per_change"]:
             L.append(f"| {r['keys_per_change']} | {r['wall_s']:.2f} | {_n(r['changes_per_s'])} | "
                      f"{_n(r['keys_per_s'])} | {r['cpu_s']:.2f} | {r['max_rss_mb']:.1f} | {r['redis_cpu_s']:.2f} | "
-                     f"{r['load_avg_1m']:.2f} |")
+                     f"{_n(r['redis_commands'])} | {r['load_avg_1m']:.2f} |")
         L.append("")
-        L.append("| batch.max_keys | wall s | changes/s | keys/s | CPU s | peak RSS MB | Redis CPU s | load 1m |")
-        L.append("|---|---|---|---|---|---|---|---|")
+        L.append("| batch.max_keys | wall s | changes/s | keys/s | CPU s | peak RSS MB | Redis CPU s | Redis commands | "
+                 "load 1m |")
+        L.append("|---|---|---|---|---|---|---|---|---|")
         for r in sc["batch"]:
             L.append(f"| {r['max_keys']} | {r['wall_s']:.2f} | {_n(r['changes_per_s'])} | {_n(r['keys_per_s'])} | "
-                     f"{r['cpu_s']:.2f} | {r['max_rss_mb']:.1f} | {r['redis_cpu_s']:.2f} | {r['load_avg_1m']:.2f} |")
+                     f"{r['cpu_s']:.2f} | {r['max_rss_mb']:.1f} | {r['redis_cpu_s']:.2f} | {_n(r['redis_commands'])} | "
+                     f"{r['load_avg_1m']:.2f} |")
 
     t = res.get("targets")
     if t:
@@ -253,6 +258,7 @@ def plots(res, out_dir):
         k = sc["keys_per_change"]
         axes[0].plot([r["keys_per_change"] for r in k], [r["wall_s"] for r in k], "o-", color=colors["walbust"])
         axes[0].set_xscale("log", base=2)
+        axes[0].set_xticks([r["keys_per_change"] for r in k], [str(r["keys_per_change"]) for r in k])
         axes[0].set_xlabel("keys per row change")
         axes[0].set_ylabel("wall time (s)")
         axes[0].set_title("more keys per change")
@@ -261,7 +267,12 @@ def plots(res, out_dir):
         axes[1].set_xscale("log")
         axes[1].set_xlabel("batch.max_keys")
         axes[1].set_title("batch size")
+        ceiling = res.get("backlog", {}).get("summary", {}).get("pg_recvlogical")
         for ax in axes:
+            if ceiling:
+                ax.axhline(ceiling["wall_s"], color=colors["pg_recvlogical"], linestyle="--",
+                           label="pg_recvlogical (backlog median)")
+                ax.legend(fontsize=8)
             ax.set_ylim(bottom=0)
             ax.grid(True, alpha=0.3)
         fig.suptitle("walbust scaling on the backlog")
