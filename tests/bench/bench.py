@@ -222,6 +222,11 @@ log: {{level: info}}
         if contender == "naive" and res["stdout"].strip():
             res["naive_counters"] = json.loads(res["stdout"].strip().splitlines()[-1])
         res.pop("stdout", None)
+        # The contender must have acknowledged everything up to the end position: proof that
+        # it stopped at the end and not before it.
+        res["acknowledged_to_endpos"] = workload.acknowledged(self.conn, slot, endpos)
+        if not res["acknowledged_to_endpos"]:
+            log(f"  {contender} stopped without acknowledging up to {endpos}")
         workload.drop_slot(self.conn, slot)
         log(f"  {contender:<15} {res['wall_s']:7.2f} s  {res['changes_per_s']:>9,.0f} changes/s  "
             f"cpu {res['cpu_s']:6.2f} s  redis cpu {res['redis_cpu_s']:5.2f} s  rss {res['max_rss_mb']:6.1f} MB  load {res['load_avg_1m']:.2f}")
@@ -334,68 +339,98 @@ log: {{level: info}}
         return out
 
     def latency(self):
+        """Runs the latency session `repeat` times per consumer, alternating them, and
+        pools each rate's samples over the runs (the p99 of every run is kept too)."""
         workload.drop_slot(self.conn, "backlog_src")  # done with it: stop retaining its WAL
         out = {"rates": [r or "flat out" for r in LATENCY_RATES], "duration_s": self.sizes["latency_s"],
-               "contenders": {}, "walbust_metrics": None}
-        next_id = 1
+               "repeat": self.sizes["repeat"], "contenders": {}, "runs": [], "walbust_metrics": None}
+        pooled = {}
+        for rep in range(self.sizes["repeat"]):
+            for contender in ("naive", "walbust"):
+                phases, process, samples = self.latency_session(contender, rep + 1, out)
+                out["runs"].append({"contender": contender, "run": rep + 1, "phases": phases, "process": process})
+                for label, ms in samples.items():
+                    pooled.setdefault((contender, label), []).extend(ms)
         for contender in ("naive", "walbust"):
-            slot = self._name(f"lat_{contender}")
-            workload.create_slot(self.conn, slot)
-            self.r.flushall()
-            watcher = latency.DeleteWatcher(self.rds.url)
-            watcher.start()
-            metrics_port = free_port() if contender == "walbust" else None
-            child = self.start(contender, slot, metrics_port=metrics_port)
-            writer = latency.Writer(self.pg.dsn())
             phases = {}
-            try:
-                # Warm-up: the consumer is streaming once a first delete comes through.
-                warm = self.table_rows
-                self.r.set(f"post_detail_{warm}", b"x")
-                commits, _ = writer.paced([warm], None, "warm")
-                if latency.wait_for_deletes(watcher, commits, 60) != 0:
-                    raise RuntimeError(f"{contender} did not delete anything within 60 s:\n{child.log_tail()}")
-                metrics_url = f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port else None
-                for rate in LATENCY_RATES:
-                    label = str(rate) if rate else "flat out"
-                    n = int(rate * self.sizes["latency_s"]) if rate else self.table_rows - 1
-                    if next_id + n >= self.table_rows:
-                        next_id = 1  # ids are reused across contenders; keys are prefilled anew
-                    ids = range(next_id, min(next_id + n, self.table_rows))
-                    next_id = ids.stop
-                    workload.prefill_redis(self.r, ids, base_keys=False)
-                    before = latency.scrape_histogram(metrics_url) if metrics_url else None
-                    log(f"latency: {contender} at {label} txn/s for {self.sizes['latency_s']:.0f} s")
-                    load = os.getloadavg()[0]
-                    commits, achieved = writer.paced(ids, rate, f"lat-{label}", self.sizes["latency_s"])
-                    missing = latency.wait_for_deletes(watcher, commits, 120)
-                    summary = latency.summarize(commits, watcher, achieved, label)
-                    summary["load_avg_1m"] = load
-                    if missing:
-                        log(f"  {missing} deletes not observed within 120 s")
-                    if metrics_url:
-                        after = latency.scrape_histogram(metrics_url)
-                        if before is not None and after is not None:
-                            summary["walbust_metric"] = {
-                                f"p{int(q * 100)}_ms": (v * 1000 if v is not None else None)
-                                for q in (0.5, 0.99)
-                                for v in [latency.histogram_quantile(q, before, after)]}
-                            out["walbust_metrics"] = "served"
-                    phases[label] = summary
-                    log(f"  achieved {achieved:,.0f} txn/s: p50 {fmt_ms(summary['p50_ms'])}  "
-                        f"p99 {fmt_ms(summary['p99_ms'])}  max {fmt_ms(summary['max_ms'])}")
-            finally:
-                writer.close()
-                child.terminate()
-                res = child.wait()
-                watcher.stop()
-                workload.drop_slot(self.conn, slot)
-            if out["walbust_metrics"] is None and contender == "walbust":
-                out["walbust_metrics"] = ("not served: GET /metrics on this build of walbust answers nothing, "
-                                          "so walbust_commit_to_delete_seconds is not reported")
-            res.pop("stdout", None)
-            out["contenders"][contender] = {"phases": phases, "process": res}
+            for rate in out["rates"]:
+                label = str(rate)
+                runs = [r["phases"][label] for r in out["runs"] if r["contender"] == contender and label in r["phases"]]
+                if not runs:
+                    continue
+                ms = sorted(pooled.get((contender, label), []))
+                s = latency.summarize(ms, sum(r["transactions"] for r in runs),
+                                      statistics.mean(r["achieved_rate"] for r in runs))
+                s["p99_ms_per_run"] = [r["p99_ms"] for r in runs]
+                s["load_avg_1m"] = [r["load_avg_1m"] for r in runs]
+                metric = [r["walbust_metric"] for r in runs if r.get("walbust_metric")]
+                if metric:
+                    s["walbust_metric"] = metric[-1]
+                phases[label] = s
+            out["contenders"][contender] = {"phases": phases}
+        if out["walbust_metrics"] is None:
+            out["walbust_metrics"] = ("not served: GET /metrics on this build of walbust answers nothing, "
+                                      "so walbust_commit_to_delete_seconds is not reported")
         return out
+
+    def latency_session(self, contender, run, out):
+        slot = self._name(f"lat_{contender}")
+        workload.create_slot(self.conn, slot)
+        self.r.flushall()
+        watcher = latency.DeleteWatcher(self.rds.url)
+        watcher.start()
+        metrics_port = free_port() if contender == "walbust" else None
+        child = self.start(contender, slot, metrics_port=metrics_port)
+        writer = latency.Writer(self.pg.dsn())
+        phases, samples = {}, {}
+        next_id = 1
+        try:
+            # Warm-up: the consumer is streaming once a first delete comes through.
+            warm = self.table_rows
+            self.r.set(f"post_detail_{warm}", b"x")
+            commits, _ = writer.paced([warm], None, "warm")
+            if latency.wait_for_deletes(watcher, commits, 60) != 0:
+                raise RuntimeError(f"{contender} did not delete anything within 60 s:\n{child.log_tail()}")
+            metrics_url = f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port else None
+            for rate in LATENCY_RATES:
+                label = str(rate) if rate else "flat out"
+                # Distinct posts within a session, so every key is deleted exactly once;
+                # flat out takes what is left of the table (bounded by time, not count).
+                n = int(rate * self.sizes["latency_s"]) if rate else self.table_rows - 1 - next_id
+                ids = range(next_id, next_id + n)
+                next_id = ids.stop
+                workload.prefill_redis(self.r, ids, base_keys=False)
+                before = latency.scrape_histogram(metrics_url) if metrics_url else None
+                log(f"latency run {run}: {contender} at {label} txn/s for {self.sizes['latency_s']:.0f} s")
+                load = os.getloadavg()[0]
+                commits, achieved = writer.paced(ids, rate, f"lat-{label}", self.sizes["latency_s"])
+                missing = latency.wait_for_deletes(watcher, commits, 120)
+                if missing:
+                    log(f"  {missing} deletes not observed within 120 s")
+                ms = latency.latencies_ms(commits, watcher)
+                summary = latency.summarize(ms, len(commits), achieved)
+                summary.pop("quantiles_ms")  # the pooled distribution is kept instead
+                summary["load_avg_1m"] = load
+                if metrics_url:
+                    after = latency.scrape_histogram(metrics_url)
+                    if before is not None and after is not None:
+                        summary["walbust_metric"] = {
+                            f"p{int(q * 100)}_ms": (v * 1000 if v is not None else None)
+                            for q in (0.5, 0.99)
+                            for v in [latency.histogram_quantile(q, before, after)]}
+                        out["walbust_metrics"] = "served"
+                phases[label] = summary
+                samples[label] = ms
+                log(f"  achieved {achieved:,.0f} txn/s: p50 {fmt_ms(summary['p50_ms'])}  "
+                    f"p99 {fmt_ms(summary['p99_ms'])}  max {fmt_ms(summary['max_ms'])}  load {load:.2f}")
+        finally:
+            writer.close()
+            child.terminate()
+            process = child.wait()
+            watcher.stop()
+            workload.drop_slot(self.conn, slot)
+        process.pop("stdout", None)
+        return phases, process, samples
 
     def large(self):
         rows = self.sizes["large_rows"]

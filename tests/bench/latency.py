@@ -112,22 +112,24 @@ def percentile(sorted_values, q):
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
-def summarize(commits, watcher, achieved_rate, target_rate):
-    lat = []
+def latencies_ms(commits, watcher):
+    """Commit→delete latency of every observed key, in milliseconds, sorted."""
+    out = []
     for key, t_commit in commits.items():
         t_del = watcher.seen(key)
         if t_del is not None:
-            lat.append(t_del - t_commit)
-    lat.sort()
-    ms = [v * 1000.0 for v in lat]
-    # A compact description of the distribution for plots: 201 quantiles.
-    quantiles = [percentile(ms, q / 2) for q in range(0, 201)] if ms else []
+            out.append((t_del - t_commit) * 1000.0)
+    out.sort()
+    return out
+
+
+def summarize(ms, transactions, achieved_rate):
+    """Percentiles of sorted latencies (ms) out of `transactions` commits."""
     return {
-        "target_rate": target_rate,
         "achieved_rate": achieved_rate,
-        "transactions": len(commits),
+        "transactions": transactions,
         "observed": len(ms),
-        "missing": len(commits) - len(ms),
+        "missing": transactions - len(ms),
         # Deletes seen before the writer noted its COMMIT's return: the delete really is
         # that fast, and the writer thread waited for the CPU or the interpreter lock
         # before it could read the clock. Kept in the distribution, counted here.
@@ -137,7 +139,8 @@ def summarize(commits, watcher, achieved_rate, target_rate):
         "p99_ms": percentile(ms, 99),
         "max_ms": ms[-1] if ms else None,
         "min_ms": ms[0] if ms else None,
-        "quantiles_ms": quantiles,
+        # A compact description of the distribution for plots: 201 quantiles.
+        "quantiles_ms": [percentile(ms, q / 2) for q in range(0, 201)] if ms else [],
     }
 
 

@@ -105,11 +105,13 @@ def drop_slot(conn, name):
                           "WHERE slot_name = %s", (name,))
 
 
-def slot_pid(conn, name):
+def acknowledged(conn, name, lsn):
+    """Whether the slot's confirmed_flush_lsn reached lsn."""
     cur = conn.cursor()
-    cur.execute("SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (name,))
+    cur.execute("SELECT confirmed_flush_lsn >= %s::pg_lsn FROM pg_replication_slots WHERE slot_name = %s",
+                (lsn, name))
     row = cur.fetchone()
-    return row[0] if row else None
+    return bool(row and row[0])
 
 
 def prefill_redis(r, post_ids, base_keys=True):
