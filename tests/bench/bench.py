@@ -37,7 +37,7 @@ sys.path.insert(0, HERE)
 import latency  # noqa: E402
 import report  # noqa: E402
 import workload  # noqa: E402
-from measure import Child, WalsenderSampler, build_launcher, proc_cpu_seconds  # noqa: E402
+from measure import Child, WalsenderSampler, build_launcher, proc_cpu_seconds, wait_for_idle  # noqa: E402
 from servers import PG_BIN, Postgres, Redis, free_port  # noqa: E402
 
 # Sizes. The full backlog is the one the project's targets speak of: 500k row changes,
@@ -185,7 +185,8 @@ log: {{level: info}}
                 cmd += ["--endpos", endpos]
         else:
             raise ValueError(contender)
-        return Child((wrap or []) + cmd, logf, timeout=self.args.run_timeout)
+        idle = wait_for_idle(self.args.settle) if self.args.settle > 0 else None
+        return Child((wrap or []) + cmd, logf, timeout=self.args.run_timeout, idle_before=idle)
 
     def measured_run(self, contender, source_slot, endpos, changes, keys_per_change, **kw):
         """Copies the source slot, lets one contender read it to endpos, and measures it."""
@@ -229,7 +230,8 @@ log: {{level: info}}
             log(f"  {contender} stopped without acknowledging up to {endpos}")
         workload.drop_slot(self.conn, slot)
         log(f"  {contender:<15} {res['wall_s']:7.2f} s  {res['changes_per_s']:>9,.0f} changes/s  "
-            f"cpu {res['cpu_s']:6.2f} s  redis cpu {res['redis_cpu_s']:5.2f} s  rss {res['max_rss_mb']:6.1f} MB  load {res['load_avg_1m']:.2f}")
+            f"cpu {res['cpu_s']:6.2f} s  redis cpu {res['redis_cpu_s']:5.2f} s  rss {res['max_rss_mb']:6.1f} MB  "
+            f"load {res['load_avg_1m']:.2f}  idle before {fmt_pct(res['idle_before'])}")
         return res
 
     def prefill(self, rows=None):
@@ -483,6 +485,10 @@ def summarize_runs(runs):
     return out
 
 
+def fmt_pct(v):
+    return "n/a" if v is None else f"{100 * v:.0f}%"
+
+
 def fmt_ms(v):
     return "n/a" if v is None else f"{v:.2f} ms"
 
@@ -496,12 +502,17 @@ def main():
                    help="comma-separated subset of backlog,scaling,latency,large")
     p.add_argument("--out", default=os.path.join(HERE, "results"), help="results directory")
     p.add_argument("--run-timeout", type=float, default=1800, help="seconds after which a contender is killed")
+    p.add_argument("--settle", type=float,
+                   help="before each run, wait up to this many seconds for the CPUs to be 85%% idle "
+                        "(default 1 quick, 10 full; 0: do not wait)")
     p.add_argument("--keep-work", action="store_true", help="keep configs and logs of the contenders")
     p.add_argument("--profile", action="store_true",
                    help="also profile one walbust backlog run with perf (results/profile-walbust.txt)")
     args = p.parse_args()
 
     mode = "quick" if args.quick else "full"
+    if args.settle is None:
+        args.settle = 1.0 if args.quick else 10.0
     sizes = dict(SIZES[mode])
     if args.repeat:
         sizes["repeat"] = args.repeat

@@ -27,6 +27,27 @@ def proc_cpu_seconds(pid):
         return None
 
 
+def _cpu_times():
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return idle, sum(values[:8])  # guest time is already counted in user
+
+
+def wait_for_idle(max_wait, threshold=0.85, window=0.5):
+    """Waits up to max_wait seconds for a window in which the machine's CPUs were at least
+    `threshold` idle, so a run does not start in the middle of someone else's build.
+    Returns the idle share of the last window (0..1)."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        idle0, total0 = _cpu_times()
+        time.sleep(window)
+        idle1, total1 = _cpu_times()
+        share = (idle1 - idle0) / max(1, total1 - total0)
+        if share >= threshold or time.monotonic() >= deadline:
+            return share
+
+
 class WalsenderSampler(threading.Thread):
     """Follows the CPU time of the walsender serving a slot while a contender reads it.
 
@@ -77,8 +98,9 @@ class Child:
 
     launcher = None  # set to build_launcher()'s result before the first Child
 
-    def __init__(self, cmd, log_path, stdout_path=None, timeout=3600):
+    def __init__(self, cmd, log_path, stdout_path=None, timeout=3600, idle_before=None):
         self.cmd = cmd
+        self.idle_before = idle_before
         self.log_path = log_path
         self.stdout_path = stdout_path or log_path + ".out"
         self.report_path = log_path + ".rusage"
@@ -129,6 +151,7 @@ class Child:
             # Linux reports ru_maxrss in KiB.
             "max_rss_mb": float(maxrss_kib) / 1024.0,
             "load_avg_1m": self.load,
+            "idle_before": self.idle_before,
             "stdout": stdout,
         }
 

@@ -14,6 +14,10 @@ def _f(v, fmt="{:.2f}"):
     return "n/a" if v is None else fmt.format(v)
 
 
+def _pct(v):
+    return "n/a" if v is None else f"{100 * v:.0f}%"
+
+
 def _n(v):
     return "n/a" if v is None else f"{v:,.0f}"
 
@@ -96,13 +100,13 @@ def markdown(res):
         L.append("<details><summary>Every run</summary>")
         L.append("")
         L.append("| run | contender | exit | wall s | changes/s | CPU user s | CPU sys s | peak RSS MB | "
-                 "walsender CPU s | Redis CPU s | Redis commands | load 1m | acked to end | Redis keys left |")
-        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+                 "walsender CPU s | Redis CPU s | Redis commands | load 1m | idle before | acked to end | Redis keys left |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in b["runs"]:
             L.append(f"| {r['run']} | {r['contender']} | {r['exit_code']} | {r['wall_s']:.2f} | "
                      f"{_n(r['changes_per_s'])} | {r['cpu_user_s']:.2f} | {r['cpu_sys_s']:.2f} | "
                      f"{r['max_rss_mb']:.1f} | {_f(r['walsender_cpu_s'])} | {r['redis_cpu_s']:.2f} | "
-                     f"{_n(r['redis_commands']) if 'keys' in r else '–'} | {r['load_avg_1m']:.2f} | "
+                     f"{_n(r['redis_commands']) if 'keys' in r else '–'} | {r['load_avg_1m']:.2f} | {_pct(r['idle_before'])} | "
                      f"{'yes' if r['acknowledged_to_endpos'] else '**no**'} | {r.get('redis_keys_left', '–')} |")
         L.append("")
         L.append("</details>")
