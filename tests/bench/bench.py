@@ -346,6 +346,7 @@ log: {{level: info}}
         workload.drop_slot(self.conn, "backlog_src")  # done with it: stop retaining its WAL
         out = {"rates": [r or "flat out" for r in LATENCY_RATES], "duration_s": self.sizes["latency_s"],
                "repeat": self.sizes["repeat"], "contenders": {}, "runs": [], "walbust_metrics": None}
+        out["floor"] = self.latency_floor()
         pooled = {}
         for rep in range(self.sizes["repeat"]):
             for contender in ("naive", "walbust"):
@@ -374,6 +375,36 @@ log: {{level: info}}
             out["walbust_metrics"] = ("not served: GET /metrics on this build of walbust answers nothing, "
                                       "so walbust_commit_to_delete_seconds is not reported")
         return out
+
+    def latency_floor(self):
+        """The measurement's own noise: the writer deletes each key itself right away, so
+        what the watcher reports is only notification delivery and the harness's threads."""
+        self.r.flushall()
+        watcher = latency.DeleteWatcher(self.rds.url)
+        watcher.start()
+        floor = {}
+        try:
+            for rate in LATENCY_RATES[:2]:
+                n = int(rate * self.sizes["latency_s"])
+                keys = [f"floor_{rate}_{i}".encode() for i in range(n)]
+                self.r.mset({k: b"x" for k in keys})
+                commits = {}
+                t0 = time.perf_counter()
+                for i, k in enumerate(keys):
+                    delay = t0 + i / rate - time.perf_counter()
+                    if delay > 0:
+                        time.sleep(delay)
+                    self.r.unlink(k)
+                    commits[k] = time.perf_counter()
+                latency.wait_for_deletes(watcher, commits, 10)
+                s = latency.summarize(latency.latencies_ms(commits, watcher), n, rate)
+                s.pop("quantiles_ms")
+                floor[str(rate)] = s
+                log(f"latency floor at {rate}/s (the harness deleting itself): p50 {fmt_ms(s['p50_ms'])}  "
+                    f"p99 {fmt_ms(s['p99_ms'])}  max {fmt_ms(s['max_ms'])}")
+        finally:
+            watcher.stop()
+        return floor
 
     def latency_session(self, contender, run, out):
         slot = self._name(f"lat_{contender}")

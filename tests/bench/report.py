@@ -138,6 +138,13 @@ def markdown(res):
                 L.append(f"| {label} | {c} | {_n(ph['achieved_rate'])} | {ph['observed']}/{ph['transactions']} | "
                          f"{ph['before_commit_returned']} | {_f(ph['p50_ms'])} | {_f(ph['p90_ms'])} | "
                          f"{_f(ph['p99_ms'])} | {_f(ph['max_ms'])} | {per_run} | {metric} |")
+        fl = lat.get("floor")
+        if fl:
+            L.append("")
+            L.append("Measurement floor (no database, no consumer: the writer UNLINKs each key itself and the "
+                     "watcher times the notification): " + "; ".join(
+                         f"{rate}/s p50 {_f(s['p50_ms'])} ms, p99 {_f(s['p99_ms'])} ms, max {_f(s['max_ms'])} ms"
+                         for rate, s in fl.items()) + ".")
         L.append("")
         L.append("A delete can be seen a little before the writer reads the clock after its COMMIT returned "
                  "(the writer thread waits for a CPU on this busy 2-core machine): such samples count as "
