@@ -15,6 +15,8 @@ PACKAGES=(
   postgresql-15 postgresql-client-15 redis-server redis-tools
   # test helpers (always used through /usr/bin/python3)
   python3 python3-psycopg2 python3-redis python3-django python3-django-redis
+  # benchmark plots (tests/bench)
+  python3-matplotlib
   # tools used by tests
   procps iproute2 util-linux systemd prometheus python3-yaml
 )

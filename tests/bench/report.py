@@ -1,0 +1,298 @@
+"""Turns the benchmark's results into the project's targets, a markdown report and plots."""
+
+import os
+
+# The project's stated targets (reported, never enforced).
+RECVLOGICAL_RATIO = 1.05
+NAIVE_RATIO = 0.33
+RSS_MB = 32.0
+P99_PACED_MS = 1.0
+P99_FLAT_MS = 5.0
+
+
+def _f(v, fmt="{:.2f}"):
+    return "n/a" if v is None else fmt.format(v)
+
+
+def _pct(v):
+    return "n/a" if v is None else f"{100 * v:.0f}%"
+
+
+def _n(v):
+    return "n/a" if v is None else f"{v:,.0f}"
+
+
+def targets(res):
+    out = []
+
+    def add(name, target, measured, met, unit=""):
+        out.append({"target": name, "goal": target, "measured": measured, "met": met, "unit": unit})
+
+    s = res.get("backlog", {}).get("summary", {})
+    if "walbust/pg_recvlogical" in s:
+        v = s["walbust/pg_recvlogical"]
+        add("backlog wall time vs pg_recvlogical", f"≤ {RECVLOGICAL_RATIO}×", f"{v:.2f}×", v <= RECVLOGICAL_RATIO)
+    if "walbust/naive" in s:
+        v = s["walbust/naive"]
+        add("backlog wall time vs naive consumer", f"≤ {NAIVE_RATIO}×", f"{v:.2f}×", v <= NAIVE_RATIO)
+    if "walbust" in s:
+        v = s["walbust"]["max_rss_mb"]
+        add("peak RSS on the backlog", f"≤ {RSS_MB:.0f} MB", f"{v:.1f} MB", v <= RSS_MB)
+    for r in res.get("large", {}).get("runs", []):
+        if r["contender"] == "walbust":
+            v = r["max_rss_mb"]
+            add(f"peak RSS on one {res['large']['rows']:,}-row transaction", f"≤ {RSS_MB:.0f} MB", f"{v:.1f} MB",
+                v <= RSS_MB)
+    phases = res.get("latency", {}).get("contenders", {}).get("walbust", {}).get("phases", {})
+    if "1500" in phases and phases["1500"]["p99_ms"] is not None:
+        v = phases["1500"]["p99_ms"]
+        add("commit→delete p99 at 1500 txn/s", f"≤ {P99_PACED_MS:g} ms", f"{v:.2f} ms", v <= P99_PACED_MS)
+    if "flat out" in phases and phases["flat out"]["p99_ms"] is not None:
+        v = phases["flat out"]["p99_ms"]
+        add("commit→delete p99 flat out", f"≤ {P99_FLAT_MS:g} ms", f"{v:.2f} ms", v <= P99_FLAT_MS)
+    return out
+
+
+def markdown(res):
+    m, w = res["machine"], res["walbust"]
+    L = []
+    L.append(f"# walbust benchmark ({res['mode']} mode)")
+    L.append("")
+    L.append(f"Started {res['started']}, took {res['duration_s']:.0f} s. walbust `{w['commit']}` "
+             f"({w['version']}, {w['build_type']} build).")
+    L.append("")
+    L.append(f"Machine: {m['nproc']} CPUs, {m['cpu_model']}, {m['ram_gib']} GiB RAM, Linux {m['kernel']}; "
+             f"PostgreSQL {m['postgresql']}, Redis {m['redis']}; Python {m['python']}, psycopg2 {m['psycopg2']}, "
+             f"redis-py {m['redis_py']}. Load average (1/5/15 min) at start "
+             f"{'/'.join(f'{x:.2f}' for x in m['load_avg_start'])}, at end "
+             f"{'/'.join(f'{x:.2f}' for x in m.get('load_avg_end', []))}.")
+    L.append("")
+    L.append("Every contender runs alone against the same servers; all share the machine with PostgreSQL "
+             "(the walsender decodes on one core) and Redis, so a busy machine shows as spread between runs.")
+
+    b = res.get("backlog")
+    if b:
+        s = b["summary"]
+        L.append("")
+        L.append(f"## Backlog: {b['changes']:,} row changes in {b['transactions']:,} transactions")
+        L.append("")
+        L.append(f"Table of {b['table_rows']:,} rows with REPLICA IDENTITY FULL; {b['keys_per_change']} keys per "
+                 f"change (rules/blog.yaml); each contender reads its own copy of one slot up to {b['endpos']}. "
+                 f"Medians of {s.get('walbust', {}).get('runs', 0)} runs; min–max in brackets.")
+        L.append("")
+        L.append("| contender | wall s | changes/s | keys/s | CPU s (user+sys) | peak RSS MB | walsender CPU s | "
+                 "Redis CPU s | Redis commands |")
+        L.append("|---|---|---|---|---|---|---|---|---|")
+        for c in ("pg_recvlogical", "naive", "walbust"):
+            if c not in s:
+                continue
+            x = s[c]
+            L.append(f"| {c} | {x['wall_s']:.2f} ({x['wall_min_s']:.2f}–{x['wall_max_s']:.2f}) | "
+                     f"{_n(x['changes_per_s'])} | {_n(x['keys_per_s'])} | {x['cpu_s']:.2f} | "
+                     f"{x['max_rss_mb']:.1f} | {x['walsender_cpu_s']:.2f} | {x['redis_cpu_s']:.2f} | "
+                     f"{_n(x['redis_commands']) if c != 'pg_recvlogical' else '–'} |")
+        L.append("")
+        ratios = [f"walbust/{o} = **{s[f'walbust/{o}']:.2f}×**" for o in ("pg_recvlogical", "naive")
+                  if f"walbust/{o}" in s]
+        if ratios:
+            L.append("Wall-time ratios: " + ", ".join(ratios) + ".")
+            L.append("")
+        L.append("<details><summary>Every run</summary>")
+        L.append("")
+        L.append("| run | contender | exit | wall s | changes/s | CPU user s | CPU sys s | peak RSS MB | "
+                 "walsender CPU s | Redis CPU s | Redis commands | load 1m | idle before | acked to end | Redis keys left |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in b["runs"]:
+            L.append(f"| {r['run']} | {r['contender']} | {r['exit_code']} | {r['wall_s']:.2f} | "
+                     f"{_n(r['changes_per_s'])} | {r['cpu_user_s']:.2f} | {r['cpu_sys_s']:.2f} | "
+                     f"{r['max_rss_mb']:.1f} | {_f(r['walsender_cpu_s'])} | {r['redis_cpu_s']:.2f} | "
+                     f"{_n(r['redis_commands']) if 'keys' in r else '–'} | {r['load_avg_1m']:.2f} | {_pct(r['idle_before'])} | "
+                     f"{'yes' if r['acknowledged_to_endpos'] else '**no**'} | {r.get('redis_keys_left', '–')} |")
+        L.append("")
+        L.append("</details>")
+
+    lat = res.get("latency")
+    if lat:
+        L.append("")
+        L.append(f"## Commit→delete latency (single-row transactions, {lat['duration_s']:.0f} s per rate)")
+        L.append("")
+        L.append("Measured outside the consumer: COMMIT return time in the writer against the Redis keyspace "
+                 "notification of the key's deletion, both on the harness's monotonic clock.")
+        L.append("")
+        L.append(f"Samples of {lat['repeat']} runs per consumer pooled; the p99 of each run is listed too.")
+        L.append("")
+        L.append("| rate txn/s | contender | achieved txn/s | observed | ≤ 0 | p50 ms | p90 ms | p99 ms | max ms | "
+                 "p99 per run ms | walbust metric p50 / p99 ms |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        for rate in lat["rates"]:
+            label = str(rate)
+            for c in ("naive", "walbust"):
+                ph = lat["contenders"].get(c, {}).get("phases", {}).get(label)
+                if not ph:
+                    continue
+                metric = "–"
+                if c == "walbust":
+                    wm = ph.get("walbust_metric")
+                    metric = f"{_f(wm['p50_ms'])} / {_f(wm['p99_ms'])}" if wm else "not served"
+                per_run = ", ".join(_f(v) for v in ph["p99_ms_per_run"])
+                L.append(f"| {label} | {c} | {_n(ph['achieved_rate'])} | {ph['observed']}/{ph['transactions']} | "
+                         f"{ph['before_commit_returned']} | {_f(ph['p50_ms'])} | {_f(ph['p90_ms'])} | "
+                         f"{_f(ph['p99_ms'])} | {_f(ph['max_ms'])} | {per_run} | {metric} |")
+        fl = lat.get("floor")
+        if fl:
+            L.append("")
+            L.append("Measurement floor (no database, no consumer: the writer UNLINKs each key itself and the "
+                     "watcher times the notification): " + "; ".join(
+                         f"{rate}/s p50 {_f(s['p50_ms'])} ms, p99 {_f(s['p99_ms'])} ms, max {_f(s['max_ms'])} ms"
+                         for rate, s in fl.items()) + ".")
+        L.append("")
+        L.append("A delete can be seen a little before the writer reads the clock after its COMMIT returned "
+                 "(the writer thread waits for a CPU on this busy 2-core machine): such samples count as "
+                 "latency ≤ 0 and stay in the distribution. Flat out, the writer, PostgreSQL, Redis, the "
+                 "consumer and the subscriber all compete for the two cores.")
+        if isinstance(lat.get("walbust_metrics"), str) and lat["walbust_metrics"] != "served":
+            L.append("")
+            L.append(f"walbust's own histogram: {lat['walbust_metrics']}.")
+
+    lg = res.get("large")
+    if lg:
+        L.append("")
+        L.append(f"## Large transaction: one UPDATE of {lg['rows']:,} rows")
+        L.append("")
+        L.append(f"The UPDATE itself took {lg['update_s']:.1f} s. Wall time runs from the consumer's start to its "
+                 "exit at the end LSN; the walsender first decodes the whole transaction (proto_version 1 does "
+                 "not stream transactions in progress).")
+        L.append("")
+        L.append("| contender | wall s | changes/s | CPU s | peak RSS MB | walsender CPU s | Redis CPU s | "
+                 "Redis keys left |")
+        L.append("|---|---|---|---|---|---|---|---|")
+        for r in lg["runs"]:
+            L.append(f"| {r['contender']} | {r['wall_s']:.2f} | {_n(r['changes_per_s'])} | {r['cpu_s']:.2f} | "
+                     f"{r['max_rss_mb']:.1f} | {_f(r['walsender_cpu_s'])} | {r['redis_cpu_s']:.2f} | "
+                     f"{r.get('redis_keys_left', '–')} |")
+
+    sc = res.get("scaling")
+    if sc:
+        L.append("")
+        L.append("## Scaling (walbust on the backlog, one run each)")
+        L.append("")
+        L.append("Only the blog rules' own keys are prefilled; the extra templates' keys do not exist, so their "
+                 "UNLINKs find nothing (the cost of a delete that hits is in the first row).")
+        L.append("")
+        L.append("| keys per change | wall s | changes/s | keys/s | CPU s | peak RSS MB | Redis CPU s | Redis commands | "
+                 "load 1m |")
+        L.append("|---|---|---|---|---|---|---|---|---|")
+        for r in sc["keys_per_change"]:
+            L.append(f"| {r['keys_per_change']} | {r['wall_s']:.2f} | {_n(r['changes_per_s'])} | "
+                     f"{_n(r['keys_per_s'])} | {r['cpu_s']:.2f} | {r['max_rss_mb']:.1f} | {r['redis_cpu_s']:.2f} | "
+                     f"{_n(r['redis_commands'])} | {r['load_avg_1m']:.2f} |")
+        L.append("")
+        L.append("| batch.max_keys | wall s | changes/s | keys/s | CPU s | peak RSS MB | Redis CPU s | Redis commands | "
+                 "load 1m |")
+        L.append("|---|---|---|---|---|---|---|---|---|")
+        for r in sc["batch"]:
+            L.append(f"| {r['max_keys']} | {r['wall_s']:.2f} | {_n(r['changes_per_s'])} | {_n(r['keys_per_s'])} | "
+                     f"{r['cpu_s']:.2f} | {r['max_rss_mb']:.1f} | {r['redis_cpu_s']:.2f} | {_n(r['redis_commands'])} | "
+                     f"{r['load_avg_1m']:.2f} |")
+
+    t = res.get("targets")
+    if t:
+        L.append("")
+        L.append("## The project's targets (reported, not enforced)")
+        L.append("")
+        L.append("| target | goal | measured | met |")
+        L.append("|---|---|---|---|")
+        for x in t:
+            L.append(f"| {x['target']} | {x['goal']} | {x['measured']} | {'yes' if x['met'] else '**no**'} |")
+    L.append("")
+    return "\n".join(L)
+
+
+def plots(res, out_dir):
+    """PNG plots next to the report; returns their paths (none when matplotlib is missing)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    paths = []
+    colors = {"pg_recvlogical": "#888888", "naive": "#d95f02", "walbust": "#1b9e77"}
+
+    b = res.get("backlog")
+    if b and b["summary"]:
+        contenders = [c for c in ("pg_recvlogical", "naive", "walbust") if c in b["summary"]]
+        fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+        for ax, key, title in zip(axes, ("changes_per_s", "cpu_s", "max_rss_mb"),
+                                  ("row changes per second", "CPU seconds (user+sys)", "peak RSS (MB)")):
+            vals = [b["summary"][c][key] if key != "max_rss_mb" else b["summary"][c][key] for c in contenders]
+            ax.bar(contenders, vals, color=[colors[c] for c in contenders])
+            for i, c in enumerate(contenders):
+                pts = [r[key] for r in b["runs"] if r["contender"] == c and r["exit_code"] == 0]
+                ax.plot([i] * len(pts), pts, "k.", markersize=6)
+            ax.set_title(title)
+        fig.suptitle(f"Backlog of {b['changes']:,} row changes ({res['mode']} mode): medians, dots are runs")
+        fig.tight_layout()
+        p = os.path.join(out_dir, "throughput.png")
+        fig.savefig(p, dpi=90)
+        plt.close(fig)
+        paths.append(p)
+
+    lat = res.get("latency")
+    if lat and lat["contenders"]:
+        rates = [str(r) for r in lat["rates"]]
+        fig, axes = plt.subplots(1, len(rates), figsize=(5 * len(rates), 4), sharey=True)
+        for ax, rate in zip(axes, rates):
+            for c in ("naive", "walbust"):
+                ph = lat["contenders"].get(c, {}).get("phases", {}).get(rate)
+                if not ph or not ph["quantiles_ms"]:
+                    continue
+                qs = ph["quantiles_ms"]
+                ys = [i / (len(qs) - 1) for i in range(len(qs))]
+                # Non-positive latencies (see latency.summarize) sit at the left edge; the curve
+                # starts at their share.
+                ax.plot([max(q, 0.01) for q in qs], ys, label=f"{c} (p99 {ph['p99_ms']:.2f} ms)", color=colors[c])
+            ax.set_xscale("log")
+            ax.set_xlim(left=0.01)
+            ax.set_xlabel("commit→delete (ms, log scale)")
+            ax.set_title(f"{rate} txn/s" if rate != "flat out" else "flat out")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=8)
+        axes[0].set_ylabel("share of transactions")
+        fig.suptitle("Commit→delete latency, cumulative distribution")
+        fig.tight_layout()
+        p = os.path.join(out_dir, "latency.png")
+        fig.savefig(p, dpi=90)
+        plt.close(fig)
+        paths.append(p)
+
+    sc = res.get("scaling")
+    if sc:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        k = sc["keys_per_change"]
+        axes[0].plot([r["keys_per_change"] for r in k], [r["wall_s"] for r in k], "o-", color=colors["walbust"])
+        axes[0].set_xscale("log", base=2)
+        axes[0].set_xticks([r["keys_per_change"] for r in k], [str(r["keys_per_change"]) for r in k])
+        axes[0].set_xlabel("keys per row change")
+        axes[0].set_ylabel("wall time (s)")
+        axes[0].set_title("more keys per change")
+        bt = sc["batch"]
+        axes[1].plot([r["max_keys"] for r in bt], [r["wall_s"] for r in bt], "o-", color=colors["walbust"])
+        axes[1].set_xscale("log")
+        axes[1].set_xlabel("batch.max_keys")
+        axes[1].set_title("batch size")
+        ceiling = res.get("backlog", {}).get("summary", {}).get("pg_recvlogical")
+        for ax in axes:
+            if ceiling:
+                ax.axhline(ceiling["wall_s"], color=colors["pg_recvlogical"], linestyle="--",
+                           label="pg_recvlogical (backlog median)")
+                ax.legend(fontsize=8)
+            ax.set_ylim(bottom=0)
+            ax.grid(True, alpha=0.3)
+        fig.suptitle("walbust scaling on the backlog")
+        fig.tight_layout()
+        p = os.path.join(out_dir, "scaling.png")
+        fig.savefig(p, dpi=90)
+        plt.close(fig)
+        paths.append(p)
+    return paths
