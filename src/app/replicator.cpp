@@ -91,6 +91,7 @@ Replicator::Replicator(Config config, RuleSet rules, std::optional<Lsn> endpos)
       rule_targets_(rule_target_masks(*rules_, config_)),
       conn_(config_.postgres.dsn, pg_password_),
       state_(config_.state_dir, config_.postgres.slot),
+      state_writer_(state_),
       local_(config_.targets.size()) {
   for (std::size_t i = 0; i < config_.targets.size(); ++i) {
     const auto& t = config_.targets[i];
@@ -417,8 +418,10 @@ void Replicator::stream_loop() {
         throw PgError("", "the server ended the replication stream");
       case ReplicationFrame::Kind::None: {
         // Nothing buffered: hand over what was gathered before blocking, so batching
-        // never adds latency.
-        if (!flush_local()) return;
+        // never adds latency. Inside a transaction nothing can be acknowledged before
+        // its Commit, so small pieces wait for it (large ones go every kLocalChunk):
+        // fewer, fuller pipelines and fewer thread wake-ups under load.
+        if ((!stream_.in_transaction() || local_size() >= kLocalChunk) && !flush_local()) return;
         const auto now = Clock::now();
         auto deadline = std::min({next_status_, next_progress_, next_watchdog_});
         if (endpos_ && tracker_.idle()) {
@@ -523,14 +526,17 @@ void Replicator::send_status(bool reply_requested) {
   conn_.send_status(flush, reply_requested);
   metrics_.confirmed_flush_lsn.set(static_cast<double>(flush));
   next_status_ = Clock::now() + config_.postgres.status_interval;
-  if (flush != last_saved_lsn_) save_state();
+  if (flush != last_saved_lsn_ && !system_id_.empty()) {
+    state_writer_.submit(SlotState{system_id_, database_, config_.postgres.slot, flush});
+    last_saved_lsn_ = flush;
+  }
 }
 
 void Replicator::save_state() {
   if (system_id_.empty()) return;  // never connected: nothing known worth recording
   const Lsn flush = tracker_.flush_lsn();
   try {
-    state_.save(SlotState{system_id_, database_, config_.postgres.slot, flush});
+    state_writer_.save_now(SlotState{system_id_, database_, config_.postgres.slot, flush});
     last_saved_lsn_ = flush;
   } catch (const std::exception& e) {
     // Losing the state file only weakens gap detection; it must not stop invalidation.
@@ -633,6 +639,7 @@ void Replicator::shutdown(bool drain_fully) {
     }
   }
   conn_.close();
+  state_writer_.stop();
   save_state();
   if (slot_poller_) slot_poller_->stop();
   if (metrics_server_) metrics_server_->stop();

@@ -13,6 +13,7 @@
 #include "run_metrics.h"
 #include "sink_worker.h"
 #include "slot_poller.h"
+#include "state_writer.h"
 #include "walbust/ack_tracker.h"
 #include "walbust/action_queue.h"
 #include "walbust/change_stream.h"
@@ -81,6 +82,7 @@ class Replicator final : public ChangeHandler {
   PgReplicationConnection conn_;
   ChangeStream stream_;
   StateStore state_;
+  StateWriter state_writer_;
   SystemdNotifier notifier_;
   std::unique_ptr<MetricsServer> metrics_server_;
   std::unique_ptr<SlotPoller> slot_poller_;
