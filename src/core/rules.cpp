@@ -786,9 +786,31 @@ class Planner {
 
   // Calls render_one(rows) for each row image the change has: plain {col} renders the new
   // and the old row; a template that pins images renders once, where they exist.
+  // True when every plain {col} of these templates has the same known value in the old
+  // and the new row: rendering the old image would only repeat the new one's keys. An
+  // old value that was not sent (Absent) is unknown, so the old image is still rendered
+  // (and reports the failure).
+  template <typename Templates>
+  [[nodiscard]] bool images_agree(const Templates& templates) const {
+    if (rows_.old_row == nullptr || rows_.new_row == nullptr) return false;
+    for (const KeyTemplate& t : templates) {
+      for (const auto& p : t.placeholders()) {
+        if (p.image != RowImage::Current) continue;
+        const int i = rows_.relation->column_index(p.column);
+        if (i < 0) return false;
+        const Value& o = (*rows_.old_row)[static_cast<std::size_t>(i)];
+        const Value& n = (*rows_.new_row)[static_cast<std::size_t>(i)];
+        if (o.kind != Value::Kind::Text && o.kind != Value::Kind::Null) return false;
+        if (n.kind == Value::Kind::Unchanged) continue;  // rendered from the old value
+        if (o.kind != n.kind || o.text != n.text) return false;
+      }
+    }
+    return true;
+  }
+
   template <typename RenderOne>
   void for_each_image(bool uses_current, bool uses_old, bool uses_new, std::string_view old_column,
-                      RenderOne&& render_one) {
+                      RenderOne&& render_one, bool images_agree = false) {
     RenderRows rows = rows_;
     if (uses_old && rows.old_row == nullptr) {
       // An insert never has one; an update or delete should have, so that is a failure.
@@ -804,6 +826,7 @@ class Planner {
     if (rows.new_row != nullptr) {
       rows.current = RowImage::New;
       render_one(rows);
+      if (images_agree) return;
     }
     if (rows.old_row != nullptr) {
       rows.current = RowImage::Old;
@@ -824,6 +847,7 @@ class Planner {
     const bool current = t.uses(RowImage::Current);
     const bool old = t.uses(RowImage::Old);
     const std::string_view column = first_column(t, old ? RowImage::Old : RowImage::Current);
+    const bool agree = current && images_agree(std::array<std::reference_wrapper<const KeyTemplate>, 1>{t});
     for_each_image(current, old, t.uses(RowImage::New), column, [&](const RenderRows& rows) {
       std::string key =
           kind == ActionKind::DeletePattern ? rule_->pattern_prefix : rule_->key_prefix;
@@ -836,7 +860,7 @@ class Planner {
       if (kind == ActionKind::BumpVersion) value = std::to_string(change_.commit_lsn);
       emit(out_, begin_,
            Action{kind, index_, std::move(key), std::move(value), rule_->redelete_after_ms});
-    });
+    }, agree);
   }
 
   void render(const Fragment& f, const RenderOptions& options) {
@@ -844,6 +868,7 @@ class Planner {
     for (const auto& t : f.vary_on) {
       if (column.empty()) column = first_column(t, f.uses_old ? RowImage::Old : RowImage::Current);
     }
+    const bool agree = f.uses_current && images_agree(f.vary_on);
     for_each_image(f.uses_current, f.uses_old, f.uses_new, column, [&](const RenderRows& rows) {
       values_.clear();
       for (const auto& t : f.vary_on) {
@@ -862,7 +887,7 @@ class Planner {
                   rule_->key_prefix + django_fragment_key(f.name, values_),
                   {},
                   rule_->redelete_after_ms});
-    });
+    }, agree);
   }
 
   const Change& change_;
