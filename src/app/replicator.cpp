@@ -199,7 +199,8 @@ int Replicator::run() {
   Backoff backoff(std::chrono::milliseconds(500), std::chrono::seconds(30));
   std::mt19937_64 rng(std::random_device{}());
   std::uniform_real_distribution<double> jitter(0.0, 1.0);
-  bool outage = false;
+  bool outage = false;   // connection lost (or standing by) since the last successful start
+  bool standby = false;  // the last failure was the slot held by another consumer
   while (!stopping()) {
     try {
       status_text_ = "connecting to PostgreSQL";
@@ -208,8 +209,15 @@ int Replicator::run() {
         exit_code_ = code;
         break;
       }
-      if (outage) spdlog::info("postgres: streaming again from slot {}", config_.postgres.slot);
+      if (outage && !standby) {
+        // One count and one info line per outage, however many attempts it took.
+        metrics_.pg_reconnects.inc();
+        spdlog::info("postgres: streaming again from slot {}", config_.postgres.slot);
+      } else if (standby) {
+        spdlog::info("postgres: took over slot {}", config_.postgres.slot);
+      }
       outage = false;
+      standby = false;
       backoff.reset();
       stream_loop();
       if (stopping()) break;
@@ -233,7 +241,6 @@ int Replicator::run() {
         }
         status_text_ = "standby: slot " + config_.postgres.slot + " in use by another consumer";
       } else {
-        metrics_.pg_reconnects.inc();
         if (!outage) {
           spdlog::warn("postgres: {}; reconnecting with backoff", e.what());
         } else {
@@ -242,6 +249,7 @@ int Replicator::run() {
         status_text_ = "reconnecting to PostgreSQL";
       }
       outage = true;
+      standby = in_use;
       auto delay = backoff.next(jitter(rng));
       // A standby retries within status_interval, so it takes over that fast.
       if (in_use) delay = std::min(delay, config_.postgres.status_interval);

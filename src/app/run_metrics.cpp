@@ -26,7 +26,7 @@ TargetMetrics::TargetMetrics(MetricsRegistry& r, const std::string& target)
       commands(r.counter("walbust_redis_commands_total", "Commands sent to Redis", {{"target", target}})),
       errors(r.counter("walbust_redis_errors_total", "Failed Redis attempts (error replies, timeouts, lost connections)",
                        {{"target", target}})),
-      reconnects(r.counter("walbust_reconnects_total", "Reconnections after a lost connection",
+      reconnects(r.counter("walbust_reconnects_total", "Connections re-established after an outage (one per outage)",
                            {{"target", "redis:" + target}})),
       batches(r.counter("walbust_redis_batches_total", "Pipelines confirmed by Redis", {{"target", target}})),
       batch_keys(r.histogram("walbust_batch_keys", "Distinct keys per Redis pipeline",
@@ -37,7 +37,7 @@ TargetMetrics::TargetMetrics(MetricsRegistry& r, const std::string& target)
 
 RunMetrics::RunMetrics(const std::vector<std::string>& target_names)
     : transactions(registry.counter("walbust_transactions_total", "Committed transactions read from the slot")),
-      pg_reconnects(registry.counter("walbust_reconnects_total", "Reconnections after a lost connection",
+      pg_reconnects(registry.counter("walbust_reconnects_total", "Connections re-established after an outage (one per outage)",
                                      {{"target", "postgres"}})),
       reloads_ok(registry.counter("walbust_config_reloads_total", "Configuration reloads (SIGHUP)", {{"result", "ok"}})),
       reloads_error(registry.counter("walbust_config_reloads_total", "Configuration reloads (SIGHUP)",
