@@ -19,6 +19,8 @@ import time
 
 import redis as redis_py
 
+from fixtures import free_port, log_tail, wait_redis_ping
+
 REDIS_SERVER = os.environ.get("WALBUST_REDIS_SERVER", "redis-server")
 REDIS_CLI = os.environ.get("WALBUST_REDIS_CLI", "redis-cli")
 
@@ -80,21 +82,11 @@ def _cluster_ports(count, taken):
     """`count` ports p whose cluster bus port p+10000 is free too."""
     ports = []
     while len(ports) < count:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            p = s.getsockname()[1]
+        p = free_port()
         if p + 10000 > 65535 or p in taken or p in ports or not _port_free(p + 10000):
             continue
         ports.append(p)
     return ports
-
-
-def _tail(path, lines=30):
-    try:
-        with open(path, "rb") as f:
-            return "\n".join(f.read().decode("utf-8", "replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 def wait_until(predicate, timeout, message):
@@ -140,18 +132,10 @@ class ClusterNodeProcess:
             "--logfile", self.logfile, "--daemonize", "no",
         ]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            try:
-                if self.client(socket_timeout=1).ping():
-                    return
-            except redis_py.exceptions.ConnectionError:
-                pass
-            time.sleep(0.02)
+        if wait_redis_ping(self.proc, self.client):
+            return
         self.stop()
-        raise ClusterError(f"redis-server {self.name} failed to start:\n{_tail(self.logfile)}")
+        raise ClusterError(f"redis-server {self.name} failed to start:\n{log_tail(self.logfile)}")
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None

@@ -435,6 +435,22 @@ def commit_and_get_end_lsn(conn):
 # Redis
 
 
+def wait_redis_ping(proc, client, timeout=20.0):
+    """Waits until a just-started redis-server answers PING; False when it exited first or
+    did not answer in time. `client(socket_timeout=...)` makes a redis-py client for it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            if client(socket_timeout=1).ping():
+                return True
+        except redis_py.exceptions.ConnectionError:
+            pass
+        time.sleep(0.02)
+    return False
+
+
 class RedisServer:
     """A throwaway redis-server without persistence."""
 
@@ -485,16 +501,8 @@ class RedisServer:
                 argv += ["--notify-keyspace-events", self.notify_keyspace_events]
             argv += self.extra_args
             self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    break
-                try:
-                    if self.client(socket_timeout=1).ping():
-                        return
-                except redis_py.exceptions.ConnectionError:
-                    pass
-                time.sleep(0.02)
+            if wait_redis_ping(self.proc, self.client):
+                return
             tail = log_tail(self.logfile)
             self._terminate()
             if "Address already in use" in tail:
