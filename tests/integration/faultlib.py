@@ -579,10 +579,21 @@ class FaultCase(unittest.TestCase):
                 stray.append(line)
         return records, stray
 
-    def log_lines(self, pattern, whole=True):
-        """Lines of walbust's log matching the regex."""
+    def log_records(self, pattern, whole=True):
+        """Records of walbust's text log matching the regex. A record is a line starting
+        with a timestamp plus the lines that follow it without one (messages from libpq
+        carry newlines)."""
         rx = re.compile(pattern)
-        return [l for l in self.walbust.log(whole=whole).splitlines() if rx.search(l)]
+        records = []
+        for line in self.walbust.log(whole=whole).splitlines():
+            if _RECORD_START.match(line) or not records:
+                records.append(line)
+            else:
+                records[-1] += "\n" + line
+        return [r for r in records if rx.search(r)]
+
+
+_RECORD_START = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} |=== walbust run)")
 
 
 def read_state(w):
