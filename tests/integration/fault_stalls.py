@@ -33,7 +33,7 @@ class ClientPauseTest(FaultCase):
         pool = KeyPool(self.r, "cp-", chunk=4000)
         w = self.start_walbust()
         w.sync(timeout=30 * SLOW)
-        self.pg.create_slot("fault_oracle")
+        self.create_oracle_slot()
         mark = faultlib.audit_mark(self.pg)
         work = EventWorkload(self.pg, pool, seed=5002).start()
         self.addCleanup(work.close)
@@ -46,19 +46,10 @@ class ClientPauseTest(FaultCase):
             pause_writes(self.r, 10000)
             # Just before the pause ends: transactions committed during it are unconfirmed.
             time.sleep(8.5)
-            confirmed = self.pg.confirmed_flush_lsn()
-            ends = faultlib.commit_end_lsns(self.pg, "fault_oracle")
-            # (a commit sent within 0.2 s of the pause may have been handled just before it)
-            after = [ends[x] for x, t in list(work.commits) if t > t_pause + 0.2 and x in ends]
-            self.assertTrue(after, "no transaction committed during the pause")
-            self.assertLess(confirmed, min(after),
-                            f"rep {rep}: a transaction committed during CLIENT PAUSE WRITE was"
-                            f" acknowledged\n{w.log_tail()}")
-            checked += len(after)
+            checked += self.assert_unacknowledged_since(t_pause, work, f"pause {rep}")
             w.wait_for(lambda: len(self.log_records(r"redis .*reachable again")) > rep,
                        timeout=30 * SLOW, message=f"deletes flowing again after pause {rep}")
-            self.pg.execute("SELECT pg_replication_slot_advance('fault_oracle',"
-                            " pg_current_wal_lsn())")
+            self.advance_oracle_slot()
         work.stop()
         w.sync(timeout=60 * SLOW)
         keys = self.check_oracle(pool, mark, "client-pause")

@@ -566,6 +566,34 @@ class FaultCase(unittest.TestCase):
 
     lost = 0
 
+    # -- "nothing is acknowledged while Redis is unreachable" --------------------------
+
+    ORACLE_SLOT = "fault_oracle"
+
+    def create_oracle_slot(self):
+        """A spare slot that sees the same transactions and tells their commit end LSNs."""
+        self.pg.create_slot(self.ORACLE_SLOT)
+
+    def advance_oracle_slot(self):
+        """Consumes the spare slot's backlog, so peeking it stays cheap."""
+        self.pg.execute("SELECT pg_replication_slot_advance(%s, pg_current_wal_lsn())",
+                        (self.ORACLE_SLOT,))
+
+    def assert_unacknowledged_since(self, t_cut, work, what):
+        """No transaction whose COMMIT was sent after monotonic time t_cut (Redis cut off
+        since then) is acknowledged: confirmed_flush_lsn stays below the end LSN of the
+        first of them. Returns how many such transactions there were."""
+        confirmed = self.pg.confirmed_flush_lsn()
+        ends = commit_end_lsns(self.pg, self.ORACLE_SLOT)
+        after = [ends[x] for x, t in list(work.commits) if t > t_cut and x in ends]
+        self.assertTrue(after, f"{what}: no transaction committed while Redis was cut off")
+        first = min(after)
+        self.assertLess(confirmed, first,
+                        f"{what}: confirmed_flush_lsn {confirmed} covers a transaction that"
+                        f" committed (end {first}) while Redis was cut off\n"
+                        f"{self.walbust.log_tail()}")
+        return len(after)
+
     def json_log(self):
         """(records, stray): walbust's log under `log.format: json` as parsed objects, and
         every line that is not one (output that bypassed the logger)."""
