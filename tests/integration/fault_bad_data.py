@@ -159,7 +159,7 @@ class BadDataTest(FaultCase):
                 self.r.mset({k: "cached" for k in keys})
                 self.r.mset({k: "decoy" for k in PATTERN_DECOYS})
                 self.pg.execute(sql, (ids,))
-                w.sync(timeout=60 * SLOW)
+                self.sync_acknowledged()
                 left = faultlib.existing(self.r, keys)
                 self.lost += len(left)
                 self.assertEqual(left, set(), f"rep {rep} {step}: keys left:"

@@ -548,6 +548,19 @@ class FaultCase(unittest.TestCase):
     def metrics(self):
         return scrape(self.metrics_port)
 
+    def sync_acknowledged(self, timeout=60):
+        """Walbust.sync(), then waits until walbust acknowledged everything so far.
+
+        The marker's key alone is not enough with delete_pattern rules: within one
+        batch walbust sends plain deletes before pattern scans, so a later
+        transaction's key can vanish before an earlier transaction's pattern is done.
+        The acknowledgement comes only after both.
+        """
+        w = self.walbust
+        w.sync(timeout=timeout * SLOW)
+        end = fixtures.end_lsn_from_insert_lsn(self.pg.current_wal_insert_lsn())
+        w.wait_confirmed(end, timeout=timeout * SLOW)
+
     def check_oracle(self, pool, since=0, what=""):
         """Asserts every key derived since audit seq `since` is gone and every pool key
         that no committed change derives survived; returns the number of derived keys."""
@@ -621,7 +634,8 @@ class FaultCase(unittest.TestCase):
         return [r for r in records if rx.search(r)]
 
 
-_RECORD_START = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} |=== walbust run)")
+# A text record starts with a timestamp; a JSON record is one line.
+_RECORD_START = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} |=== walbust run|\{)")
 
 
 def read_state(w):
