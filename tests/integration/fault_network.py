@@ -17,6 +17,7 @@ After each scenario the oracle of faultlib.py checks that nothing was lost; whil
 cut off, nothing committed since may be acknowledged.
 """
 
+import datetime
 import random
 import time
 import unittest
@@ -144,6 +145,53 @@ class NetworkCutTest(ProxiedCase):
         self.scenario("net-redis-blackhole", fault, seed=6301, ack_check=True)
         warns = self.log_records(r" warning redis ")
         self.assertEqual(len(warns), REPEAT, "\n".join(warns))
+
+
+def intervals(times):
+    return [b - a for a, b in zip(times, times[1:])]
+
+
+class BackoffTest(ProxiedCase):
+    def assert_backoff(self, times, what):
+        """Retry times grow exponentially with jitter and never spin."""
+        d = intervals(times)
+        log(f"backoff {what}: {len(times)} attempts, intervals"
+            f" {', '.join(f'{x:.2f}' for x in d)} s")
+        self.assertGreaterEqual(len(d), 3, f"{what}: too few retries to judge: {d}")
+        self.assertLessEqual(len(times), 15, f"{what}: retries too often: {d}")
+        self.assertGreaterEqual(d[-1], 3 * d[0], f"{what}: retry intervals do not grow: {d}")
+        ratios = [b / a for a, b in zip(d, d[1:]) if a > 0]
+        self.assertFalse(all(1.95 <= r <= 2.05 for r in ratios),
+                         f"{what}: intervals double exactly, no jitter: {d}")
+
+    def test_reconnect_backoff(self):
+        """Exponential backoff with jitter: PostgreSQL 0.5 s doubling, Redis 0.1 s doubling."""
+        pool = KeyPool(self.r, "bo-")
+        w = self.start_proxied({"log": {"level": "debug"}})
+        work = EventWorkload(self.pg, pool, seed=6601)
+        self.addCleanup(work.close)
+
+        # Redis: new connections refused for 9 s; walbust notices at its next delete.
+        self.redis_proxy.refuse(True)
+        self.redis_proxy.reset()
+        t0 = time.monotonic()
+        work.run(3)
+        time.sleep(9)
+        self.redis_proxy.refuse(False)
+        self.wait_redis_again(1)
+        self.assert_backoff([t for t in self.redis_proxy.attempts if t > t0], "redis")
+
+        # PostgreSQL: down for 10 s; each failed attempt is logged at debug.
+        self.pg.stop("fast")
+        time.sleep(10)
+        self.pg.start()
+        self.wait_pg_streaming_again(1)
+        records = self.log_records(r" (warning|debug) postgres: (?!cannot read slot)")
+        stamps = [datetime.datetime.strptime(r[:23], "%Y-%m-%d %H:%M:%S.%f").timestamp()
+                  for r in records]
+        self.assert_backoff(stamps, "postgres")
+        work.run(5)
+        w.sync(timeout=30 * SLOW)
 
 
 class NetworkTimeoutTest(ProxiedCase):

@@ -128,6 +128,7 @@ class TcpProxy:
         self._lock = threading.Lock()
         self.accepted = 0
         self.refused = 0
+        self.attempts = []  # time.monotonic() of every incoming connection
         self.resets = 0
         self.bytes_forwarded = 0
         self._thread = threading.Thread(target=self._accept_loop, name="proxy-accept", daemon=True)
@@ -156,6 +157,7 @@ class TcpProxy:
                 if e.errno in (errno.EBADF, errno.EINVAL):
                     return
                 continue
+            self.attempts.append(time.monotonic())
             if self._refusing:
                 self.refused += 1
                 _abort(client)
