@@ -15,14 +15,13 @@ exit 1. The oracle: after a flush, no key derived from a missed change survives,
 the rules cannot produce survive flush_rules, and streaming continues without loss.
 """
 
-import json
 import os
 import time
 import unittest
 
 import fixtures
 import faultlib
-from faultlib import SLOW, EventWorkload, FaultCase, KeyPool, log, read_state, summary
+from faultlib import SLOW, EventWorkload, FaultCase, KeyPool, read_state, summary
 
 REPEAT = faultlib.repeat(3)
 
