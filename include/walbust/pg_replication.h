@@ -68,6 +68,8 @@ class PgReplicationConnection {
   void connect();  // throws PgError
   void close();
   [[nodiscard]] bool connected() const { return conn_ != nullptr; }
+  // The connection's socket, or -1 (for shutdown(2) from another thread).
+  [[nodiscard]] int socket() const;
 
   [[nodiscard]] SystemIdentity identify_system();
   [[nodiscard]] std::optional<SlotInfo> slot_info(const std::string& slot);

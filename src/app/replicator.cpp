@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
 #include <random>
 #include <thread>
 
@@ -12,6 +13,7 @@
 #include "walbust/backoff.h"
 #include "walbust/key_sink.h"
 #include "walbust/redis_client.h"
+#include "walbust/duration.h"
 #include "walbust/version.h"
 
 namespace walbust {
@@ -24,6 +26,9 @@ constexpr auto kShutdownGrace = std::chrono::seconds(8);
 // With --endpos and nothing to read, how often to ask the server where it is.
 constexpr auto kEndposProbe = std::chrono::milliseconds(200);
 constexpr auto kProgressInterval = std::chrono::seconds(10);
+// A replication connection silent this long, although asked for a reply half-way, is
+// dropped and reconnected.
+constexpr auto kReceiveTimeout = std::chrono::seconds(30);
 
 std::size_t queue_capacity(const BatchSettings& batch) {
   // Two batches: one in flight, one forming. Bounded, so memory does not follow backlog.
@@ -33,6 +38,31 @@ std::size_t queue_capacity(const BatchSettings& batch) {
 // A thread whose heartbeat is older than this is stalled: the watchdog stops pinging so
 // systemd restarts the service. Generous: Redis timeouts and backoff sleeps are shorter.
 constexpr auto kStallLimit = std::chrono::seconds(30);
+
+// SHOW wal_sender_timeout answers like "1min", "5s", "500ms", or "0" (disabled); a bare
+// number is in milliseconds, this setting's unit.
+std::optional<std::chrono::milliseconds> parse_guc_duration(const std::string& text) {
+  std::size_t i = 0;
+  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i])) != 0) ++i;
+  if (i == 0 || i > 12) return std::nullopt;
+  const long long n = std::stoll(text.substr(0, i));
+  const std::string unit = text.substr(i);
+  long long scale = 0;
+  if (unit.empty() || unit == "ms") {
+    scale = 1;
+  } else if (unit == "s") {
+    scale = 1000;
+  } else if (unit == "min") {
+    scale = 60000;
+  } else if (unit == "h") {
+    scale = 3600000;
+  } else if (unit == "d") {
+    scale = 86400000;
+  } else {
+    return std::nullopt;
+  }
+  return std::chrono::milliseconds(n * scale);
+}
 
 // Bit i set: rule sends its actions to target i. A rule without targets: every target.
 std::vector<std::uint64_t> rule_target_masks(const RuleSet& rules, const Config& config) {
@@ -273,8 +303,6 @@ int Replicator::run() {
 int Replicator::open_stream() {
   conn_.connect();
   const SystemIdentity id = conn_.identify_system();
-  system_id_ = id.system_id;
-  database_ = id.dbname;
   const auto saved = state_.load();
   if (saved && saved->system_identifier != id.system_id) {
     spdlog::error("state file {} belongs to database system {}, but this server is {}: refusing to stream "
@@ -283,6 +311,10 @@ int Replicator::open_stream() {
                   state_.path(), saved->system_identifier, id.system_id, state_.path());
     return kExitFailure;
   }
+  // Only now is this server known to be the one the state file describes (or the first).
+  system_id_ = id.system_id;
+  database_ = id.dbname;
+  adapt_status_interval();
   const std::string& slot_name = config_.postgres.slot;
   auto slot = conn_.slot_info(slot_name);
   if (slot && slot->wal_status == "lost") {
@@ -325,6 +357,7 @@ int Replicator::open_stream() {
   tracker_.start_from(start);
   metrics_.streaming.store(true);
   metrics_.standby.store(false);
+  state_valid_ = true;
   save_state();
   status_text_ = "streaming";
   spdlog::info("streaming from slot {} at {} (publication {}, {} rules)", slot_name, format_lsn(tracker_.flush_lsn()),
@@ -378,9 +411,27 @@ int Replicator::handle_gap(const std::string& what) {
   tracker_.start_from(start);
   conn_.start_replication(slot, config_.postgres.publication, kInvalidLsn);
   metrics_.streaming.store(true);
+  state_valid_ = true;
   save_state();
   status_text_ = "streaming";
   return -1;
+}
+
+void Replicator::adapt_status_interval() {
+  status_interval_ = config_.postgres.status_interval;
+  try {
+    const auto text = conn_.query_value("SHOW wal_sender_timeout");
+    const auto timeout = text ? parse_guc_duration(*text) : std::nullopt;
+    // The walsender drops a consumer silent for wal_sender_timeout; replying at least
+    // every half of it keeps even a consumer blocked on a slow Redis connected.
+    if (timeout && timeout->count() > 0 && *timeout / 2 < status_interval_) {
+      status_interval_ = std::max(std::chrono::milliseconds(100), *timeout / 2);
+      spdlog::info("postgres: wal_sender_timeout is {}; sending status updates every {} ms instead of every {}",
+                   *text, status_interval_.count(), format_duration(config_.postgres.status_interval));
+    }
+  } catch (const PgError& e) {
+    spdlog::debug("postgres: cannot read wal_sender_timeout: {}", e.what());
+  }
 }
 
 void Replicator::tick() {
@@ -403,11 +454,13 @@ void Replicator::tick() {
 }
 
 void Replicator::stream_loop() {
-  next_status_ = Clock::now() + config_.postgres.status_interval;
+  next_status_ = Clock::now() + status_interval_;
+  last_received_ = Clock::now();
   while (!stopping()) {
     tick();
     if (!stream_.in_transaction()) maybe_reload();
     const ReplicationFrame frame = conn_.try_read();
+    if (frame.kind != ReplicationFrame::Kind::None) last_received_ = Clock::now();
     switch (frame.kind) {
       case ReplicationFrame::Kind::XLogData:
         stream_.feed(frame.payload, frame.data_start, *this);
@@ -431,7 +484,20 @@ void Replicator::stream_loop() {
         // fewer, fuller pipelines and fewer thread wake-ups under load.
         if ((!stream_.in_transaction() || local_size() >= kLocalChunk) && !flush_local()) return;
         const auto now = Clock::now();
-        auto deadline = std::min({next_status_, next_progress_, next_watchdog_});
+        // Like wal_receiver_timeout: a connection that stays silent although we asked
+        // for a reply is dead even if TCP does not say so (a stranded middlebox).
+        const auto silence = now - last_received_;
+        if (silence >= kReceiveTimeout) {
+          throw PgError("", "no data from the server for " +
+                                std::to_string(std::chrono::duration_cast<std::chrono::seconds>(silence).count()) +
+                                " s although a reply was requested");
+        }
+        if (silence >= kReceiveTimeout / 2 && now - last_reply_request_ >= kReceiveTimeout / 4) {
+          send_status(true);
+          last_reply_request_ = now;
+        }
+        auto deadline = std::min({next_status_, next_progress_, next_watchdog_, last_received_ + kReceiveTimeout / 2,
+                                  last_received_ + kReceiveTimeout});
         if (endpos_ && tracker_.idle()) {
           // Ask where the server is, so --endpos ends promptly on an idle database.
           if (now - last_reply_request_ >= kEndposProbe) {
@@ -518,6 +584,9 @@ bool Replicator::push_local(std::size_t t) {
   while (!local_[t].empty()) {
     const auto deadline = std::min({next_status_, next_watchdog_, Clock::now() + std::chrono::seconds(1)});
     if (queues_[t]->push(local_[t], deadline)) break;
+    // Blocked on a full queue: the socket was not read meanwhile, so silence since then
+    // says nothing about the server.
+    last_received_ = Clock::now();
     // The queue is full (Redis slow or down): keep the walsender from timing us out and
     // systemd informed while waiting.
     tick();
@@ -533,15 +602,17 @@ void Replicator::send_status(bool reply_requested) {
   const Lsn flush = tracker_.flush_lsn();
   conn_.send_status(flush, reply_requested);
   metrics_.confirmed_flush_lsn.set(static_cast<double>(flush));
-  next_status_ = Clock::now() + config_.postgres.status_interval;
-  if (flush != last_saved_lsn_ && !system_id_.empty()) {
+  next_status_ = Clock::now() + status_interval_;
+  if (flush != last_saved_lsn_ && state_valid_) {
     state_writer_.submit(SlotState{system_id_, database_, config_.postgres.slot, flush});
     last_saved_lsn_ = flush;
   }
 }
 
 void Replicator::save_state() {
-  if (system_id_.empty()) return;  // never connected: nothing known worth recording
+  // Only a run that streamed has something true to record: a refused start (another
+  // database system, a gap) must leave the file as it was.
+  if (!state_valid_) return;
   const Lsn flush = tracker_.flush_lsn();
   try {
     state_writer_.save_now(SlotState{system_id_, database_, config_.postgres.slot, flush});

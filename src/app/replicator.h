@@ -41,6 +41,8 @@ class Replicator final : public ChangeHandler {
   // retryable failures; returns an exit code >= 0 when the run must end.
   int open_stream();
   int handle_gap(const std::string& what);
+  // status_interval, lowered to half of the server's wal_sender_timeout when shorter.
+  void adapt_status_interval();
   // Reads until stop/endpos (returns) or a connection failure (throws PgError).
   void stream_loop();
   void shutdown(bool drain_fully);
@@ -97,6 +99,8 @@ class Replicator final : public ChangeHandler {
   bool skip_transaction_ = false;
   bool endpos_reached_ = false;
   bool ready_sent_ = false;
+  bool state_valid_ = false;  // streamed from a checked server: the state file may be written
+  std::chrono::milliseconds status_interval_{10000};
   int exit_code_ = 0;
 
   Lsn last_saved_lsn_ = kInvalidLsn;
@@ -104,6 +108,7 @@ class Replicator final : public ChangeHandler {
   Clock::time_point next_progress_{};
   Clock::time_point next_watchdog_{};
   Clock::time_point last_reply_request_{};
+  Clock::time_point last_received_{};
   struct Snapshot {
     double changes = 0, keys = 0, transactions = 0;
     Clock::time_point at{};

@@ -32,6 +32,7 @@ class SlotPoller {
   std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
+  int socket_ = -1;  // the poller connection's socket, guarded by mu_
 };
 
 }  // namespace walbust

@@ -2,6 +2,8 @@
 
 #include <libpq-fe.h>
 #include <poll.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <cerrno>
 #include <cstring>
@@ -18,10 +20,32 @@ void put_u64(std::vector<char>& out, std::uint64_t v) {
   for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xff));
 }
 
+// libpq messages end with a newline and may contain more (DETAIL, HINT): folded into one
+// line so every log entry stays one line (journald splits on newlines).
 std::string trim_message(const char* msg) {
   std::string s = msg != nullptr ? msg : "";
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    if (c == '\n') {
+      out += "; ";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+// Server notices (e.g. "terminating connection due to immediate shutdown") go through
+// the logger instead of libpq's default of printing to stderr.
+void forward_notice(void*, const char* message) {
+  const std::string text = trim_message(message);
+  if (text.rfind("WARNING", 0) == 0) {
+    spdlog::warn("postgres: {}", text);
+  } else {
+    spdlog::info("postgres: {}", text);
+  }
 }
 
 struct ResultGuard {
@@ -68,7 +92,10 @@ void PgReplicationConnection::connect() {
     conn_ = nullptr;
     throw PgError("", "cannot connect to PostgreSQL: " + msg);
   }
+  PQsetNoticeProcessor(conn_, forward_notice, nullptr);
 }
+
+int PgReplicationConnection::socket() const { return conn_ != nullptr ? PQsocket(conn_) : -1; }
 
 void PgReplicationConnection::close() {
   free_buffer();
@@ -311,19 +338,30 @@ void PgReplicationConnection::finish_stream() {
   streaming_ = false;
   if (PQputCopyEnd(conn_, nullptr) != 1 || PQflush(conn_) != 0) return;
   // Drain the server's side of COPY so it processes our last status update before the
-  // connection closes; bounded, since the server might be gone.
+  // connection closes; bounded, since the server might be gone or silent.
   const auto deadline = Clock::now() + std::chrono::seconds(2);
+  bool ended = false;
   while (Clock::now() < deadline) {
     char* buf = nullptr;
     const int len = PQgetCopyData(conn_, &buf, 1);
     if (buf != nullptr) PQfreemem(buf);
     if (len > 0) continue;
-    if (len < 0) break;  // -1: the server ended COPY too; -2: error
+    if (len < 0) {  // -1: the server ended COPY too; -2: error
+      ended = len == -1;
+      break;
+    }
     wait_readable(std::min(deadline, Clock::now() + std::chrono::milliseconds(100)));
     if (PQconsumeInput(conn_) == 0) return;
   }
+  // Collecting the final results only makes sense once the server ended COPY: before
+  // that libpq keeps reporting the COPY in progress, and the caller closes anyway.
+  if (!ended) return;
   PGresult* r;
-  while ((r = PQgetResult(conn_)) != nullptr) PQclear(r);
+  while ((r = PQgetResult(conn_)) != nullptr) {
+    const bool copy = PQresultStatus(r) == PGRES_COPY_BOTH || PQresultStatus(r) == PGRES_COPY_OUT;
+    PQclear(r);
+    if (copy) return;
+  }
 }
 
 }  // namespace walbust
