@@ -27,26 +27,21 @@ std::string trim_message(const char* msg) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
   std::string out;
   out.reserve(s.size());
-  for (char c : s) {
-    if (c == '\n') {
-      out += "; ";
-    } else {
-      out += c;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '\n') {
+      out += s[i];
+      continue;
     }
+    while (i + 1 < s.size() && (s[i + 1] == '\t' || s[i + 1] == ' ')) ++i;  // continuation indent
+    out += "; ";
   }
   return out;
 }
 
-// Server notices (e.g. "terminating connection due to immediate shutdown") go through
-// the logger instead of libpq's default of printing to stderr.
-void forward_notice(void*, const char* message) {
-  const std::string text = trim_message(message);
-  if (text.rfind("WARNING", 0) == 0) {
-    spdlog::warn("postgres: {}", text);
-  } else {
-    spdlog::info("postgres: {}", text);
-  }
-}
+// Server notices (e.g. "WARNING: terminating connection due to immediate shutdown") go
+// through the logger instead of libpq's default of printing to stderr. Info level: the
+// outage they announce gets its own warning from the code that sees the connection fail.
+void forward_notice(void*, const char* message) { spdlog::info("postgres notice: {}", trim_message(message)); }
 
 struct ResultGuard {
   PGresult* r;
