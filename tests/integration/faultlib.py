@@ -535,16 +535,7 @@ class FaultCase(unittest.TestCase):
         return w
 
     def _finish(self, w):
-        """Stops walbust if running and fails on sanitizer reports in its log."""
-        try:
-            if w.running():
-                w.stop(timeout=15 * SLOW)
-            text = w.log(whole=True)
-            for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
-                if marker in text:
-                    self.fail(f"sanitizer report in walbust's log:\n{w.log_tail(120)}")
-        finally:
-            w.close()
+        fixtures.finish_walbust(self, w, timeout=15 * SLOW)
 
     def metrics(self):
         return scrape(self.metrics_port)

@@ -1168,3 +1168,17 @@ def existing_keys(client, keys):
     for k in keys:
         pipe.exists(k)
     return {k for k, e in zip(keys, pipe.execute()) if e}
+
+
+def finish_walbust(testcase, w, timeout=10.0):
+    """Stops walbust if still running, closes it, and fails `testcase` when its log holds
+    an AddressSanitizer, LeakSanitizer or UBSan report (sanitized builds print them there)."""
+    try:
+        if w.running():
+            w.stop(timeout=timeout)
+        text = w.log(whole=True)
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if marker in text:
+                testcase.fail(f"sanitizer report in walbust's log:\n{w.log_tail(120)}")
+    finally:
+        w.close()

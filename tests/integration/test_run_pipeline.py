@@ -96,16 +96,7 @@ class PipelineCase(unittest.TestCase):
         return w
 
     def _finish(self, w):
-        """Stops walbust if still running and fails on sanitizer reports in its log."""
-        try:
-            if w.running():
-                w.stop(timeout=10 * SLOW)
-            text = w.log(whole=True)
-            for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
-                if marker in text:
-                    self.fail(f"sanitizer report in walbust's log:\n{w.log_tail(120)}")
-        finally:
-            w.close()
+        fixtures.finish_walbust(self, w, timeout=10 * SLOW)
 
     def audit_mark(self):
         return audit_expected_keys(self.pg)[1]
