@@ -42,9 +42,14 @@ class ActionQueue {
   [[nodiscard]] PopResult pop(std::vector<QueueItem>& out, std::size_t max_actions,
                               Clock::time_point deadline);
 
+  // Like pop, but leaves the items in the queue: Items once there is one, Timeout, or
+  // Closed once closed and drained. With a single consumer, what it then pops is there.
+  [[nodiscard]] PopResult wait(Clock::time_point deadline);
+
   // No more pushes; the consumer drains what is left, then pop returns Closed.
   void close();
   [[nodiscard]] std::size_t size() const;
+  [[nodiscard]] bool empty() const { return size() == 0; }
   [[nodiscard]] std::size_t capacity() const { return capacity_; }
 
  private:

@@ -73,7 +73,17 @@ void SinkWorker::run() {
       if (!on_error(c, e)) break;
     }
   }
-  if (c.sink->connected()) loop(c);
+  if (c.sink->connected()) {
+    {
+      std::lock_guard lock(conn_mu_);
+      conn_ = &c;
+    }
+    loop(c);
+  }
+  {
+    std::lock_guard lock(conn_mu_);
+    conn_ = nullptr;
+  }
   finished_.store(true);
 }
 
@@ -112,16 +122,39 @@ void SinkWorker::on_success(Connection& c) {
   c.backoff.reset();
 }
 
+namespace {
+
+// The actions of a batch, in order; false when it holds a pattern (SCAN takes long).
+bool collect_actions(const std::vector<QueueItem>& batch, std::vector<const Action*>& actions) {
+  bool quick = true;
+  for (const auto& item : batch) {
+    if (item.kind != QueueItem::Kind::Action) continue;
+    actions.push_back(&item.action);
+    quick = quick && item.action.kind != ActionKind::DeletePattern;
+  }
+  return quick;
+}
+
+}  // namespace
+
 void SinkWorker::loop(Connection& c) {
   std::vector<QueueItem> batch;
   std::vector<const Action*> actions;
   while (!abandoned_.load()) {
     metrics_.heartbeat.beat();
     batch.clear();
-    const auto deadline = std::min(ActionQueue::Clock::now() + std::chrono::seconds(1), redelete_.next_due());
-    const auto popped = queue_.pop(batch, batch_.max_keys, deadline);
-    if (popped == ActionQueue::PopResult::Closed) break;
-    if (popped == ActionQueue::PopResult::Timeout) {
+    ActionQueue::Clock::time_point deadline;
+    {
+      std::lock_guard lock(conn_mu_);
+      deadline = std::min(ActionQueue::Clock::now() + std::chrono::seconds(1), redelete_.next_due());
+    }
+    const auto waited = queue_.wait(deadline);
+    if (waited == ActionQueue::PopResult::Closed) break;
+    // Popping and applying under the connection lock: whenever the source finds the lock
+    // free and the queue empty, everything handed over before was confirmed.
+    std::lock_guard lock(conn_mu_);
+    if (waited == ActionQueue::PopResult::Timeout ||
+        queue_.pop(batch, batch_.max_keys, ActionQueue::Clock::now()) != ActionQueue::PopResult::Items) {
       apply_redeletes(c);
       continue;
     }
@@ -136,48 +169,75 @@ void SinkWorker::loop(Connection& c) {
       }
     }
     actions.clear();
-    std::uint64_t last_ticket = 0;
-    for (const auto& item : batch) {
-      if (item.kind == QueueItem::Kind::Action) {
-        actions.push_back(&item.action);
-      } else {
-        last_ticket = item.ticket;
-      }
-    }
+    (void)collect_actions(batch, actions);
+    BatchResult result;
     if (!actions.empty()) {
       while (true) {
         try {
           if (!c.sink->connected()) c.sink->connect();
-          const BatchResult result = c.sink->apply(actions);
-          metrics_.keys_deleted.inc(static_cast<double>(result.keys));
-          metrics_.keys_existed.inc(static_cast<double>(result.existed));
-          metrics_.commands.inc(static_cast<double>(result.commands));
-          metrics_.batches.inc();
-          metrics_.batch_keys.observe(static_cast<double>(result.keys));
+          result = c.sink->apply(actions);
           on_success(c);
           break;
         } catch (const RedisError& e) {
           if (!on_error(c, e)) return;
         }
       }
-      const auto now = RedeleteQueue::Clock::now();
-      for (const Action* a : actions) {
-        if (a->redelete_after_ms > 0 && a->kind == ActionKind::Delete) {
-          redelete_.push(a->key, now + std::chrono::milliseconds(a->redelete_after_ms));
-        }
-      }
     }
-    if (last_ticket != 0) {
-      const std::int64_t now_us = pg_epoch_now_us();
-      for (const auto& item : batch) {
-        if (item.kind == QueueItem::Kind::Commit) {
-          metrics_.commit_to_delete.observe(static_cast<double>(now_us - item.commit_time_us) / 1e6);
-        }
-      }
-      tracker_.confirm(target_index_, last_ticket);
-    }
+    confirmed(batch, actions, actions.empty() ? nullptr : &result);
     apply_redeletes(c);
   }
+}
+
+bool SinkWorker::try_apply_now(std::vector<QueueItem>& items) {
+  // Gathering for max_delay is this thread's job; a failed or stopping worker gets none.
+  if (items.empty() || batch_.max_delay.count() > 0 || abandoned_.load() || failed_.load()) return false;
+  std::unique_lock lock(conn_mu_, std::try_to_lock);
+  if (!lock.owns_lock() || conn_ == nullptr || !queue_.empty()) return false;
+  Connection& c = *conn_;
+  if (c.outage || !c.sink->connected()) return false;
+  std::vector<const Action*> actions;
+  if (!collect_actions(items, actions) || actions.size() > kApplyNowMaxActions) return false;
+  BatchResult result;
+  if (!actions.empty()) {
+    try {
+      result = c.sink->apply(actions);
+    } catch (const RedisError& e) {
+      // The worker retries these from the queue, counting and logging the error then.
+      metrics_.errors.inc();
+      spdlog::debug("redis {}: {}; handing the batch to the sink thread", c.where, e.what());
+      c.sink->close();
+      return false;
+    }
+    on_success(c);
+  }
+  confirmed(items, actions, actions.empty() ? nullptr : &result);
+  items.clear();
+  return true;
+}
+
+void SinkWorker::confirmed(const std::vector<QueueItem>& batch, const std::vector<const Action*>& actions,
+                           const BatchResult* result) {
+  if (result != nullptr) {
+    metrics_.keys_deleted.inc(static_cast<double>(result->keys));
+    metrics_.keys_existed.inc(static_cast<double>(result->existed));
+    metrics_.commands.inc(static_cast<double>(result->commands));
+    metrics_.batches.inc();
+    metrics_.batch_keys.observe(static_cast<double>(result->keys));
+    const auto now = RedeleteQueue::Clock::now();
+    for (const Action* a : actions) {
+      if (a->redelete_after_ms > 0 && a->kind == ActionKind::Delete) {
+        redelete_.push(a->key, now + std::chrono::milliseconds(a->redelete_after_ms));
+      }
+    }
+  }
+  std::uint64_t last_ticket = 0;
+  const std::int64_t now_us = pg_epoch_now_us();
+  for (const auto& item : batch) {
+    if (item.kind != QueueItem::Kind::Commit) continue;
+    last_ticket = item.ticket;
+    metrics_.commit_to_delete.observe(static_cast<double>(now_us - item.commit_time_us) / 1e6);
+  }
+  if (last_ticket != 0) tracker_.confirm(target_index_, last_ticket);
 }
 
 void SinkWorker::apply_redeletes(Connection& c) {

@@ -4,6 +4,12 @@
 // what Redis acknowledged. A fatal Redis error (bad password, missing ACL permission)
 // stops the daemon instead of retrying forever. Second deletes (redelete_after) are
 // issued from here too, outside the acknowledgement path.
+//
+// The source thread may apply a small batch itself (try_apply_now) when this thread is
+// idle: on a busy machine every hand-over costs two thread wake-ups per round trip, and
+// each wake-up preempts whoever runs, the walsender included. The connection is shared
+// under a mutex; the worker pops only while holding it and the source applies only when
+// the queue is empty, so batches reach Redis and the AckTracker in order.
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -21,6 +27,7 @@ namespace walbust {
 class RedisClient;
 class RedisSink;
 class RedisError;
+struct BatchResult;
 
 class SinkWorker {
  public:
@@ -35,6 +42,16 @@ class SinkWorker {
   // which is safe because it was never acknowledged.
   void abandon();
   void join();
+
+  // From the source thread: applies `items` (complete, in order after everything handed
+  // over before) on this worker's connection and confirms them, when the worker is idle,
+  // its connection healthy, the queue empty and the batch small. True when done (`items`
+  // is then empty); false leaves `items` untouched for the queue, also after a Redis error,
+  // which the worker then retries with its usual backoff.
+  bool try_apply_now(std::vector<QueueItem>& items);
+
+  // Batches larger than this go through the queue: the source keeps decoding meanwhile.
+  static constexpr std::size_t kApplyNowMaxActions = 256;
 
   [[nodiscard]] bool failed() const { return failed_.load(); }
   // The thread has exited (queue closed and drained, abandoned, or failed).
@@ -53,6 +70,10 @@ class SinkWorker {
   bool on_error(Connection& c, const RedisError& e);
   void on_success(Connection& c);
   void apply_redeletes(Connection& c);
+  // Bookkeeping after Redis confirmed `actions` of `batch`: metrics, second deletes,
+  // commit→delete latency and the confirmation to the AckTracker. Under conn_mu_.
+  void confirmed(const std::vector<QueueItem>& batch, const std::vector<const Action*>& actions,
+                 const BatchResult* result);
   // Waits for `delay` unless abandoned; false when abandoned.
   bool sleep_for(std::chrono::milliseconds delay);
 
@@ -64,7 +85,9 @@ class SinkWorker {
   AckTracker& tracker_;
   TargetMetrics& metrics_;
   Counter& redeletes_;
-  RedeleteQueue redelete_{kRedeleteCapacity};
+  RedeleteQueue redelete_{kRedeleteCapacity};  // under conn_mu_
+  std::mutex conn_mu_;            // held while the connection is in use, by either thread
+  Connection* conn_ = nullptr;    // the worker's connection once connected; under conn_mu_
   std::thread thread_;
   std::atomic<bool> abandoned_{false};
   std::atomic<bool> failed_{false};

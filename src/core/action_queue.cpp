@@ -39,6 +39,14 @@ ActionQueue::PopResult ActionQueue::pop(std::vector<QueueItem>& out, std::size_t
   return PopResult::Items;
 }
 
+ActionQueue::PopResult ActionQueue::wait(Clock::time_point deadline) {
+  std::unique_lock lock(mu_);
+  const bool ready =
+      not_empty_.wait_until(lock, deadline, [&] { return !items_.empty() || closed_; });
+  if (!ready) return PopResult::Timeout;
+  return items_.empty() ? PopResult::Closed : PopResult::Items;
+}
+
 void ActionQueue::close() {
   {
     std::lock_guard lock(mu_);

@@ -67,6 +67,26 @@ TEST(ActionQueue, PopTimesOutWhenEmptyAndReportsClosedAfterDrain) {
   EXPECT_EQ(q.pop(out, 10, ActionQueue::Clock::now() + 1s), ActionQueue::PopResult::Closed);
 }
 
+TEST(ActionQueue, WaitLeavesItemsForTheNextPop) {
+  ActionQueue q(10);
+  EXPECT_TRUE(q.empty());
+  EXPECT_EQ(q.wait(ActionQueue::Clock::now() + 5ms), ActionQueue::PopResult::Timeout);
+  std::thread producer([&] {
+    std::this_thread::sleep_for(10ms);
+    auto items = actions(2);
+    ASSERT_TRUE(q.push(items, ActionQueue::Clock::now()));
+  });
+  EXPECT_EQ(q.wait(ActionQueue::Clock::now() + 5s), ActionQueue::PopResult::Items);
+  producer.join();
+  EXPECT_EQ(q.size(), 2u);  // waiting took nothing
+  EXPECT_FALSE(q.empty());
+  std::vector<QueueItem> out;
+  ASSERT_EQ(q.pop(out, 10, ActionQueue::Clock::now()), ActionQueue::PopResult::Items);
+  EXPECT_EQ(out.size(), 2u);
+  q.close();
+  EXPECT_EQ(q.wait(ActionQueue::Clock::now() + 1s), ActionQueue::PopResult::Closed);
+}
+
 TEST(ActionQueue, ProducerAndConsumerKeepOrderUnderBackpressure) {
   ActionQueue q(64);
   constexpr int kTotal = 20000;
