@@ -570,6 +570,7 @@ void Replicator::on_commit(const TransactionCommit& commit) {
   item.commit_time_us = commit.commit_time_us;
   for (auto& local : local_) local.push_back(item);
   metrics_.transactions.inc();
+  metrics_.commit_to_receive.observe(static_cast<double>(pg_epoch_now_us() - commit.commit_time_us) / 1e6);
   if (endpos_ && commit.end_lsn >= *endpos_) endpos_reached_ = true;
 }
 
@@ -581,6 +582,7 @@ bool Replicator::flush_local() {
 }
 
 bool Replicator::push_local(std::size_t t) {
+  if (local_[t].empty() || sinks_[t]->try_apply_now(local_[t])) return true;
   while (!local_[t].empty()) {
     const auto deadline = std::min({next_status_, next_watchdog_, Clock::now() + std::chrono::seconds(1)});
     if (queues_[t]->push(local_[t], deadline)) break;

@@ -37,6 +37,10 @@ TargetMetrics::TargetMetrics(MetricsRegistry& r, const std::string& target)
 
 RunMetrics::RunMetrics(const std::vector<std::string>& target_names)
     : transactions(registry.counter("walbust_transactions_total", "Committed transactions read from the slot")),
+      commit_to_receive(registry.histogram("walbust_commit_to_receive_seconds",
+                                           "Time from a transaction's commit in PostgreSQL to walbust reading its "
+                                           "Commit message from the slot",
+                                           latency_buckets())),
       pg_reconnects(registry.counter("walbust_reconnects_total", "Connections re-established after an outage (one per outage)",
                                      {{"target", "postgres"}})),
       reloads_ok(registry.counter("walbust_config_reloads_total", "Configuration reloads (SIGHUP)", {{"result", "ok"}})),

@@ -53,6 +53,9 @@ class RunMetrics {
 
   MetricsRegistry registry;
   Counter& transactions;
+  // Commit timestamp → its Commit message read from the slot: PostgreSQL's share of the
+  // commit→delete latency (walsender decoding and the network), walbust's is the rest.
+  Histogram& commit_to_receive;
   Counter& pg_reconnects;
   Counter& reloads_ok;
   Counter& reloads_error;

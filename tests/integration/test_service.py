@@ -178,6 +178,18 @@ class ServiceTest(unittest.TestCase):
         self.assertRegex(text, r'walbust_changes_total\{table="public.blog_post",op="insert"\} 3\b')
         self.assertRegex(text, r'walbust_build_info\{version="[0-9.]+"\} 1\b')
         self.assertRegex(text, r'walbust_commit_to_delete_seconds_count\{target="default"\} [1-9]')
+        # PostgreSQL's share of the latency: one observation per transaction read, each no
+        # longer than the same transaction's commit→delete.
+        def value(pattern):
+            m = re.search(r"^" + pattern + r" (\S+)$", text, re.M)
+            self.assertIsNotNone(m, pattern)
+            return float(m.group(1))
+        transactions = value(r"walbust_transactions_total")
+        self.assertGreater(transactions, 0)
+        self.assertEqual(value(r"walbust_commit_to_receive_seconds_count"), transactions)
+        self.assertEqual(value(r'walbust_commit_to_delete_seconds_count\{target="default"\}'), transactions)
+        self.assertLessEqual(value(r"walbust_commit_to_receive_seconds_sum"),
+                             value(r'walbust_commit_to_delete_seconds_sum\{target="default"\}'))
         self.assertNotIn("post_detail", text)  # keys never appear in labels
 
         code = self.w.stop()
