@@ -48,10 +48,25 @@ SIZES = {
     "full": {"rows": 200_000, "big_updates": 2, "small_txns": 100_000, "repeat": 3,
              "latency_s": 10.0, "large_rows": 1_000_000, "scaling": True},
 }
-LATENCY_RATES = [500, 1500, None]  # None: flat out, one writer as fast as it goes
+DEFAULT_RATES = "500,1500,5000,10000,flat"  # flat: one writer as fast as it goes
+# "walsender": no cache consumer; the probe streams the slot itself and times each Commit's
+# arrival, the floor of any consumer's latency (as pg_recvlogical is of its throughput).
+LATENCY_CONTENDERS = ("walsender", "naive", "walbust")
 SCALING_MULTIPLIERS = [1, 4, 16]
 SCALING_BATCHES = [100, 1000, 10000]
 DEFAULT_BATCH = 10000  # SPEC §2 default of batch.max_keys
+
+
+def parse_rates(text):
+    """"500,1500,flat" -> [500, 1500, None] (None: flat out)."""
+    rates = []
+    for part in text.split(","):
+        part = part.strip()
+        if part in ("flat", "flat out"):
+            rates.append(None)
+        elif part:
+            rates.append(int(part))
+    return rates
 
 
 def log(msg):
@@ -137,7 +152,9 @@ class Bench:
         self.args, self.sizes, self.walbust, self.pg, self.rds, self.work = args, sizes, walbust, pg, rds, work
         self.conn = workload.connect(pg.dsn())
         self.r = redis.Redis.from_url(rds.url)
+        self.probe = latency.Probe(latency.build_probe(work), pg.dsn(), rds.port, work)
         self.run_counter = 0
+        self.rates = parse_rates(args.rates)
 
     def _name(self, what):
         self.run_counter += 1
@@ -344,17 +361,17 @@ log: {{level: info}}
         """Runs the latency session `repeat` times per consumer, alternating them, and
         pools each rate's samples over the runs (the p99 of every run is kept too)."""
         workload.drop_slot(self.conn, "backlog_src")  # done with it: stop retaining its WAL
-        out = {"rates": [r or "flat out" for r in LATENCY_RATES], "duration_s": self.sizes["latency_s"],
+        out = {"rates": [r or "flat out" for r in self.rates], "duration_s": self.sizes["latency_s"],
                "repeat": self.sizes["repeat"], "contenders": {}, "runs": [], "walbust_metrics": None}
         out["floor"] = self.latency_floor()
         pooled = {}
         for rep in range(self.sizes["repeat"]):
-            for contender in ("naive", "walbust"):
+            for contender in LATENCY_CONTENDERS:
                 phases, process, samples = self.latency_session(contender, rep + 1, out)
                 out["runs"].append({"contender": contender, "run": rep + 1, "phases": phases, "process": process})
                 for label, ms in samples.items():
                     pooled.setdefault((contender, label), []).extend(ms)
-        for contender in ("naive", "walbust"):
+        for contender in LATENCY_CONTENDERS:
             phases = {}
             for rate in out["rates"]:
                 label = str(rate)
@@ -377,90 +394,78 @@ log: {{level: info}}
         return out
 
     def latency_floor(self):
-        """The measurement's own noise: the writer deletes each key itself right away, so
-        what the watcher reports is only notification delivery and the harness's threads."""
+        """The measurement's own noise: the probe deletes each key itself right away, so
+        what it reports is only notification delivery and the probe's threads."""
         self.r.flushall()
-        watcher = latency.DeleteWatcher(self.rds.url)
-        watcher.start()
         floor = {}
-        try:
-            for rate in LATENCY_RATES[:2]:
-                n = int(rate * self.sizes["latency_s"])
-                keys = [f"floor_{rate}_{i}".encode() for i in range(n)]
-                self.r.mset({k: b"x" for k in keys})
-                commits = {}
-                t0 = time.perf_counter()
-                for i, k in enumerate(keys):
-                    delay = t0 + i / rate - time.perf_counter()
-                    if delay > 0:
-                        time.sleep(delay)
-                    self.r.unlink(k)
-                    commits[k] = time.perf_counter()
-                latency.wait_for_deletes(watcher, commits, 10)
-                s = latency.summarize(latency.latencies_ms(commits, watcher), n, rate)
-                s.pop("quantiles_ms")
-                floor[str(rate)] = s
-                log(f"latency floor at {rate}/s (the harness deleting itself): p50 {fmt_ms(s['p50_ms'])}  "
-                    f"p99 {fmt_ms(s['p99_ms'])}  max {fmt_ms(s['max_ms'])}")
-        finally:
-            watcher.stop()
+        for rate in self.rates:
+            label = str(rate) if rate else "flat out"
+            n = int((rate or 20_000) * self.sizes["latency_s"])
+            rows, achieved = self.probe.run("floor", 1, n, rate, self.sizes["latency_s"], wait_s=10)
+            s = latency.summarize(latency.latencies_ms(rows), len(rows), achieved)
+            s.pop("quantiles_ms")
+            floor[label] = s
+            log(f"latency floor at {label} (the probe deleting itself, {achieved:,.0f}/s): "
+                f"p50 {fmt_ms(s['p50_ms'])}  p99 {fmt_ms(s['p99_ms'])}  max {fmt_ms(s['max_ms'])}")
+        self.r.flushall()
         return floor
 
     def latency_session(self, contender, run, out):
         slot = self._name(f"lat_{contender}")
         workload.create_slot(self.conn, slot)
         self.r.flushall()
-        watcher = latency.DeleteWatcher(self.rds.url)
-        watcher.start()
         metrics_port = free_port() if contender == "walbust" else None
-        child = self.start(contender, slot, metrics_port=metrics_port)
-        writer = latency.Writer(self.pg.dsn())
+        child = self.start(contender, slot, metrics_port=metrics_port) if contender != "walsender" else None
+        mode, probe_slot = ("recv", slot) if child is None else ("pg", None)
         phases, samples = {}, {}
-        next_id = 1
         try:
             # Warm-up: the consumer is streaming once a first delete comes through.
             warm = self.table_rows
             self.r.set(f"post_detail_{warm}", b"x")
-            commits, _ = writer.paced([warm], None, "warm")
-            if latency.wait_for_deletes(watcher, commits, 60) != 0:
-                raise RuntimeError(f"{contender} did not delete anything within 60 s:\n{child.log_tail()}")
+            rows, _ = self.probe.run(mode, warm, 1, wait_s=60, slot=probe_slot)
+            if latency.missing(rows):
+                detail = child.log_tail() if child else "the probe's own replication connection"
+                raise RuntimeError(f"{contender} did not deliver anything within 60 s:\n{detail}")
             metrics_url = f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port else None
-            for rate in LATENCY_RATES:
+            for rate in self.rates:
                 label = str(rate) if rate else "flat out"
-                # Distinct posts within a session, so every key is deleted exactly once;
-                # flat out takes what is left of the table (bounded by time, not count).
-                n = int(rate * self.sizes["latency_s"]) if rate else self.table_rows - 1 - next_id
-                ids = range(next_id, next_id + n)
-                next_id = ids.stop
-                workload.prefill_redis(self.r, ids, base_keys=False)
-                before = latency.scrape_histogram(metrics_url) if metrics_url else None
+                # Distinct posts within a phase, so every key is deleted exactly once; each
+                # phase starts over once the previous one's deletes were all seen. Flat out
+                # may take the whole table (it is bounded by time, not count).
+                n = min(int(rate * self.sizes["latency_s"]) if rate else self.table_rows, self.table_rows) - 1
+                first = 1
+                workload.prefill_redis(self.r, range(first, first + n), base_keys=False)
+                before = latency.scrape_histograms(metrics_url) if metrics_url else None
                 log(f"latency run {run}: {contender} at {label} txn/s for {self.sizes['latency_s']:.0f} s")
                 load = os.getloadavg()[0]
-                commits, achieved = writer.paced(ids, rate, f"lat-{label}", self.sizes["latency_s"])
-                missing = latency.wait_for_deletes(watcher, commits, 120)
-                if missing:
-                    log(f"  {missing} deletes not observed within 120 s")
-                ms = latency.latencies_ms(commits, watcher)
-                summary = latency.summarize(ms, len(commits), achieved)
+                rows, achieved = self.probe.run(mode, first, n, rate, self.sizes["latency_s"], wait_s=120,
+                                                slot=probe_slot)
+                if latency.missing(rows):
+                    log(f"  {latency.missing(rows)} deletes not observed within 120 s")
+                ms = latency.latencies_ms(rows)
+                summary = latency.summarize(ms, len(rows), achieved)
                 summary.pop("quantiles_ms")  # the pooled distribution is kept instead
                 summary["load_avg_1m"] = load
                 if metrics_url:
-                    after = latency.scrape_histogram(metrics_url)
+                    after = latency.scrape_histograms(metrics_url)
                     if before is not None and after is not None:
+                        # walbust's own view: commit→delete, and how much of it passed before
+                        # walbust read the Commit (PostgreSQL's share).
                         summary["walbust_metric"] = {
-                            f"p{int(q * 100)}_ms": (v * 1000 if v is not None else None)
+                            f"{prefix}p{int(q * 100)}_ms": (v * 1000 if v is not None else None)
+                            for which, prefix in (("delete", ""), ("receive", "receive_"))
                             for q in (0.5, 0.99)
-                            for v in [latency.histogram_quantile(q, before, after)]}
+                            for v in [latency.histogram_quantile(q, before[which], after[which])]}
                         out["walbust_metrics"] = "served"
                 phases[label] = summary
                 samples[label] = ms
                 log(f"  achieved {achieved:,.0f} txn/s: p50 {fmt_ms(summary['p50_ms'])}  "
                     f"p99 {fmt_ms(summary['p99_ms'])}  max {fmt_ms(summary['max_ms'])}  load {load:.2f}")
         finally:
-            writer.close()
-            child.terminate()
-            process = child.wait()
-            watcher.stop()
+            process = {}
+            if child:
+                child.terminate()
+                process = child.wait()
             workload.drop_slot(self.conn, slot)
         process.pop("stdout", None)
         return phases, process, samples
@@ -531,6 +536,9 @@ def main():
     p.add_argument("--walbust", help="walbust binary (default: build/walbust, built in Release if missing)")
     p.add_argument("--sections", default="backlog,scaling,latency,large",
                    help="comma-separated subset of backlog,scaling,latency,large")
+    p.add_argument("--rates", default=DEFAULT_RATES,
+                   help="latency: comma-separated txn/s of the paced phases, 'flat' for flat out "
+                        f"(default {DEFAULT_RATES})")
     p.add_argument("--out", default=os.path.join(HERE, "results"), help="results directory")
     p.add_argument("--run-timeout", type=float, default=1800, help="seconds after which a contender is killed")
     p.add_argument("--settle", type=float,
@@ -549,9 +557,6 @@ def main():
         sizes["repeat"] = args.repeat
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     walbust = ensure_walbust(args.walbust)
-    # The subscriber thread of the latency test must get the interpreter soon after a
-    # notification arrives; the default 5 ms switch interval would show up as latency.
-    sys.setswitchinterval(0.0002)
 
     started = time.time()
     work = tempfile.mkdtemp(prefix="walbust-bench-")

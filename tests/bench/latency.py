@@ -1,107 +1,65 @@
 """Commit→delete latency, measured from outside the consumer.
 
-A writer commits single-row UPDATEs and notes when each COMMIT returned; a subscriber
-thread of the same process receives Redis keyspace notifications (UNLINK and DEL both emit
-a "del" key event) and notes when each key went away. Both clocks are time.perf_counter(),
-so the difference is the latency a reader of the cache sees, whatever the consumer is.
+The instrument is latency_probe.c (see there): a writer thread commits single-row UPDATEs
+and notes when each COMMIT returned, a watcher thread of the same process receives Redis
+keyspace notifications (UNLINK and DEL both emit a "del" key event) and notes when each key
+went away, both on CLOCK_MONOTONIC. The difference is the latency a reader of the cache
+sees, whatever the consumer is. This module builds and runs it and summarizes its output.
 """
 
+import os
 import re
+import subprocess
 import sys
-import threading
-import time
 import urllib.request
 
-import psycopg2
-import redis
-
-DEL_CHANNEL = "__keyevent@0__:del"
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-class DeleteWatcher(threading.Thread):
-    """Records the first time each key is reported deleted."""
-
-    def __init__(self, redis_url):
-        super().__init__(daemon=True)
-        self.client = redis.Redis.from_url(redis_url)
-        # E: key-event channel, g: generic commands (DEL, UNLINK, ...).
-        self.client.config_set("notify-keyspace-events", "Eg")
-        self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-        self.pubsub.subscribe(DEL_CHANNEL)
-        self.deleted = {}
-        self._halt = threading.Event()
-        self.lock = threading.Lock()
-
-    def run(self):
-        while not self._halt.is_set():
-            msg = self.pubsub.get_message(timeout=0.2)
-            if msg is None:
-                continue
-            t = time.perf_counter()
-            key = msg["data"]
-            with self.lock:
-                self.deleted.setdefault(key, t)
-
-    def seen(self, key):
-        with self.lock:
-            return self.deleted.get(key)
-
-    def stop(self):
-        self._halt.set()
-        self.join()
-        self.pubsub.close()
-        # Notifications cost Redis CPU on every delete even without subscribers: off again,
-        # so later sections measure deletes alone.
-        self.client.config_set("notify-keyspace-events", "")
+def build_probe(work_dir):
+    """Compiles latency_probe.c (libpq, hiredis) into work_dir."""
+    exe = os.path.join(work_dir, "latency_probe")
+    subprocess.run(["cc", "-O2", "-Wall", "-I/usr/include/postgresql", "-o", exe,
+                    os.path.join(HERE, "latency_probe.c"), "-lpq", "-lhiredis", "-lpthread"], check=True)
+    return exe
 
 
-class Writer:
-    """One client committing single-row UPDATEs of blog_post."""
+class Probe:
+    """Runs latency_probe; each run returns its samples and the writer's achieved rate."""
 
-    def __init__(self, dsn):
-        self.conn = psycopg2.connect(dsn)
-        self.conn.autocommit = True  # each statement is its own transaction
-        self.cur = self.conn.cursor()
-        self.cur.execute("PREPARE touch(bigint, text) AS "
-                         "UPDATE blog_post SET title = $2, updated_at = now() WHERE id = $1")
+    def __init__(self, exe, dsn, redis_port, work_dir):
+        self.exe, self.dsn, self.redis_port, self.work_dir = exe, dsn, redis_port, work_dir
+        self.runs = 0
 
-    def commit(self, post_id, tag):
-        self.cur.execute("EXECUTE touch(%s, %s)", (post_id, tag))
-        return time.perf_counter()
-
-    def paced(self, post_ids, rate, tag, duration=None):
-        """Commits one UPDATE per id at `rate` per second (None: as fast as it goes).
-
-        The schedule is absolute (t0 + i/rate), so a late commit is followed by the next
-        one at once instead of shifting every later one. Returns {key: commit time} and the
-        achieved rate.
-        """
-        commits = {}
-        t0 = time.perf_counter()
-        for i, pid in enumerate(post_ids):
-            if rate:
-                target = t0 + i / rate
-                delay = target - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-            elif duration is not None and time.perf_counter() - t0 >= duration:
-                break
-            commits[f"post_detail_{pid}".encode()] = self.commit(pid, tag)
-        elapsed = time.perf_counter() - t0
-        return commits, len(commits) / elapsed if elapsed > 0 else 0.0
-
-    def close(self):
-        self.conn.close()
+    def run(self, mode, first_id, count, rate=None, duration=3600.0, wait_s=120.0, slot=None):
+        """mode "pg" (the consumer deletes), "floor" (the probe deletes itself) or "recv" (the
+        probe consumes `slot` and times each Commit's arrival); rate None: flat out.
+        Returns (rows, achieved_rate): rows are (id, commit_ns, delete_ns or 0)."""
+        self.runs += 1
+        out = os.path.join(self.work_dir, f"latency-{self.runs}.txt")
+        subprocess.run([self.exe, mode, self.dsn, "127.0.0.1", str(self.redis_port), str(rate or 0),
+                        str(duration), str(first_id), str(count), str(wait_s), out] + ([slot] if slot else []),
+                       check=True)
+        rows = []
+        with open(out) as f:
+            header = f.readline().split()
+            written, elapsed = int(header[2]), float(header[4])
+            for line in f:
+                i, c, d = line.split()
+                rows.append((int(i), int(c), int(d)))
+        os.unlink(out)
+        if len(rows) != written:
+            raise RuntimeError(f"latency_probe wrote {len(rows)} samples for {written} transactions")
+        return rows, (written / elapsed if elapsed > 0 else 0.0)
 
 
-def wait_for_deletes(watcher, keys, timeout):
-    deadline = time.monotonic() + timeout
-    pending = set(keys)
-    while pending and time.monotonic() < deadline:
-        pending = {k for k in pending if watcher.seen(k) is None}
-        if pending:
-            time.sleep(0.05)
-    return len(pending)
+def missing(rows):
+    return sum(1 for _, _, d in rows if d == 0)
+
+
+def latencies_ms(rows):
+    """Commit→delete latency of every observed delete, in milliseconds, sorted."""
+    return sorted((d - c) / 1e6 for _, c, d in rows if d != 0)
 
 
 def percentile(sorted_values, q):
@@ -112,17 +70,6 @@ def percentile(sorted_values, q):
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
-def latencies_ms(commits, watcher):
-    """Commit→delete latency of every observed key, in milliseconds, sorted."""
-    out = []
-    for key, t_commit in commits.items():
-        t_del = watcher.seen(key)
-        if t_del is not None:
-            out.append((t_del - t_commit) * 1000.0)
-    out.sort()
-    return out
-
-
 def summarize(ms, transactions, achieved_rate):
     """Percentiles of sorted latencies (ms) out of `transactions` commits."""
     return {
@@ -131,7 +78,7 @@ def summarize(ms, transactions, achieved_rate):
         "observed": len(ms),
         "missing": transactions - len(ms),
         # Deletes seen before the writer noted its COMMIT's return: the delete really is
-        # that fast, and the writer thread waited for the CPU or the interpreter lock
+        # that fast, and the writer thread waited for a CPU
         # before it could read the clock. Kept in the distribution, counted here.
         "before_commit_returned": sum(1 for v in ms if v <= 0),
         "p50_ms": percentile(ms, 50),
@@ -146,23 +93,26 @@ def summarize(ms, transactions, achieved_rate):
 
 # ---- walbust's own histogram, when the metrics endpoint is served ----
 
-_BUCKET = re.compile(r'^walbust_commit_to_delete_seconds_bucket\{(?:[^}]*,)?le="([^"]+)"[^}]*\}\s+(\S+)')
+_BUCKET = re.compile(r'^(walbust_commit_to_(?:delete|receive)_seconds)_bucket\{(?:[^}]*,)?le="([^"]+)"[^}]*\}\s+(\S+)')
 
 
-def scrape_histogram(url):
-    """{le: cumulative count} of walbust_commit_to_delete_seconds, or None when not served."""
+def scrape_histograms(url):
+    """{"delete": {le: cumulative count}, "receive": {...}} of walbust's
+    walbust_commit_to_delete_seconds (summed over targets) and
+    walbust_commit_to_receive_seconds, or None when the endpoint does not answer."""
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
             text = resp.read().decode()
     except OSError:
         return None
-    buckets = {}
+    out = {"delete": {}, "receive": {}}
     for line in text.splitlines():
         m = _BUCKET.match(line)
         if m:
-            le = float("inf") if m.group(1) == "+Inf" else float(m.group(1))
-            buckets[le] = buckets.get(le, 0.0) + float(m.group(2))
-    return buckets or None
+            which = "delete" if m.group(1).endswith("delete_seconds") else "receive"
+            le = float("inf") if m.group(2) == "+Inf" else float(m.group(2))
+            out[which][le] = out[which].get(le, 0.0) + float(m.group(3))
+    return out if out["delete"] else None
 
 
 def histogram_quantile(q, before, after):
