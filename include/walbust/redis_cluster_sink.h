@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "walbust/cluster_slots.h"
+#include "walbust/batch_dedup.h"
 #include "walbust/key_sink.h"
 #include "walbust/redis_client.h"
 
@@ -73,6 +74,7 @@ class RedisClusterSink final : public KeySink {
   std::chrono::milliseconds timeout_;
   std::string delete_command_;  // "UNLINK" or "DEL"
   SlotMap map_;
+  DeleteDeduplicator dedup_;
   bool map_loaded_ = false;
   std::map<std::string, std::unique_ptr<RedisClient>> clients_;  // by "host:port"
 };

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "walbust/batch_dedup.h"
 #include "walbust/key_sink.h"
 #include "walbust/redis_client.h"
 
@@ -34,6 +35,7 @@ class RedisSink final : public KeySink {
 
   RedisClient client_;
   std::string delete_command_;  // "UNLINK" or "DEL"
+  DeleteDeduplicator dedup_;
 };
 
 }  // namespace walbust

@@ -8,7 +8,6 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
-#include <unordered_set>
 
 namespace walbust {
 namespace {
@@ -371,15 +370,15 @@ void RedisClusterSink::run(std::vector<Op>& ops, BatchResult& result) {
 BatchResult RedisClusterSink::apply(const std::vector<const Action*>& actions) {
   ensure_map();
   BatchResult result;
-  std::unordered_set<std::string_view> seen;
-  seen.reserve(actions.size());
+  dedup_.scan(actions);
   std::vector<Op> ops;
   ops.reserve(actions.size());
   std::vector<const std::string*> patterns;
-  for (const Action* a : actions) {
+  for (std::size_t i = 0; i < actions.size(); ++i) {
+    const Action* a = actions[i];
     switch (a->kind) {
       case ActionKind::Delete:
-        if (!seen.insert(a->key).second) break;
+        if (dedup_.repeated(i)) break;
         ops.push_back(Op{Op::Kind::Delete, a->key, {}, key_hash_slot(a->key)});
         ++result.keys;
         break;

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <string_view>
-#include <unordered_set>
 
 #include "walbust/config.h"
 #include "walbust/redis_cluster_sink.h"
@@ -34,8 +33,7 @@ void RedisSink::check_replies(const std::vector<RedisReply>& replies, const char
 
 BatchResult RedisSink::apply(const std::vector<const Action*>& actions) {
   BatchResult result;
-  std::unordered_set<std::string_view> seen;
-  seen.reserve(actions.size());
+  dedup_.scan(actions);
   std::vector<RedisCommand> commands;
   std::vector<bool> is_delete;
   std::vector<const std::string*> patterns;
@@ -47,10 +45,11 @@ BatchResult RedisSink::apply(const std::vector<const Action*>& actions) {
     }
     pending = RedisCommand{delete_command_};
   };
-  for (const Action* a : actions) {
+  for (std::size_t i = 0; i < actions.size(); ++i) {
+    const Action* a = actions[i];
     switch (a->kind) {
       case ActionKind::Delete:
-        if (!seen.insert(a->key).second) break;
+        if (dedup_.repeated(i)) break;
         pending.push_back(a->key);
         ++result.keys;
         if (pending.size() > kKeysPerCommand) flush_deletes();
