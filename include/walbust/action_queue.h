@@ -6,7 +6,6 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <mutex>
 #include <vector>
 
@@ -57,7 +56,10 @@ class ActionQueue {
   mutable std::mutex mu_;
   std::condition_variable not_full_;
   std::condition_variable not_empty_;
-  std::deque<QueueItem> items_;
+  // A vector consumed from head_ rather than a deque: a deque allocates a block for every
+  // few of these large items, a vector reuses its storage once it has grown.
+  std::vector<QueueItem> items_;
+  std::size_t head_ = 0;
   bool closed_ = false;
 };
 

@@ -8,7 +8,8 @@ bool ActionQueue::push(std::vector<QueueItem>& items, Clock::time_point deadline
   if (items.empty()) return true;
   std::unique_lock lock(mu_);
   const bool room = not_full_.wait_until(lock, deadline, [&] {
-    return items_.empty() || items_.size() + items.size() <= capacity_;
+    const std::size_t queued = items_.size() - head_;
+    return queued == 0 || queued + items.size() <= capacity_;
   });
   if (!room) return false;
   for (auto& item : items) items_.push_back(std::move(item));
@@ -22,17 +23,26 @@ ActionQueue::PopResult ActionQueue::pop(std::vector<QueueItem>& out, std::size_t
                                         Clock::time_point deadline) {
   std::unique_lock lock(mu_);
   const bool ready =
-      not_empty_.wait_until(lock, deadline, [&] { return !items_.empty() || closed_; });
+      not_empty_.wait_until(lock, deadline, [&] { return head_ < items_.size() || closed_; });
   if (!ready) return PopResult::Timeout;
-  if (items_.empty()) return PopResult::Closed;
+  if (head_ == items_.size()) return PopResult::Closed;
   std::size_t actions = 0;
-  while (!items_.empty()) {
-    if (items_.front().kind == QueueItem::Kind::Action) {
+  while (head_ < items_.size()) {
+    QueueItem& front = items_[head_];
+    if (front.kind == QueueItem::Kind::Action) {
       if (actions == max_actions) break;
       ++actions;
     }
-    out.push_back(std::move(items_.front()));
-    items_.pop_front();
+    out.push_back(std::move(front));
+    ++head_;
+  }
+  if (head_ == items_.size()) {
+    items_.clear();  // keeps the storage
+    head_ = 0;
+  } else if (head_ >= 1024 && head_ * 2 >= items_.size()) {
+    // Mostly consumed: move the rest to the front instead of growing without end.
+    items_.erase(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(head_));
+    head_ = 0;
   }
   lock.unlock();
   not_full_.notify_one();
@@ -42,9 +52,9 @@ ActionQueue::PopResult ActionQueue::pop(std::vector<QueueItem>& out, std::size_t
 ActionQueue::PopResult ActionQueue::wait(Clock::time_point deadline) {
   std::unique_lock lock(mu_);
   const bool ready =
-      not_empty_.wait_until(lock, deadline, [&] { return !items_.empty() || closed_; });
+      not_empty_.wait_until(lock, deadline, [&] { return head_ < items_.size() || closed_; });
   if (!ready) return PopResult::Timeout;
-  return items_.empty() ? PopResult::Closed : PopResult::Items;
+  return head_ == items_.size() ? PopResult::Closed : PopResult::Items;
 }
 
 void ActionQueue::close() {
@@ -58,7 +68,7 @@ void ActionQueue::close() {
 
 std::size_t ActionQueue::size() const {
   std::lock_guard lock(mu_);
-  return items_.size();
+  return items_.size() - head_;
 }
 
 }  // namespace walbust
