@@ -21,7 +21,7 @@
  *   consumer: it streams SLOT (pgoutput, proto_version 1, publication "bench") and notes
  *   when the Commit of each post's transaction arrived. That is the walsender's own
  *   commit→delivery latency, the floor of any consumer of one slot, as pg_recvlogical is
- *   the floor of its throughput. It acknowledges what it received, as pg_recvlogical does.
+ *   the floor of its throughput. It acknowledges what it received every second.
  * RATE: transactions per second on an absolute schedule (a late one is followed by the
  *   next at once); 0 = flat out, as fast as the writer goes.
  * It stops after COUNT transactions or DURATION_S seconds, whichever comes first, then waits
@@ -134,6 +134,9 @@ static void *watch(void *ready_flag) {
 
 static const char *pg_dsn, *slot_name;
 static char run_tag[48]; /* prefix of every title this run writes */
+/* recv: acknowledges what it received every second, as walbust does with the benchmark's
+ * status_interval (and whenever the server asks), so both move the slot alike. */
+static const int64_t status_ns = 1000000000LL;
 
 static uint64_t get_be(const unsigned char *p, int n) {
   uint64_t v = 0;
@@ -219,9 +222,14 @@ static void *receive(void *ready_flag) {
   long long pending = -1; /* the post updated by the transaction being received */
   uint64_t received = 0;
   int64_t t = now_ns();
+  int64_t next_status = t + status_ns;
   for (;;) {
     char *buf = NULL;
     const int n = PQgetCopyData(c, &buf, 1);
+    if (now_ns() >= next_status) {
+      send_status(c, received);
+      next_status = now_ns() + status_ns;
+    }
     if (n == 0) {
       if (atomic_load(&watcher_stop)) break;
       struct pollfd p = {.fd = PQsocket(c), .events = POLLIN};
