@@ -386,15 +386,18 @@ BatchResult RedisClusterSink::apply(const std::vector<const Action*>& actions) {
         ops.push_back(Op{Op::Kind::Set, a->key, a->value, key_hash_slot(a->key)});
         break;
       case ActionKind::DeletePattern:
+        // Scanned where it stands, after the deletes gathered before it (see RedisSink).
         if (std::none_of(patterns.begin(), patterns.end(),
                          [&](const std::string* p) { return *p == a->key; })) {
           patterns.push_back(&a->key);
+          run(ops, result);
+          ops.clear();
+          delete_patterns({&a->key}, result);
         }
         break;
     }
   }
   run(ops, result);
-  if (!patterns.empty()) delete_patterns(patterns, result);
   return result;
 }
 

@@ -45,6 +45,19 @@ BatchResult RedisSink::apply(const std::vector<const Action*>& actions) {
     }
     pending = RedisCommand{delete_command_};
   };
+  // Sends what was gathered and waits for Redis to confirm it.
+  auto send = [&] {
+    flush_deletes();
+    if (commands.empty()) return;
+    const auto replies = client_.pipeline(commands);
+    result.commands += commands.size();
+    check_replies(replies, "delete pipeline");
+    for (std::size_t i = 0; i < replies.size(); ++i) {
+      if (is_delete[i] && replies[i].type == RedisReply::Type::Integer) result.existed += replies[i].integer;
+    }
+    commands.clear();
+    is_delete.clear();
+  };
   for (std::size_t i = 0; i < actions.size(); ++i) {
     const Action* a = actions[i];
     switch (a->kind) {
@@ -61,25 +74,19 @@ BatchResult RedisSink::apply(const std::vector<const Action*>& actions) {
         is_delete.push_back(false);
         break;
       case ActionKind::DeletePattern:
+        // Scanned where it stands: what earlier transactions delete goes first, and no
+        // later transaction's delete is visible before this pattern's keys are gone.
+        // Once per batch: every scan runs after all of the batch's commits anyway.
         if (std::none_of(patterns.begin(), patterns.end(), [&](const std::string* p) { return *p == a->key; })) {
           patterns.push_back(&a->key);
+          send();
+          delete_pattern(a->key, result);
+          ++result.patterns;
         }
         break;
     }
   }
-  flush_deletes();
-  if (!commands.empty()) {
-    const auto replies = client_.pipeline(commands);
-    result.commands += commands.size();
-    check_replies(replies, "delete pipeline");
-    for (std::size_t i = 0; i < replies.size(); ++i) {
-      if (is_delete[i] && replies[i].type == RedisReply::Type::Integer) result.existed += replies[i].integer;
-    }
-  }
-  for (const std::string* p : patterns) {
-    delete_pattern(*p, result);
-    ++result.patterns;
-  }
+  send();
   return result;
 }
 
