@@ -8,6 +8,7 @@ compares what is left with what must be left: nothing missing, nothing extra.
 
 import hashlib
 import os
+import subprocess
 import tempfile
 import unittest
 
@@ -198,3 +199,72 @@ class RulesEndToEnd(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+ORDER_RULES = """version: 1
+rules:
+  - name: comment-pages
+    table: blog_comment
+    delete: ["post_detail_{post_id}"]
+  - name: category-pages
+    table: blog_post
+    delete: ["category_posts_{category_id}"]
+"""
+
+
+class PatternOrder(unittest.TestCase):
+    """A pattern (here from a TRUNCATE) and a later transaction's delete in one batch: the
+    pattern's keys go first, so no reader sees the later invalidation before the earlier
+    one. Both transactions are committed while walbust is stopped, so they arrive together
+    and form one batch; Redis's MONITOR records the order of the commands."""
+
+    def setUp(self):
+        self.pg = PostgresServer()
+        self.redis = RedisServer()
+        fixtures.blog_schema(self.pg, marker=True)
+        self.tmp = tempfile.mkdtemp(prefix="walbust-order-")
+        rules = os.path.join(self.tmp, "rules.yaml")
+        with open(rules, "w") as f:
+            f.write(ORDER_RULES)
+        self.w = Walbust(self.pg, self.redis, rules=[rules], slot="order")
+        self.monitor = None
+
+    def tearDown(self):
+        if self.monitor is not None and self.monitor.poll() is None:
+            self.monitor.kill()
+            self.monitor.wait()
+        self.w.close()
+        self.redis.close()
+        self.pg.close()
+
+    def test_pattern_is_scanned_before_a_later_transactions_delete(self):
+        self.w.start()
+        self.w.wait_streaming(timeout=TIMEOUT)
+        self.pg.execute("INSERT INTO blog_category (id, name, slug) VALUES (3, 'c', 'c')")
+        self.pg.execute("INSERT INTO blog_post (id, title, slug, author_id, category_id) VALUES (4, 't', 's', 1, 3)")
+        self.pg.execute("INSERT INTO blog_comment (post_id, author_name, body) VALUES (4, 'a', 'b')")
+        self.w.sync()
+        self.assertEqual(self.w.stop(), 0)
+
+        r = self.redis.client()
+        fixtures.fill_keys(r, {"post_detail_4", "post_detail_9", "category_posts_3"}, value="0")
+        self.pg.execute("TRUNCATE blog_comment")  # -> pattern post_detail_*
+        self.pg.execute("UPDATE blog_post SET title = 'u' WHERE id = 4")  # -> category_posts_3
+        out = open(os.path.join(self.tmp, "monitor.txt"), "wb")
+        self.monitor = subprocess.Popen(["redis-cli", "-p", str(self.redis.port), "monitor"], stdout=out,
+                                        stderr=subprocess.STDOUT)
+        # redis-cli prints OK once MONITOR is attached.
+        fixtures.wait_for(lambda: os.path.getsize(out.name) > 0, TIMEOUT, message="MONITOR attached")
+        self.w.start()
+        self.w.sync()
+        self.monitor.terminate()
+        self.monitor.wait()
+        out.close()
+        self.assertEqual(fixtures.existing_keys(r, {"post_detail_4", "post_detail_9", "category_posts_3"}), set())
+        with open(out.name, "rb") as f:
+            lines = f.read().decode(errors="replace").splitlines()
+        scan = next((i for i, l in enumerate(lines) if '"SCAN"' in l and '"post_detail_*"' in l), None)
+        unlink = next((i for i, l in enumerate(lines) if '"UNLINK"' in l and '"category_posts_3"' in l), None)
+        self.assertIsNotNone(scan, "no SCAN for the TRUNCATE's pattern:\n" + "\n".join(lines[-30:]))
+        self.assertIsNotNone(unlink, "no UNLINK of category_posts_3:\n" + "\n".join(lines[-30:]))
+        self.assertLess(scan, unlink, "the later transaction's delete reached Redis before the pattern's scan")
