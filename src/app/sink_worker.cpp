@@ -183,7 +183,7 @@ void SinkWorker::loop(Connection& c) {
         }
       }
     }
-    confirmed(batch, actions, actions.empty() ? nullptr : &result);
+    confirmed(batch, actions, result);
     apply_redeletes(c);
   }
 }
@@ -195,7 +195,8 @@ bool SinkWorker::try_apply_now(std::vector<QueueItem>& items) {
   if (!lock.owns_lock() || conn_ == nullptr || !queue_.empty()) return false;
   Connection& c = *conn_;
   if (c.outage || !c.sink->connected()) return false;
-  std::vector<const Action*> actions;
+  std::vector<const Action*>& actions = apply_now_actions_;
+  actions.clear();
   if (!collect_actions(items, actions) || actions.size() > kApplyNowMaxActions) return false;
   BatchResult result;
   if (!actions.empty()) {
@@ -210,19 +211,19 @@ bool SinkWorker::try_apply_now(std::vector<QueueItem>& items) {
     }
     on_success(c);
   }
-  confirmed(items, actions, actions.empty() ? nullptr : &result);
+  confirmed(items, actions, result);
   items.clear();
   return true;
 }
 
 void SinkWorker::confirmed(const std::vector<QueueItem>& batch, const std::vector<const Action*>& actions,
-                           const BatchResult* result) {
-  if (result != nullptr) {
-    metrics_.keys_deleted.inc(static_cast<double>(result->keys));
-    metrics_.keys_existed.inc(static_cast<double>(result->existed));
-    metrics_.commands.inc(static_cast<double>(result->commands));
+                           const BatchResult& result) {
+  if (!actions.empty()) {  // a batch of commits only sent nothing to Redis
+    metrics_.keys_deleted.inc(static_cast<double>(result.keys));
+    metrics_.keys_existed.inc(static_cast<double>(result.existed));
+    metrics_.commands.inc(static_cast<double>(result.commands));
     metrics_.batches.inc();
-    metrics_.batch_keys.observe(static_cast<double>(result->keys));
+    metrics_.batch_keys.observe(static_cast<double>(result.keys));
     const auto now = RedeleteQueue::Clock::now();
     for (const Action* a : actions) {
       if (a->redelete_after_ms > 0 && a->kind == ActionKind::Delete) {

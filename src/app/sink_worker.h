@@ -70,10 +70,11 @@ class SinkWorker {
   bool on_error(Connection& c, const RedisError& e);
   void on_success(Connection& c);
   void apply_redeletes(Connection& c);
-  // Bookkeeping after Redis confirmed `actions` of `batch`: metrics, second deletes,
-  // commit→delete latency and the confirmation to the AckTracker. Under conn_mu_.
+  // Bookkeeping after Redis confirmed `actions` of `batch` (`result`, when there were
+  // any): metrics, second deletes, commit→delete latency and the confirmation to the
+  // AckTracker. Under conn_mu_.
   void confirmed(const std::vector<QueueItem>& batch, const std::vector<const Action*>& actions,
-                 const BatchResult* result);
+                 const BatchResult& result);
   // Waits for `delay` unless abandoned; false when abandoned.
   bool sleep_for(std::chrono::milliseconds delay);
 
@@ -88,6 +89,7 @@ class SinkWorker {
   RedeleteQueue redelete_{kRedeleteCapacity};  // under conn_mu_
   std::mutex conn_mu_;            // held while the connection is in use, by either thread
   Connection* conn_ = nullptr;    // the worker's connection once connected; under conn_mu_
+  std::vector<const Action*> apply_now_actions_;  // try_apply_now's scratch; under conn_mu_
   std::thread thread_;
   std::atomic<bool> abandoned_{false};
   std::atomic<bool> failed_{false};
