@@ -39,31 +39,6 @@ std::size_t queue_capacity(const BatchSettings& batch) {
 // systemd restarts the service. Generous: Redis timeouts and backoff sleeps are shorter.
 constexpr auto kStallLimit = std::chrono::seconds(30);
 
-// SHOW wal_sender_timeout answers like "1min", "5s", "500ms", or "0" (disabled); a bare
-// number is in milliseconds, this setting's unit.
-std::optional<std::chrono::milliseconds> parse_guc_duration(const std::string& text) {
-  std::size_t i = 0;
-  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i])) != 0) ++i;
-  if (i == 0 || i > 12) return std::nullopt;
-  const long long n = std::stoll(text.substr(0, i));
-  const std::string unit = text.substr(i);
-  long long scale = 0;
-  if (unit.empty() || unit == "ms") {
-    scale = 1;
-  } else if (unit == "s") {
-    scale = 1000;
-  } else if (unit == "min") {
-    scale = 60000;
-  } else if (unit == "h") {
-    scale = 3600000;
-  } else if (unit == "d") {
-    scale = 86400000;
-  } else {
-    return std::nullopt;
-  }
-  return std::chrono::milliseconds(n * scale);
-}
-
 // Bit i set: rule sends its actions to target i. A rule without targets: every target.
 std::vector<std::uint64_t> rule_target_masks(const RuleSet& rules, const Config& config) {
   std::vector<std::uint64_t> masks(rules.size(), 0);
@@ -421,7 +396,7 @@ void Replicator::adapt_status_interval() {
   status_interval_ = config_.postgres.status_interval;
   try {
     const auto text = conn_.query_value("SHOW wal_sender_timeout");
-    const auto timeout = text ? parse_guc_duration(*text) : std::nullopt;
+    const auto timeout = text ? parse_duration(*text, DurationSyntax::PostgresSetting) : std::nullopt;
     // The walsender drops a consumer silent for wal_sender_timeout; replying at least
     // every half of it keeps even a consumer blocked on a slow Redis connected.
     if (timeout && timeout->count() > 0 && *timeout / 2 < status_interval_) {

@@ -1,12 +1,33 @@
 #include "walbust/duration.h"
 
+#include <array>
 #include <charconv>
 #include <cstdint>
 #include <limits>
+#include <utility>
 
 namespace walbust {
+namespace {
 
-std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
+using Unit = std::pair<std::string_view, std::int64_t>;  // suffix, milliseconds
+
+constexpr std::array<Unit, 4> kConfigUnits{
+    {{"ms", 1}, {"s", 1000}, {"m", 60'000}, {"h", 3'600'000}}};
+constexpr std::array<Unit, 6> kPostgresUnits{
+    {{"", 1}, {"ms", 1}, {"s", 1000}, {"min", 60'000}, {"h", 3'600'000}, {"d", 86'400'000}}};
+
+template <std::size_t N>
+std::optional<std::int64_t> scale_of(std::string_view unit, const std::array<Unit, N>& units) {
+  for (const auto& [suffix, scale] : units) {
+    if (unit == suffix) return scale;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::chrono::milliseconds> parse_duration(std::string_view text,
+                                                        DurationSyntax syntax) {
   if (text == "0") return std::chrono::milliseconds{0};
   std::size_t digits = 0;
   while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
@@ -15,20 +36,10 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
   const auto [end, ec] = std::from_chars(text.data(), text.data() + digits, value);
   if (ec != std::errc{} || end != text.data() + digits) return std::nullopt;
   const std::string_view unit = text.substr(digits);
-  std::int64_t scale = 0;
-  if (unit == "ms") {
-    scale = 1;
-  } else if (unit == "s") {
-    scale = 1000;
-  } else if (unit == "m") {
-    scale = 60 * 1000;
-  } else if (unit == "h") {
-    scale = 3600 * 1000;
-  } else {
-    return std::nullopt;
-  }
-  if (value > std::numeric_limits<std::int64_t>::max() / scale) return std::nullopt;
-  return std::chrono::milliseconds{value * scale};
+  const auto scale = syntax == DurationSyntax::Config ? scale_of(unit, kConfigUnits)
+                                                      : scale_of(unit, kPostgresUnits);
+  if (!scale || value > std::numeric_limits<std::int64_t>::max() / *scale) return std::nullopt;
+  return std::chrono::milliseconds{value * *scale};
 }
 
 std::string format_duration(std::chrono::milliseconds d) {

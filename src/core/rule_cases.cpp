@@ -1,6 +1,7 @@
 #include "walbust/rule_cases.h"
 
 #include "walbust/lsn.h"
+#include "walbust/yaml_section.h"
 
 #include <yaml-cpp/yaml.h>
 
@@ -16,11 +17,7 @@ namespace {
 // The commit LSN a case runs at unless it gives `lsn:`; bump_version writes it.
 constexpr Lsn kDefaultCaseLsn = 0x1000000;  // 0/1000000
 
-// yaml-cpp reads the key `null:` as a null node.
-std::string key_text(const YAML::Node& key) {
-  if (key.IsNull()) return "null";
-  return key.IsScalar() ? key.Scalar() : std::string();
-}
+std::string key_text(const YAML::Node& key) { return yaml_key_text(key); }
 
 
 // A YAML scalar as PostgreSQL's text output (true → t, null → NULL), as in rules' `when`.
@@ -51,17 +48,15 @@ class CaseParser {
  public:
   CaseParser(const std::string& file, Diagnostics& diags) : file_(file), diags_(diags) {}
 
-  // Entries of a map; unknown and duplicate keys are reported.
+  // Entries of a map; unknown and duplicate keys are reported (the walker rules and
+  // config files use too).
   std::map<std::string, YAML::Node> entries(const YAML::Node& map,
                                             std::initializer_list<std::string_view> allowed) {
+    YamlSection section(file_, map, "", diags_);
+    section.allow_only(allowed);
     std::map<std::string, YAML::Node> out;
-    for (const auto& item : map) {
-      const std::string name = key_text(item.first);
-      if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
-        error(item.first, "unknown key '" + name + "'");
-      } else if (!out.emplace(name, item.second).second) {
-        error(item.first, "duplicate key '" + name + "'");
-      }
+    for (const auto name : allowed) {
+      if (const auto* entry = section.find(name)) out.emplace(std::string(name), entry->value);
     }
     return out;
   }

@@ -11,7 +11,9 @@
 #include <utility>
 
 #include "walbust/django_keys.h"
+#include "walbust/duration.h"
 #include "walbust/key_template.h"
+#include "walbust/yaml_section.h"
 
 namespace walbust {
 
@@ -88,26 +90,7 @@ struct KeyOptions {
   std::uint32_t redelete_after_ms = 0;
 };
 
-std::size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diagonal = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const std::size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = up;
-    }
-  }
-  return row[b.size()];
-}
-
-// yaml-cpp reads the key `null:` as a null node; everything else we accept is a scalar.
-std::string key_text(const YAML::Node& key) {
-  if (key.IsNull()) return "null";
-  return key.IsScalar() ? key.Scalar() : std::string();
-}
+std::string key_text(const YAML::Node& key) { return yaml_key_text(key); }
 
 bool is_quoted(const YAML::Node& node) { return node.Tag() == "!"; }
 
@@ -123,71 +106,15 @@ bool is_identifier(std::string_view name) {
   });
 }
 
-// The entries of a YAML map, checked against the keys a section allows.
-class Section {
+// A rules-file mapping, checked against the keys it allows (the walker config files use too).
+class Section : public YamlSection {
  public:
-  struct Entry {
-    YAML::Node key;
-    YAML::Node value;
-  };
-
-  Section(const YAML::Node& map, std::initializer_list<std::string_view> allowed,
-          const std::string& file, Diagnostics& diags) {
-    for (const auto& item : map) {
-      const std::string name = key_text(item.first);
-      const auto known = std::find(allowed.begin(), allowed.end(), name) != allowed.end();
-      if (!known) {
-        diags.add(file, item.first, unknown_key_message(name, allowed));
-      } else if (entries_.count(name) != 0) {
-        diags.add(file, item.first, "duplicate key '" + name + "'");
-      } else {
-        entries_.emplace(name, Entry{item.first, item.second});
-      }
-    }
+  Section(const YAML::Node& map, std::initializer_list<std::string_view> allowed, const std::string& file,
+          Diagnostics& diags)
+      : YamlSection(file, map, "", diags) {
+    allow_only(allowed);
   }
-
-  [[nodiscard]] const Entry* find(const std::string& name) const {
-    const auto it = entries_.find(name);
-    return it == entries_.end() ? nullptr : &it->second;
-  }
-
- private:
-  static std::string unknown_key_message(const std::string& name,
-                                         std::initializer_list<std::string_view> allowed) {
-    std::string message = "unknown key '" + name + "'";
-    for (const auto candidate : allowed) {
-      if (edit_distance(name, candidate) <= 2) {
-        message += " (did you mean '" + std::string(candidate) + "'?)";
-        break;
-      }
-    }
-    return message;
-  }
-
-  std::map<std::string, Entry> entries_;
 };
-
-std::optional<std::uint32_t> parse_duration_ms(std::string_view text) {
-  if (text == "0") return 0;
-  std::size_t digits = 0;
-  std::uint64_t value = 0;
-  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') {
-    value = value * 10 + static_cast<std::uint64_t>(text[digits] - '0');
-    if (value > std::numeric_limits<std::uint32_t>::max()) return std::nullopt;
-    ++digits;
-  }
-  if (digits == 0) return std::nullopt;
-  const std::string_view unit = text.substr(digits);
-  std::uint64_t scale = 0;
-  if (unit == "ms") scale = 1;
-  if (unit == "s") scale = 1000;
-  if (unit == "m") scale = 60'000;
-  if (unit == "h") scale = 3'600'000;
-  if (scale == 0 || value * scale > std::numeric_limits<std::uint32_t>::max()) {
-    return std::nullopt;
-  }
-  return static_cast<std::uint32_t>(value * scale);
-}
 
 std::optional<long long> parse_integer(const std::string& text) {
   if (text.empty() || text.size() > 18) return std::nullopt;
@@ -319,10 +246,9 @@ class FileLoader {
       }
     }
     if (const auto* redelete = section.find("redelete_after")) {
-      const auto ms =
-          redelete->value.IsScalar() ? parse_duration_ms(redelete->value.Scalar()) : std::nullopt;
-      if (ms) {
-        options.redelete_after_ms = *ms;
+      const auto d = redelete->value.IsScalar() ? parse_duration(redelete->value.Scalar()) : std::nullopt;
+      if (d && d->count() <= std::numeric_limits<std::uint32_t>::max()) {
+        options.redelete_after_ms = static_cast<std::uint32_t>(d->count());
       } else {
         error(redelete->value,
               "invalid duration for 'redelete_after' (expected e.g. 500ms, 2s, 1m, 1h or 0)");

@@ -16,120 +16,15 @@
 #include <stdexcept>
 
 #include "walbust/duration.h"
+#include "walbust/yaml_section.h"
 
 namespace walbust {
 namespace {
 
 namespace fs = std::filesystem;
 
-// Walks one YAML mapping, reporting unknown keys and type errors against `file`.
-class Section {
- public:
-  Section(const std::string& file, const YAML::Node& node, std::string name, Diagnostics& diags)
-      : file_(file), node_(node), name_(std::move(name)), diags_(diags) {
-    ok_ = node.IsMap();
-    if (!ok_ && node.IsDefined() && !node.IsNull()) {
-      diags_.add(file_, node, name_ + " must be a mapping");
-    }
-  }
-
-  [[nodiscard]] bool present() const { return ok_; }
-
-  // Reports every key not in `known`.
-  void allow_only(std::initializer_list<std::string_view> known) const {
-    if (!ok_) return;
-    for (const auto& kv : node_) {
-      const std::string key = kv.first.Scalar();
-      if (std::find(known.begin(), known.end(), key) == known.end()) {
-        std::string list;
-        for (auto k : known) list += (list.empty() ? "" : ", ") + std::string(k);
-        diags_.add(file_, kv.first, "unknown key '" + key + "' in " + name_ + " (expected one of: " + list + ")");
-      }
-    }
-  }
-
-  // An undefined node (IsDefined() false) when the key is absent.
-  [[nodiscard]] YAML::Node get(std::string_view key) const {
-    if (ok_) {
-      for (const auto& kv : node_) {
-        if (kv.first.Scalar() == key) return kv.second;
-      }
-    }
-    return YAML::Node(YAML::NodeType::Undefined);
-  }
-
-  void string(std::string_view key, std::string& out) const {
-    const YAML::Node n = get(key);
-    if (!n.IsDefined() || n.IsNull()) return;
-    if (!n.IsScalar()) {
-      diags_.add(file_, n, where(key) + " must be a string");
-      return;
-    }
-    out = n.Scalar();
-  }
-
-  void boolean(std::string_view key, bool& out) const {
-    const YAML::Node n = get(key);
-    if (!n.IsDefined() || n.IsNull()) return;
-    bool v = false;
-    if (!n.IsScalar() || !YAML::convert<bool>::decode(n, v)) {
-      diags_.add(file_, n, where(key) + " must be true or false");
-      return;
-    }
-    out = v;
-  }
-
-  void size(std::string_view key, std::size_t& out, std::size_t min, std::size_t max) const {
-    const YAML::Node n = get(key);
-    if (!n.IsDefined() || n.IsNull()) return;
-    long long v = 0;
-    if (!n.IsScalar() || !YAML::convert<long long>::decode(n, v) || v < static_cast<long long>(min) ||
-        v > static_cast<long long>(max)) {
-      diags_.add(file_, n, where(key) + " must be an integer from " + std::to_string(min) + " to " +
-                               std::to_string(max));
-      return;
-    }
-    out = static_cast<std::size_t>(v);
-  }
-
-  void duration(std::string_view key, std::chrono::milliseconds& out,
-                std::chrono::milliseconds min = std::chrono::milliseconds{0}) const {
-    const YAML::Node n = get(key);
-    if (!n.IsDefined() || n.IsNull()) return;
-    const auto d = n.IsScalar() ? parse_duration(n.Scalar()) : std::nullopt;
-    if (!d) {
-      diags_.add(file_, n, where(key) + " must be a duration with a unit, e.g. 500ms, 10s, 5m, 1h");
-      return;
-    }
-    if (*d < min) {
-      diags_.add(file_, n, where(key) + " must be at least " + format_duration(min));
-      return;
-    }
-    out = *d;
-  }
-
-  void choice(std::string_view key, std::string& out, std::initializer_list<std::string_view> options) const {
-    const YAML::Node n = get(key);
-    if (!n.IsDefined() || n.IsNull()) return;
-    std::string list;
-    for (auto o : options) list += (list.empty() ? "" : ", ") + std::string(o);
-    if (!n.IsScalar() || std::find(options.begin(), options.end(), n.Scalar()) == options.end()) {
-      diags_.add(file_, n, where(key) + " must be one of: " + list);
-      return;
-    }
-    out = n.Scalar();
-  }
-
-  void error(const YAML::Node& n, const std::string& message) const { diags_.add(file_, n, message); }
-  [[nodiscard]] std::string where(std::string_view key) const { return name_ + "." + std::string(key); }
-
- private:
-  const std::string& file_;
-  YAML::Node node_;
-  std::string name_;
-  Diagnostics& diags_;
-  bool ok_ = false;
-};
+// Config sections are read with the same walker as rules and test-case files.
+using Section = YamlSection;
 
 std::string env_or(const char* name, const std::string& fallback) {
   const char* v = std::getenv(name);

@@ -90,10 +90,8 @@ logs: {}
   EXPECT_FALSE(load_config(path, d));
   const std::string p = path;
   EXPECT_EQ(d.format(),
-            p + ":11:1: error: unknown key 'logs' in configuration (expected one of: postgres, redis, targets, rules, "
-                "batch, state_dir, on_gap, metrics, log)\n" +
-            p + ":3:3: error: unknown key 'slott' in postgres (expected one of: dsn, password_file, slot, "
-                "publication, create_slot, status_interval)\n" +
+            p + ":11:1: error: unknown key 'logs' in configuration (did you mean 'log'?)\n" +
+            p + ":3:3: error: unknown key 'slott' in postgres (did you mean 'slot'?)\n" +
             p + ":4:20: error: postgres.status_interval must be a duration with a unit, e.g. 500ms, 10s, 5m, 1h\n" +
             p + ":7:19: error: redis.delete_command must be one of: unlink, del\n" +
             p + ":9:19: error: batch.max_keys must be an integer from 1 to 1000000\n" +

@@ -27,6 +27,20 @@ TEST(Duration, ParsesUnits) {
   EXPECT_EQ(format_duration(milliseconds(0)), "0ms");
 }
 
+TEST(Duration, ReadsPostgresSettingsAsShowPrintsThem) {
+  const auto pg = [](const char* text) { return parse_duration(text, DurationSyntax::PostgresSetting); };
+  EXPECT_EQ(pg("0"), milliseconds(0));
+  EXPECT_EQ(pg("500"), milliseconds(500));  // a bare number is in the setting's unit
+  EXPECT_EQ(pg("500ms"), milliseconds(500));
+  EXPECT_EQ(pg("5s"), milliseconds(5000));
+  EXPECT_EQ(pg("1min"), milliseconds(60000));
+  EXPECT_EQ(pg("2h"), milliseconds(7200000));
+  EXPECT_EQ(pg("1d"), milliseconds(86400000));
+  for (const char* bad : {"", "1m", "min", "-5s", "1.5s", "99999999999999999999d"}) {
+    EXPECT_FALSE(pg(bad).has_value()) << bad;
+  }
+}
+
 TEST(RedisUrl, ParsesTcpUrls) {
   std::string err;
   auto ep = parse_redis_url("redis://127.0.0.1:6380/2", err);

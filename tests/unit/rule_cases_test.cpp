@@ -175,11 +175,11 @@ TEST(RuleCases, ProblemsInTheFileAreDiagnosticsAndSkipOnlyTheirCase) {
   ASSERT_EQ(o.results.size(), 1u);
   EXPECT_TRUE(o.results[0].passed);
   EXPECT_EQ(o.diags,
-            "cases.yaml:8:5: error: unknown key 'tabel'\n"
+            "cases.yaml:8:5: error: unknown key 'tabel' (did you mean 'table'?)\n"
             "cases.yaml:7:5: error: missing required key 'table'\n"
             "cases.yaml:14:9: error: unknown op 'upsert' (expected insert, update, delete or "
             "truncate)\n"
-            "cases.yaml:16:14: error: unknown key 'deletes'\n"
+            "cases.yaml:16:14: error: unknown key 'deletes' (did you mean 'delete'?)\n"
             "cases.yaml:21:15: error: column values must be scalars\n"
             "cases.yaml:20:10: error: an insert has no 'old' row\n"
             "cases.yaml:22:10: error: invalid lsn (expected e.g. \"0/16B3748\")\n"
@@ -194,7 +194,7 @@ TEST(RuleCases, FileLevelProblems) {
   EXPECT_EQ(run("- a\n").diags,
             "cases.yaml:1:1: error: a cases file must be a map with a 'cases:' list\n");
   EXPECT_EQ(run("case: []\n").diags,
-            "cases.yaml:1:1: error: unknown key 'case'\n"
+            "cases.yaml:1:1: error: unknown key 'case' (did you mean 'cases'?)\n"
             "cases.yaml:1:1: error: a cases file must have a 'cases:' list\n");
   EXPECT_EQ(run("cases: {}\n").diags,
             "cases.yaml:1:8: error: a cases file must have a 'cases:' list\n");

@@ -737,7 +737,7 @@ INSTANTIATE_TEST_SUITE_P(
                   rule("    key_format: Django\n    django: {key_prefix: a, version: x, "
                        "prefix: b}\n    delete: [k]\n"),
                   "r.yaml:5:17: error: unknown key_format 'Django' (expected plain or django)\n"
-                  "r.yaml:6:41: error: unknown key 'prefix'\n"
+                  "r.yaml:6:41: error: unknown key 'prefix' (expected one of: key_prefix, version)\n"
                   "r.yaml:6:38: error: 'version' must be an integer\n"},
         ErrorCase{"bad durations",
                   "version: 1\ndefaults:\n  redelete_after: 5 sec\nrules:\n  - name: r\n"
