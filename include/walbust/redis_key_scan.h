@@ -6,6 +6,7 @@
 // connection layer in one place.
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,7 +42,10 @@ class RedisKeyScan {
     std::unique_ptr<RedisClient> client;
     std::string cursor = "0";
     bool done = false;
+    // The reply to the SCAN sent with the previous page's PTTLs: one round trip a page.
+    std::optional<RedisReply> prefetched;
   };
+  static void check_scan(const RedisReply& reply, const Master& master);
   void read_cluster_masters();
 
   RedisSettings settings_;

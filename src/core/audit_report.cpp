@@ -152,8 +152,9 @@ std::string format_audit_text(const std::vector<FamilyStats>& families,
     out += "Every family is covered by a rule.\n";
   } else {
     out += std::to_string(summary.uncovered) +
-           " families are not covered: write rules for them (walbust test checks the keys "
-           "they render), then run walbust audit again.\n";
+           (summary.uncovered == 1 ? " family is" : " families are") +
+           " not covered: write rules for them (walbust test checks the keys they render), "
+           "then run walbust audit again.\n";
   }
   return out;
 }
