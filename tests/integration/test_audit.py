@@ -178,6 +178,29 @@ class AuditTest(unittest.TestCase):
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("error:", r.stderr)
 
+    def test_with_several_targets_only_the_named_targets_rules_count(self):
+        sessions_rules = os.path.join(self.tmp, "sessions.yaml")
+        with open(sessions_rules, "w") as f:
+            f.write("version: 1\nrules:\n  - name: sessions\n    table: user_session\n"
+                    "    targets: [sessions]\n    delete: [\"session:{id}\"]\n")
+        self.client.set("post_detail_1", "x")
+        self.client.set(f"session:{SESSIONS[0]}", "x")
+        w = Walbust(self.pg, self.redis, rules=[self.blog_rules, sessions_rules], marker=False,
+                    config={"redis": fixtures.DELETE,
+                            "targets": {"pages": {"url": self.redis.url},
+                                        "sessions": {"url": self.redis.url}}})
+        self.walbusts.append(w)
+        r = w.run_cli(["audit"])
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("2 Redis targets (pages, sessions): name one with --target", r.stderr)
+        _, pages = audit_json(w, "--target", "pages", expect_rc=1)
+        self.assertEqual([(f["family"], f["covered"]) for f in pages if f["type"] == "family"],
+                         [("session:*", False), ("post_detail_*", True)])
+        _, sessions = audit_json(w, "--target", "sessions", expect_rc=0)
+        self.assertEqual(sessions[0]["rules"], ["post-pages", "comment-post-page"])
+        self.assertEqual(sessions[1]["family"], "session:*")
+        self.assertEqual(sessions[1]["rules"], ["sessions"])
+
     def test_an_unreachable_database_is_one_line_and_the_redis_part_goes_on(self):
         self.client.set("post_detail_1", "x")
         w = self.blog_walbust(postgres={"dsn": "host=127.0.0.1 port=1 dbname=x connect_timeout=2"})
