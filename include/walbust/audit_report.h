@@ -54,6 +54,7 @@ struct AuditContext {
   bool sample_reached = false;  // the scan stopped at --sample before the end
   std::string publication;
   std::string database_note;  // "" when the database was read, else why not
+  bool publication_missing = false;
 };
 
 // The whole text report, ending with a newline.

@@ -1,6 +1,7 @@
 #pragma once
 // Reads the DatabaseFacts that `check --db` and `setup` judge, with plain catalog queries
 // on an ordinary SQL connection (no replication privilege needed to inspect).
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,9 +19,10 @@ class DbInspector {
   // Facts for the tables, publication and slot `needs` names. Throws PgError.
   [[nodiscard]] DatabaseFacts inspect(const DatabaseNeeds& needs);
 
-  // Every table the publication publishes, each with its partition root (audit). Empty
+  // Every table the publication publishes, each with its partition root (audit); nullopt
   // when the publication does not exist. Throws PgError.
-  [[nodiscard]] std::vector<PublishedTable> published_tables(const std::string& publication);
+  [[nodiscard]] std::optional<std::vector<PublishedTable>> published_tables(
+      const std::string& publication);
 
  private:
   void read_server(DatabaseFacts& facts);

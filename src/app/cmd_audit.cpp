@@ -43,16 +43,20 @@ const RedisTarget* choose_target(const Config& config, const std::string& name) 
 }
 
 // Publication tables without rules and rule tables outside the publication. When the
-// database cannot be read, `note` says why (one line) and the Redis part goes on.
-std::vector<TableProblem> read_tables(const LoadedConfig& loaded, std::string& note) {
+// database cannot be read, context.database_note says why (one line) and the Redis part
+// goes on.
+std::vector<TableProblem> read_tables(const LoadedConfig& loaded, AuditContext& context) {
   try {
     auto conn = connect_for_inspection(loaded.config);
     DbInspector inspector(*conn);
+    const auto published = inspector.published_tables(loaded.config.postgres.publication);
+    context.publication_missing = !published;
     return compare_publication(loaded.rules.table_needs(),
-                               inspector.published_tables(loaded.config.postgres.publication));
+                               published ? *published : std::vector<PublishedTable>{});
   } catch (const std::exception& e) {
-    note = one_line(e.what());
-    std::fprintf(stderr, "walbust audit: database not checked: %s\n", note.c_str());
+    context.database_note = one_line(e.what());
+    std::fprintf(stderr, "walbust audit: database not checked: %s\n",
+                 context.database_note.c_str());
     return {};
   }
 }
@@ -129,7 +133,7 @@ int audit_command(const AuditOptions& options) {
   context.target = target->name;
   context.sample = options.sample;
   context.publication = loaded->config.postgres.publication;
-  const std::vector<TableProblem> tables = read_tables(*loaded, context.database_note);
+  const std::vector<TableProblem> tables = read_tables(*loaded, context);
 
   const CoverageIndex index = CoverageIndex::from_rules(loaded->rules, target->name);
   FamilyAggregator agg;

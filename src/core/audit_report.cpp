@@ -58,6 +58,9 @@ void table_lines(std::string& out, const std::vector<TableProblem>& tables,
     out += "  not checked: " + context.database_note + "\n";
     return;
   }
+  if (context.publication_missing) {
+    out += "  the publication does not exist: walbust setup prints the SQL that creates it\n";
+  }
   if (tables.empty()) out += "  every published table has a rule, every rule table is published\n";
   for (const auto& t : tables) {
     out += "  " + t.table + ": " +

@@ -201,6 +201,16 @@ class AuditTest(unittest.TestCase):
         self.assertEqual(sessions[1]["family"], "session:*")
         self.assertEqual(sessions[1]["rules"], ["sessions"])
 
+    def test_a_missing_publication_is_said_and_every_rule_table_reported(self):
+        self.client.set("post_detail_1", "x")
+        w = self.blog_walbust(postgres={"publication": "nopub"})
+        _, lines = audit_json(w, expect_rc=0)
+        self.assertEqual([line for line in lines if line["type"] == "table"], [
+            {"type": "table", "table": f"public.{t}", "problem": "not in publication"}
+            for t in ("blog_category", "blog_comment", "blog_post", "blog_rating")])
+        text = w.run_cli(["audit"]).stdout
+        self.assertIn("the publication does not exist: walbust setup prints", text)
+
     def test_an_unreachable_database_is_one_line_and_the_redis_part_goes_on(self):
         self.client.set("post_detail_1", "x")
         w = self.blog_walbust(postgres={"dsn": "host=127.0.0.1 port=1 dbname=x connect_timeout=2"})

@@ -145,5 +145,19 @@ TEST(AuditText, SaysWhenEverythingIsCoveredAndWhyTheDatabaseWasNotChecked) {
   EXPECT_EQ(text.find("NOT INVALIDATED"), std::string::npos) << text;
 }
 
+TEST(AuditText, SaysWhenThePublicationIsMissing) {
+  const RuleSet rules = two_rules();
+  AuditContext context;
+  context.publication = "walbust";
+  context.publication_missing = true;
+  const std::string text = format_audit_text({}, {{"public.blog_post", "not in publication"}},
+                                             summarize({}, 0), context, rules);
+  EXPECT_NE(text.find("the publication does not exist: walbust setup prints"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("public.blog_post: a rule reads it, but it is not in the publication"),
+            std::string::npos)
+      << text;
+}
+
 }  // namespace
 }  // namespace walbust
