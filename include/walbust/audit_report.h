@@ -1,5 +1,5 @@
 #pragma once
-// What `walbust audit` prints (README "walbust audit"): one JSON object per line, or text a
+// What `walbust audit` prints (README "Adopting walbust"): one JSON object per line, or text a
 // person reads at a glance (uncovered families first, largest first, with their share of
 // the keys scanned). Also the comparison of the publication's tables with the rule
 // tables. Pure: the command gathers the facts.

@@ -1,8 +1,8 @@
 #pragma once
 // The pure half of `walbust audit` (README "Adopting walbust"): which family a Redis key
-// belongs to, whether some rule could produce it, and a streaming
-// aggregate of families whose memory is bounded however many keys are scanned. No I/O:
-// the command feeds keys as SCAN returns them.
+// belongs to, whether some rule could produce it, and a streaming aggregate of families
+// whose memory is bounded however many keys are scanned. No I/O: the command feeds keys
+// as SCAN returns them.
 #include <cstddef>
 #include <cstdint>
 #include <string>
