@@ -134,6 +134,31 @@ rules:
   EXPECT_EQ(out, (std::vector<std::uint32_t>{2}));
 }
 
+TEST(CoverageIndex, LiteralGlobCharactersInTemplatesAreLiteral) {
+  const RuleSet rules = load_ok(R"(
+version: 1
+rules:
+  - name: pages
+    table: page
+    delete: ["page[1]_{id}", "menu?"]
+    delete_pattern: ["nav:[ab]:{id}"]
+)");
+  const CoverageIndex index = CoverageIndex::from_rules(rules, "default");
+  std::vector<std::uint32_t> out;
+  index.covering_rules("page[1]_7", out);
+  EXPECT_EQ(out.size(), 1u);
+  index.covering_rules("page1_7", out);
+  EXPECT_TRUE(out.empty());
+  index.covering_rules("menu?", out);
+  EXPECT_EQ(out.size(), 1u);
+  index.covering_rules("menuX", out);
+  EXPECT_TRUE(out.empty());
+  index.covering_rules("nav:a:7", out);  // delete_pattern text is the user's glob
+  EXPECT_EQ(out.size(), 1u);
+  index.covering_rules("nav:c:7", out);
+  EXPECT_TRUE(out.empty());
+}
+
 TEST(CoverageIndex, AppliesDjangoKeyFormatAndFragments) {
   const RuleSet rules = load_ok(R"(
 version: 1
