@@ -341,6 +341,8 @@ class ClusterAuditTest(unittest.TestCase):
             try:
                 r, lines = audit_json(w, expect_rc=1)
                 self.assertIn("(3 masters)", w.run_cli(["audit"]).stdout)
+                _, sampled = audit_json(w, "--sample", "150")
+                self.assertEqual(sampled[-1]["scanned"], 150)
             finally:
                 w.close()
             self.assertEqual(lines, [
