@@ -158,6 +158,19 @@ def walkthrough(stack, walbust):
                                dbname=stack.DB, user=stack.USER), walbust)
     step("view counter: UPDATE view_count only (ignore_changes)",
          lambda: Post.objects.filter(pk=hello.pk).update(view_count=F("view_count") + 1), walbust)
+    audit(walbust)
+
+
+def audit(walbust):
+    """Which cached families would no rule invalidate? Run before removing signals."""
+    fill_cache()
+    result = walbust.audit()
+    print(f"\n== walbust audit (exit {result.returncode}): the cache's key families against the rules")
+    print("\n".join(f"   {line}" if line else "" for line in result.stdout.strip().splitlines()))
+    if result.stderr.strip():
+        print("   " + result.stderr.strip())
+    print("   Article bodies are versioned: bump_version moves article_version_<id>, an old body is never\n"
+          "   read again and expires with its 24 h TTL, so blog:*:article_* needs no rule.")
 
 
 def serve(stack):

@@ -203,6 +203,11 @@ class Walbust:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
+    def audit(self, *args):
+        """`walbust audit` with this config: the cache families no rule invalidates."""
+        return subprocess.run([self.binary, "audit", "-c", str(self.config), *args],
+                              capture_output=True, text=True, timeout=120)
+
     def stop(self):
         _stop(self.proc)
         if self.proc is not None:

@@ -97,6 +97,9 @@ class RuleSet {
   // what `on_gap: flush_rules` deletes. Rule indexes are set; value empty (a constant
   // bump_version key comes back as BumpVersion: the caller sets the LSN it resumes at).
   [[nodiscard]] std::vector<Action> all_keys_as_patterns() const;
+  // The same for one rule, not deduplicated against other rules (audit names every rule
+  // that covers a key).
+  [[nodiscard]] std::vector<Action> rule_keys_as_patterns(std::uint32_t index) const;
 
  private:
   struct TableIndex;  // rules by (schema, table), so plan() looks at candidates only

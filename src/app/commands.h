@@ -43,4 +43,12 @@ struct TestOptions {
 };
 int test_command(const TestOptions& options);
 
+struct AuditOptions {
+  std::string config_path;
+  std::string target;  // empty: the only target
+  std::uint64_t sample = 100000;
+  std::string format = "text";  // text | json
+};
+int audit_command(const AuditOptions& options);
+
 }  // namespace walbust

@@ -75,6 +75,20 @@ int main(int argc, char** argv) {
   auto* max_opt = dry_cmd->add_option("--max-changes", max_changes, "Stop after N row changes")->check(CLI::PositiveNumber);
   auto* dur_opt = dry_cmd->add_option("--duration", duration, "Stop after SECONDS")->check(CLI::PositiveNumber);
 
+  AuditOptions audit;
+  auto* audit_cmd = app.add_subcommand(
+      "audit",
+      "Find cached data no rule invalidates: SCAN the Redis target (read-only, COUNT 1000), group "
+      "keys into families (UUIDs, 32-hex runs and digit runs as '*') and report the families no "
+      "rule's key could match, with key counts, keys without TTL and an example; also the "
+      "publication's tables without rules. Exit 0 when every family is covered, 1 when not");
+  add_config(audit_cmd);
+  audit_cmd->add_option("--target", audit.target, "The Redis target to audit (needed with several)");
+  audit_cmd->add_option("--sample", audit.sample, "Scan at most N keys (default 100000)")
+      ->check(CLI::PositiveNumber);
+  audit_cmd->add_option("--format", audit.format, "Output format: text (default) or json (one object per line)")
+      ->check(CLI::IsMember({"text", "json"}));
+
   app.add_subcommand("version", "Print the version");
 
   try {
@@ -113,6 +127,10 @@ int main(int argc, char** argv) {
     if (max_opt->count() > 0) dry.max_changes = max_changes;
     if (dur_opt->count() > 0) dry.duration = duration;
     return dry_run_command(dry);
+  }
+  if (audit_cmd->parsed()) {
+    audit.config_path = config_path;
+    return audit_command(audit);
   }
   if (test_cmd->parsed()) {
     test.config_path = config_path;

@@ -916,4 +916,10 @@ std::vector<Action> RuleSet::all_keys_as_patterns() const {
   return out;
 }
 
+std::vector<Action> RuleSet::rule_keys_as_patterns(std::uint32_t index) const {
+  std::vector<Action> out;
+  Planner::plan_truncate(*rules_.at(index), index, out, 0, {});
+  return out;
+}
+
 }  // namespace walbust

@@ -136,4 +136,27 @@ void DbInspector::read_slot(const DatabaseNeeds& needs, DatabaseFacts& facts) {
   s.active_pid = to_int(rows[0].at(5));
 }
 
+std::optional<std::vector<PublishedTable>> DbInspector::published_tables(
+    const std::string& publication) {
+  const std::string pub = conn_.quote_literal(publication);
+  if (conn_.query("SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = " + pub).empty())
+    return std::nullopt;
+  // pg_partition_root: a publication without publish_via_partition_root lists partitions,
+  // which a rule on their partitioned table covers.
+  const auto rows = conn_.query(
+      "SELECT t.schemaname, t.tablename, rn.nspname, rc.relname "
+      "FROM pg_catalog.pg_publication_tables t "
+      "JOIN pg_catalog.pg_namespace n ON n.nspname = t.schemaname "
+      "JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = t.tablename "
+      "JOIN pg_catalog.pg_class rc ON rc.oid = COALESCE(pg_catalog.pg_partition_root(c.oid), "
+      "c.oid) "
+      "JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace "
+      "WHERE t.pubname = " +
+      pub + " ORDER BY 1, 2");
+  std::vector<PublishedTable> out;
+  for (const auto& row : rows)
+    out.push_back({text(row.at(0)), text(row.at(1)), text(row.at(2)), text(row.at(3))});
+  return out;
+}
+
 }  // namespace walbust

@@ -544,6 +544,44 @@ class RedisServer:
             _live.discard(self)
 
 
+class RedisMonitor:
+    """Records every command Redis receives (MONITOR) on a background connection."""
+
+    def __init__(self, redis):
+        self.commands = []
+        self._conn = redis.client().connection_pool.get_connection("MONITOR")
+        self._conn.send_command("MONITOR")
+        assert self._conn.read_response() in (b"OK", "OK")
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop:
+            try:
+                line = self._conn.read_response()
+            except Exception:  # connection closed by stop()
+                return
+            text = line.decode(errors="replace") if isinstance(line, bytes) else str(line)
+            # '1700000000.123456 [0 127.0.0.1:5555] "EXISTS" "key"'
+            m = re.search(r'\] "([A-Za-z]+)"', text)
+            if m:
+                self.commands.append(m.group(1).upper())
+
+    def stop(self, redis):
+        # MONITOR lines may still be in flight: a marker command sent now is recorded
+        # after everything before it, so once it shows up the record is complete.
+        redis.client().echo("monitor-sync")
+        wait_for(lambda: "ECHO" in self.commands, 30, message="the MONITOR marker")
+        self.commands.remove("ECHO")
+        self._stop = True
+        try:
+            self._conn.disconnect()
+        except AttributeError:  # the reader thread's own disconnect got there first
+            pass
+        self._thread.join(5)
+
+
 # ---------------------------------------------------------------------------------------
 # walbust
 

@@ -12,6 +12,7 @@ Django runs in this process against committed data: django.test.TestCase would w
 every test in a transaction that never commits, and walbust only sees commits.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -331,6 +332,28 @@ class DjangoBlogTest(unittest.TestCase):
         gone = {f"post_detail_{pk}" for pk in Post.objects.exclude(pk=self.sentinel.pk).values_list("pk", flat=True)}
         gone |= {f"author_posts_{dave.pk}", "home_page_posts", make_template_fragment_key("sidebar", [dave.pk])}
         self.assert_invalidated(before, gone=gone)
+
+    def test_i_audit_finds_only_the_versioned_article_bodies_uncovered(self):
+        """`walbust audit` on the cache the views really filled: every family the blog writes
+        is covered by a rule, except the versioned article bodies, which need none."""
+        self.fill_cache()
+        result = self.walbust.audit("--format", "json")
+        self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+        lines = [json.loads(line) for line in result.stdout.splitlines()]
+        families = {f["family"]: f for f in lines if f["type"] == "family"}
+        uncovered = {name for name, f in families.items() if not f["covered"]}
+        self.assertEqual(uncovered, {"blog:*:article_*"}, result.stdout)
+        self.assertEqual(families["blog:*:article_*"]["no_ttl"], 0)
+        for name, rule in [("blog:*:post_detail_*", "post-pages"),
+                           ("blog:*:home_page_posts", "post-pages"),
+                           ("blog:*:category_posts_*", "post-pages"),
+                           ("blog:*:author_posts_*", "author-names"),
+                           ("blog:*:template.cache.sidebar.*", "post-pages"),
+                           ("blog:*:article_version_*", "post-article")]:
+            self.assertIn(rule, families[name]["rules"], name)
+        self.assertEqual([line for line in lines if line["type"] == "table"], [])
+        self.assertEqual(lines[-1]["type"], "summary")
+        self.assertEqual(lines[-1]["uncovered"], 1)
 
 
 if __name__ == "__main__":

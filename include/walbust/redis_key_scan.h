@@ -1,0 +1,57 @@
+#pragma once
+// Reads a Redis target's keys for `walbust audit`, read-only: SCAN with COUNT 1000 on each
+// master (a single server, or every master of a cluster from CLUSTER SLOTS), and the TTL
+// of each page's keys with PTTL in one pipeline. No other command is sent, ever: audits
+// run against production caches. All Redis I/O of audit is here, so it moves to another
+// connection layer in one place.
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "walbust/config.h"
+#include "walbust/redis_client.h"
+
+namespace walbust {
+
+struct ScannedKey {
+  std::string key;
+  bool has_ttl = false;
+};
+
+class RedisKeyScan {
+ public:
+  RedisKeyScan(const RedisSettings& settings, std::string password);
+  ~RedisKeyScan();
+
+  // Connects to the server, or reads the masters of a cluster. Throws RedisError.
+  void connect();
+  // "127.0.0.1:6379/0", or "cluster a:1,b:2 (3 masters)": never a password.
+  [[nodiscard]] std::string describe() const;
+
+  // Up to `max_keys` keys of the next SCAN page with their TTL state; keys that expired
+  // between SCAN and PTTL are left out. Pages are taken from the masters in turn, so a
+  // sample spreads over the whole cluster. Returns false once every master is scanned.
+  [[nodiscard]] bool next_page(std::size_t max_keys, std::vector<ScannedKey>& out);
+  // True once every master's SCAN cursor came back to 0.
+  [[nodiscard]] bool exhausted() const;
+
+ private:
+  struct Master {
+    std::unique_ptr<RedisClient> client;
+    std::string cursor = "0";
+    bool done = false;
+    // The reply to the SCAN sent with the previous page's PTTLs: one round trip a page.
+    std::optional<RedisReply> prefetched;
+  };
+  static void check_scan(const RedisReply& reply, const Master& master);
+  void read_cluster_masters();
+
+  RedisSettings settings_;
+  std::string password_;
+  std::vector<Master> masters_;
+  std::size_t turn_ = 0;
+};
+
+}  // namespace walbust
