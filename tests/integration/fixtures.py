@@ -431,6 +431,16 @@ def commit_and_get_end_lsn(conn):
     return end_lsn_from_insert_lsn(lsn)
 
 
+def psql(pg, *args, user=None, dbname=None, input=None, timeout=120):
+    """Runs psql against pg as an operator or another service would (TCP, no ~/.psqlrc,
+    ON_ERROR_STOP); ARGS follow, e.g. "-At", "-c", SQL. Returns the CompletedProcess."""
+    return subprocess.run(
+        [os.path.join(PG_BIN, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+         "-d", pg.conninfo(user, dbname), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, input=input, timeout=timeout,
+    )
+
+
 # ---------------------------------------------------------------------------------------
 # Redis
 
@@ -610,10 +620,10 @@ def walbust_env(extra=None):
     return env
 
 
-def run_walbust(args, env=None, timeout=120, input=None, cwd=None):
+def run_walbust(args, env=None, timeout=120, input=None, cwd=None, binary=None):
     """Runs a one-shot `walbust ARGS...`; returns the CompletedProcess (text mode)."""
     return subprocess.run(
-        [walbust_binary(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [binary or walbust_binary(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         timeout=timeout, input=input, env=walbust_env(env), cwd=cwd,
     )
 
@@ -961,7 +971,7 @@ class Walbust:
         """`walbust SUBCOMMAND -c CONFIG ARGS...`; returns the CompletedProcess."""
         args = list(args)
         return run_walbust([args[0], "-c", self.config_path, *args[1:]], env=env,
-                           timeout=timeout, input=input, cwd=self.workdir)
+                           timeout=timeout, input=input, cwd=self.workdir, binary=self.binary)
 
 
 # ---------------------------------------------------------------------------------------

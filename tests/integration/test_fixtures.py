@@ -101,6 +101,16 @@ class PostgresFixtureTest(unittest.TestCase):
         self.assertEqual(self.pg.query("SELECT id FROM survives"), [(7,)])
 
 
+    def test_psql_runs_sql_as_the_given_role_and_stops_at_the_first_error(self):
+        r = fixtures.psql(self.pg, "-At", "-c", "SELECT current_user, current_database()")
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, "walbust|walbust"), r.stderr)
+        r = fixtures.psql(self.pg, "-At", user="postgres", dbname="postgres",
+                          input="SELECT 1/0;\nSELECT 'not reached';\n")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("division by zero", r.stderr)
+        self.assertNotIn("not reached", r.stdout)
+
+
 class FailureTest(unittest.TestCase):
     def test_postgres_that_cannot_start_raises_with_log(self):
         with self.assertRaises(fixtures.ServerError) as cm:
@@ -137,6 +147,22 @@ class WalbustDriverTest(unittest.TestCase):
                     self.assertNotIn("--endpos", w.log())
                     w.kill9()
                     self.assertEqual(w.returncode, -9)
+                finally:
+                    w.close()
+
+
+    def test_run_cli_runs_the_binary_the_driver_was_given(self):
+        with tempfile.TemporaryDirectory() as d:
+            fake = os.path.join(d, "fake-walbust")
+            with open(fake, "w") as f:
+                f.write("#!/bin/sh\necho \"fake $*\"\n")
+            os.chmod(fake, 0o755)
+            with PostgresServer(start=False) as pg, RedisServer(start=False) as r:
+                pg.port, r.port = 1, 2
+                w = fixtures.Walbust(pg, r, binary=fake, marker=False)
+                try:
+                    out = w.run_cli(["audit", "--sample", "5"]).stdout
+                    self.assertEqual(out, f"fake audit -c {w.config_path} --sample 5\n")
                 finally:
                     w.close()
 
