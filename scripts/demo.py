@@ -39,13 +39,9 @@ def say(text):
 
 def blog_keys(pg):
     """Every key the blog pages use for the current rows (what a warm cache holds)."""
-    posts = pg.query("SELECT id, category_id, author_id FROM blog_post")
+    posts = pg.query("SELECT id, author_id FROM blog_post")
     cats = [r[0] for r in pg.query("SELECT id FROM blog_category")]
-    keys = {"home_page_posts"}
-    keys |= {f"post_detail_{p}" for p, _, _ in posts}
-    keys |= {f"category_posts_{c}" for c in cats}
-    keys |= {f"author_posts_{a}" for _, _, a in posts}
-    return keys
+    return fixtures.blog_all_keys([p for p, _ in posts], cats, {a for _, a in posts})
 
 
 def key_order(k):
