@@ -973,6 +973,15 @@ class Walbust:
         return run_walbust([args[0], "-c", self.config_path, *args[1:]], env=env,
                            timeout=timeout, input=input, cwd=self.workdir, binary=self.binary)
 
+    def popen_cli(self, args, env=None):
+        """Starts `walbust SUBCOMMAND -c CONFIG ARGS...` with text pipes (e.g. a following
+        dry-run read as it goes); returns the Popen, which the caller waits for."""
+        args = list(args)
+        return subprocess.Popen(
+            [self.binary, args[0], "-c", self.config_path, *args[1:]], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, env=walbust_env(env), cwd=self.workdir,
+        )
+
 
 # ---------------------------------------------------------------------------------------
 # the blog schema of rules/blog.yaml, sample data and the key oracle

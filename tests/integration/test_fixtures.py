@@ -151,7 +151,7 @@ class WalbustDriverTest(unittest.TestCase):
                     w.close()
 
 
-    def test_run_cli_runs_the_binary_the_driver_was_given(self):
+    def test_run_cli_and_popen_cli_run_the_binary_the_driver_was_given(self):
         with tempfile.TemporaryDirectory() as d:
             fake = os.path.join(d, "fake-walbust")
             with open(fake, "w") as f:
@@ -163,6 +163,9 @@ class WalbustDriverTest(unittest.TestCase):
                 try:
                     out = w.run_cli(["audit", "--sample", "5"]).stdout
                     self.assertEqual(out, f"fake audit -c {w.config_path} --sample 5\n")
+                    proc = w.popen_cli(["dry-run", "--peek"])
+                    out, _ = proc.communicate(timeout=30)
+                    self.assertEqual(out, f"fake dry-run -c {w.config_path} --peek\n")
                 finally:
                     w.close()
 
