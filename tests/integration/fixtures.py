@@ -1218,13 +1218,17 @@ def fill_keys(client, keys, value="cached"):
     pipe.execute()
 
 
-def existing_keys(client, keys):
-    """The subset of keys that exist (pipelined EXISTS)."""
+def existing_keys(client, keys, chunk=20000):
+    """The subset of keys that exist (pipelined EXISTS, `chunk` keys a round trip)."""
     keys = list(keys)
-    pipe = client.pipeline(transaction=False)
-    for k in keys:
-        pipe.exists(k)
-    return {k for k, e in zip(keys, pipe.execute()) if e}
+    out = set()
+    for i in range(0, len(keys), chunk):
+        part = keys[i:i + chunk]
+        pipe = client.pipeline(transaction=False)
+        for k in part:
+            pipe.exists(k)
+        out |= {k for k, e in zip(part, pipe.execute()) if e}
+    return out
 
 
 def finish_walbust(testcase, w, timeout=10.0):
