@@ -11,7 +11,6 @@ import atexit
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,13 +38,9 @@ def say(text):
 
 def blog_keys(pg):
     """Every key the blog pages use for the current rows (what a warm cache holds)."""
-    posts = pg.query("SELECT id, category_id, author_id FROM blog_post")
+    posts = pg.query("SELECT id, author_id FROM blog_post")
     cats = [r[0] for r in pg.query("SELECT id FROM blog_category")]
-    keys = {"home_page_posts"}
-    keys |= {f"post_detail_{p}" for p, _, _ in posts}
-    keys |= {f"category_posts_{c}" for c in cats}
-    keys |= {f"author_posts_{a}" for _, _, a in posts}
-    return keys
+    return fixtures.blog_all_keys([p for p, _ in posts], cats, {a for _, a in posts})
 
 
 def key_order(k):
@@ -98,16 +93,15 @@ def step(pg, r, w, title, statement, expect_gone, params=None):
     show(r, keys, set(expect_gone))
 
 
-def dry_run(pg, r, w, binary):
+def dry_run(pg, r, w):
     """Shows `walbust dry-run` on the live stream before the daemon deletes anything."""
     keys = blog_keys(pg) | {"session:alice"}
     fill(r, keys)
     say("0. Before trusting the rules: walbust dry-run follows the real replication stream on a"
         " temporary slot and only asks Redis (EXISTS) what a delete would hit")
-    cmd = [binary, "dry-run", "-c", w.config_path, "--check-redis", "--max-changes", "1",
-           "--duration", str(int(TIMEOUT))]
     print(f"  $ walbust dry-run -c {os.path.basename(w.config_path)} --check-redis --max-changes 1")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = w.popen_cli(["dry-run", "--check-redis", "--max-changes", "1",
+                        "--duration", str(int(TIMEOUT))])
     # The temporary slot sees only changes committed after it exists: wait for it.
     banner = proc.stderr.readline()
     if "following changes" not in banner:
@@ -158,7 +152,7 @@ def main():
     rules = fixtures.blog_rules_path(tmp)
     w = Walbust(pg, redis, rules=[rules], marker=False, status_interval="1s", binary=binary,
                 config={"log": {"level": "info", "format": "text"}})
-    dry_run(pg, r, w, binary)
+    dry_run(pg, r, w)
     say(f"Starting: walbust run -c {w.config_path}  (rules: {os.path.relpath(rules, ROOT)})")
     with open(w.config_path) as f:
         print("  " + f.read().replace("\n", "\n  ").rstrip())

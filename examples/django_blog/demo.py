@@ -109,7 +109,7 @@ def step(title, change, walbust):
     time.sleep(0.2)
     after = cache_entries()
     if not walbust.running():
-        sys.exit(f"walbust exited:\n{walbust.log.read_text()[-3000:]}")
+        sys.exit(f"walbust exited:\n{walbust.log()[-3000:]}")
     gone = [f"{label} ({key})" for label, (key, value) in before.items()
             if value is not None and label in after and after[label][1] is None and not label.startswith("article_version")]
     bumped = [f"{label}: {before[label][1]} -> {after[label][1]}" for label in before
@@ -153,7 +153,7 @@ def walkthrough(stack, walbust):
 
     step("raw SQL via connection.cursor(): upper-case the titles in Tech", raw_sql, walbust)
     step("psql, as another service would: move Travel's posts to News",
-         lambda: stack.pg.psql("UPDATE blog_post SET category_id = (SELECT id FROM blog_category WHERE slug = 'news') "
+         lambda: stack.psql("UPDATE blog_post SET category_id = (SELECT id FROM blog_category WHERE slug = 'news') "
                                "WHERE category_id = (SELECT id FROM blog_category WHERE slug = 'travel')",
                                dbname=stack.DB, user=stack.USER), walbust)
     step("view counter: UPDATE view_count only (ignore_changes)",
@@ -164,7 +164,7 @@ def walkthrough(stack, walbust):
 def audit(walbust):
     """Which cached families would no rule invalidate? Run before removing signals."""
     fill_cache()
-    result = walbust.audit()
+    result = walbust.run_cli(["audit"])
     print(f"\n== walbust audit (exit {result.returncode}): the cache's key families against the rules")
     print("\n".join(f"   {line}" if line else "" for line in result.stdout.strip().splitlines()))
     if result.stderr.strip():
@@ -180,7 +180,7 @@ def serve(stack):
     print(f"  psql -h 127.0.0.1 -p {stack.pg.port} -U {stack.USER} {stack.DB} "
           "-c \"UPDATE blog_post SET title = 'Edited by psql' WHERE id = 1\"")
     print(f"  redis-cli -p {stack.redis.port} --scan --pattern 'blog:*'")
-    print(f"walbust's log: {stack.walbust.log}\nCtrl-C stops everything.\n")
+    print(f"walbust's log: {stack.walbust.logfile}\nCtrl-C stops everything.\n")
     server = subprocess.Popen([sys.executable, str(HERE / "manage.py"), "runserver", "--noreload", "127.0.0.1:8000"],
                               env=env, cwd=HERE)
     try:
@@ -209,8 +209,8 @@ def main():
         setup_django(stack)
         seed()
         walbust = stack.start_walbust(args.walbust, HERE / "rules.yaml")
-        print(f"walbust streams (config {walbust.config})")
-        tests = subprocess.run([str(args.walbust), "test", "-c", str(walbust.config), str(HERE / "rules.test.yaml")],
+        print(f"walbust streams (config {walbust.config_path})")
+        tests = subprocess.run([str(args.walbust), "test", "-c", walbust.config_path, str(HERE / "rules.test.yaml")],
                                capture_output=True, text=True)
         print(f"walbust test rules.test.yaml: {tests.stdout.strip().splitlines()[-1] if tests.stdout else tests.stderr}")
         if args.serve:

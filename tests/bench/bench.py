@@ -33,12 +33,29 @@ import redis
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(REPO, "tests", "integration"))  # the lab: fixtures.py
 
 import latency  # noqa: E402
 import report  # noqa: E402
 import workload  # noqa: E402
 from measure import Child, WalsenderSampler, build_launcher, proc_cpu_seconds, wait_for_idle  # noqa: E402
-from servers import PG_BIN, Postgres, Redis, free_port  # noqa: E402
+from fixtures import PG_BIN, PostgresServer, RedisServer, free_port  # noqa: E402
+
+# On top of the lab's PostgreSQL settings. Durability is not what is measured: fsync off
+# keeps backlog generation fast and the numbers independent of the disk. synchronous_commit
+# stays on so a commit returns only once its WAL is written, which the latency test relies on.
+PG_SETTINGS = {
+    "max_wal_senders": "16",
+    "max_replication_slots": "32",
+    "fsync": "off",
+    "full_page_writes": "off",
+    "synchronous_commit": "on",
+    "shared_buffers": "256MB",
+    # No checkpoint in the middle of a measured run.
+    "max_wal_size": "8GB",
+    "checkpoint_timeout": "1h",
+    "autovacuum": "off",
+}
 
 # Sizes. The full backlog is the one the project's targets speak of: 500k row changes,
 # 400k from two UPDATEs of a 200k-row table and 100k single-row transactions.
@@ -150,9 +167,11 @@ def ensure_walbust(path):
 class Bench:
     def __init__(self, args, sizes, walbust, pg, rds, work):
         self.args, self.sizes, self.walbust, self.pg, self.rds, self.work = args, sizes, walbust, pg, rds, work
-        self.conn = workload.connect(pg.dsn())
+        # Every contender connects as the superuser, as the harness itself does.
+        self.dsn = pg.conninfo("postgres", workload.DATABASE)
+        self.conn = workload.connect(self.dsn)
         self.r = redis.Redis.from_url(rds.url)
-        self.probe = latency.Probe(latency.build_probe(work), pg.dsn(), rds.port, work)
+        self.probe = latency.Probe(latency.build_probe(work), self.dsn, rds.port, work)
         self.run_counter = 0
         self.rates = parse_rates(args.rates)
 
@@ -166,7 +185,7 @@ class Bench:
         listen = f"127.0.0.1:{metrics_port}" if metrics_port else ""
         with open(path, "w") as f:
             f.write(f"""postgres:
-  dsn: "{self.pg.dsn()}"
+  dsn: "{self.dsn}"
   slot: {slot}
   publication: {workload.PUBLICATION}
   create_slot: false
@@ -185,13 +204,13 @@ log: {{level: info}}
               wrap=None):
         logf = os.path.join(self.work, f"{slot}.log")
         if contender == "pg_recvlogical":
-            cmd = [f"{PG_BIN}/pg_recvlogical", "-d", self.pg.dsn(), "--slot", slot, "--start", "--no-loop",
+            cmd = [f"{PG_BIN}/pg_recvlogical", "-d", self.dsn, "--slot", slot, "--start", "--no-loop",
                    "-o", "proto_version=1", "-o", f"publication_names={workload.PUBLICATION}",
                    "-f", "/dev/null"]
             if endpos:
                 cmd += ["--endpos", endpos]
         elif contender == "naive":
-            cmd = ["/usr/bin/python3", os.path.join(HERE, "naive_consumer.py"), "--dsn", self.pg.dsn(),
+            cmd = ["/usr/bin/python3", os.path.join(HERE, "naive_consumer.py"), "--dsn", self.dsn,
                    "--slot", slot, "--publication", workload.PUBLICATION, "--redis-url", self.rds.url]
             if endpos:
                 cmd += ["--endpos", endpos]
@@ -212,7 +231,7 @@ log: {{level: info}}
         if contender != "pg_recvlogical":
             self.r.flushall()
             self.prefill()
-        sampler = WalsenderSampler(self.pg.dsn(), slot)
+        sampler = WalsenderSampler(self.dsn, slot)
         sampler.start()
         redis_cpu = proc_cpu_seconds(self.rds.proc.pid)
         redis_cmds = self.r.info("stats")["total_commands_processed"]
@@ -560,8 +579,8 @@ def main():
 
     started = time.time()
     work = tempfile.mkdtemp(prefix="walbust-bench-")
-    pg = Postgres().start()
-    rds = Redis().start()
+    pg = PostgresServer(settings=PG_SETTINGS)
+    rds = RedisServer()
     try:
         conn = workload.create_database(pg)
         r = redis.Redis.from_url(rds.url)

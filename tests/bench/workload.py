@@ -38,6 +38,7 @@ END $$;
 
 AUTHORS = 500
 CATEGORIES = 50
+DATABASE = "bench"
 PUBLICATION = "bench"
 # Keys one blog_post update renders with rules/blog.yaml: post_detail_{id}, home_page_posts,
 # category_posts_{category_id} and author_posts_{author_id}, the same for both row images
@@ -51,11 +52,11 @@ def connect(dsn):
     return conn
 
 
-def create_database(pg, dbname="bench"):
-    admin = connect(pg.dsn("postgres"))
-    admin.cursor().execute(f"CREATE DATABASE {dbname}")
-    admin.close()
-    conn = connect(pg.dsn(dbname))
+def create_database(pg):
+    """Creates the benchmark's database in pg (a fixtures.PostgresServer); returns a
+    superuser connection to it."""
+    pg.execute(f"CREATE DATABASE {DATABASE}", user="postgres", dbname="postgres")
+    conn = connect(pg.conninfo("postgres", DATABASE))
     cur = conn.cursor()
     cur.execute(SCHEMA)
     cur.execute("INSERT INTO blog_category SELECT g, 'Category ' || g, 'category-' || g "

@@ -16,6 +16,7 @@ can render, and a value must never widen a delete_pattern.
 import unittest
 
 import faultlib
+import fixtures
 from faultlib import SLOW, FaultCase, log, summary
 
 REPEAT = faultlib.repeat(3)
@@ -159,11 +160,11 @@ class BadDataTest(FaultCase):
                 self.r.mset({k: "decoy" for k in PATTERN_DECOYS})
                 self.pg.execute(sql, (ids,))
                 self.sync_acknowledged()
-                left = faultlib.existing(self.r, keys)
+                left = fixtures.existing_keys(self.r, keys)
                 self.lost += len(left)
                 self.assertEqual(left, set(), f"rep {rep} {step}: keys left:"
                                  f" {sorted(k[:60] for k in left)[:10]}\n{w.log_tail()}")
-                self.assertEqual(faultlib.existing(self.r, PATTERN_DECOYS), set(PATTERN_DECOYS),
+                self.assertEqual(fixtures.existing_keys(self.r, PATTERN_DECOYS), set(PATTERN_DECOYS),
                                  "a value widened a delete_pattern")
                 keys_checked += len(keys)
         self.assertTrue(w.running())
@@ -181,7 +182,7 @@ class BadDataTest(FaultCase):
             self.r.mset({f"td:{i}": "c" for i in range(1, 6)})
             self.pg.execute("UPDATE fault_toast_default SET touch = touch + 1")
             w.sync(timeout=30 * SLOW)
-            self.assertEqual(faultlib.existing(self.r, [f"td:{i}" for i in range(1, 6)]), set())
+            self.assertEqual(fixtures.existing_keys(self.r, [f"td:{i}" for i in range(1, 6)]), set())
         failures = faultlib.metric(self.metrics(), "walbust_render_failures_total",
                                    rule="toast-default")
         warns = self.log_records(r" warning rule toast-default")
@@ -205,7 +206,7 @@ class BadDataTest(FaultCase):
                             " FROM generate_series(0, 49) i", (str(rep),))
             self.pg.execute("DROP TABLE fault_drop")
             w.sync(timeout=30 * SLOW)
-            self.assertEqual(faultlib.existing(self.r, keys), set(), f"drop rep {rep}")
+            self.assertEqual(fixtures.existing_keys(self.r, keys), set(), f"drop rep {rep}")
             checked += len(keys)
 
         # A column renamed: keys of changes before the rename are deleted; afterwards
@@ -214,14 +215,14 @@ class BadDataTest(FaultCase):
         self.pg.execute("INSERT INTO fault_ren (v) VALUES ('a'), ('b')")
         self.pg.execute("ALTER TABLE fault_ren RENAME COLUMN v TO w")
         w.sync(timeout=30 * SLOW)
-        self.assertEqual(faultlib.existing(self.r, ["ren:a", "ren:b", "renid:1", "renid:2"]),
+        self.assertEqual(fixtures.existing_keys(self.r, ["ren:a", "ren:b", "renid:1", "renid:2"]),
                          set())
         checked += 4
         for rep in range(REPEAT):
             self.r.mset({"renid:1": "c", "renid:2": "c"})
             self.pg.execute("UPDATE fault_ren SET w = w || '!'")
             w.sync(timeout=30 * SLOW)
-            self.assertEqual(faultlib.existing(self.r, ["renid:1", "renid:2"]), set())
+            self.assertEqual(fixtures.existing_keys(self.r, ["renid:1", "renid:2"]), set())
             checked += 2
         warns = self.log_records(r" warning rule renamed")
         self.assertEqual(len(warns), 1, "\n".join(warns))
@@ -237,7 +238,7 @@ class BadDataTest(FaultCase):
             self.pg.execute("INSERT INTO fault_late (v) SELECT %s || '-' || i"
                             " FROM generate_series(0, 19) i", (str(rep),))
             w.sync(timeout=30 * SLOW)
-            self.assertEqual(faultlib.existing(self.r, keys), set(), f"late rep {rep}")
+            self.assertEqual(fixtures.existing_keys(self.r, keys), set(), f"late rep {rep}")
             checked += len(keys)
             self.pg.execute("ALTER PUBLICATION walbust DROP TABLE fault_late")
             self.pg.execute("INSERT INTO fault_late (v) VALUES ('unpublished')")

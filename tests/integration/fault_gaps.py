@@ -176,15 +176,15 @@ class GapRecoveryTest(GapCase):
                              True, "the new slot is not healthy")
             # The missed changes: every key they derive must be gone after the flush.
             missed = faultlib.derived_keys(self.pg, mark)
-            left = faultlib.existing(self.r, missed)
+            left = fixtures.existing_keys(self.r, missed)
             self.lost += len(left)
             self.assertEqual(left, set(), f"{scenario} rep {rep}: keys of missed changes"
                              f" survived the flush\n{w.log_tail()}")
             keys += len(missed)
             if on_gap == "flush_rules":
                 # Every key the rules can produce is gone; the others survived.
-                self.assertEqual(faultlib.existing(self.r, generated), set())
-                self.assertEqual(faultlib.existing(self.r, UNRELATED), set(UNRELATED),
+                self.assertEqual(fixtures.existing_keys(self.r, generated), set())
+                self.assertEqual(fixtures.existing_keys(self.r, UNRELATED), set(UNRELATED),
                                  "flush_rules deleted keys no rule can produce")
             else:
                 self.assertEqual(self.r.dbsize(), 0, "FLUSHDB was not done")
@@ -194,7 +194,7 @@ class GapRecoveryTest(GapCase):
             EventWorkload(self.pg, pool2, seed=seed + 1 + rep).run(30)
             w.sync(timeout=30 * SLOW)
             after = faultlib.derived_keys(self.pg, mark)
-            left = faultlib.existing(self.r, after)
+            left = fixtures.existing_keys(self.r, after)
             self.lost += len(left)
             self.assertEqual(left, set(), f"{scenario} rep {rep}: changes after the gap lost")
             keys += len(after)

@@ -151,19 +151,6 @@ def derived_keys(pg, since=0):
     return keys
 
 
-def existing(client, keys, chunk=20000):
-    """The subset of keys that exist (pipelined EXISTS, in chunks)."""
-    keys = list(keys)
-    out = set()
-    for i in range(0, len(keys), chunk):
-        part = keys[i:i + chunk]
-        pipe = client.pipeline(transaction=False)
-        for k in part:
-            pipe.exists(k)
-        out |= {k for k, e in zip(part, pipe.execute()) if e}
-    return out
-
-
 class KeyPool:
     """Fresh k values whose four keys are already SET in Redis.
 
@@ -562,7 +549,7 @@ class FaultCase(unittest.TestCase):
         repeated checks stay linear in the size of the run.
         """
         derived = derived_keys(self.pg, since)
-        left = existing(self.r, derived)
+        left = fixtures.existing_keys(self.r, derived)
         self.lost += len(left)
         if left:
             sample = sorted(left)[:20]
@@ -573,7 +560,7 @@ class FaultCase(unittest.TestCase):
         values = pool.generated[start:]
         fresh = {f"ev:{kind}:{v}" for v in values for kind in KEY_KINDS}
         must_survive = fresh - derived_keys(self.pg, start_mark)
-        gone = must_survive - existing(self.r, must_survive)
+        gone = must_survive - fixtures.existing_keys(self.r, must_survive)
         self.assertEqual(gone, set(), f"{what}: keys no committed change derives were deleted")
         self._survivor_window[id(pool)] = (start + len(values), new_mark)
         return len(derived)

@@ -431,6 +431,16 @@ def commit_and_get_end_lsn(conn):
     return end_lsn_from_insert_lsn(lsn)
 
 
+def psql(pg, *args, user=None, dbname=None, input=None, timeout=120):
+    """Runs psql against pg as an operator or another service would (TCP, no ~/.psqlrc,
+    ON_ERROR_STOP); ARGS follow, e.g. "-At", "-c", SQL. Returns the CompletedProcess."""
+    return subprocess.run(
+        [os.path.join(PG_BIN, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+         "-d", pg.conninfo(user, dbname), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, input=input, timeout=timeout,
+    )
+
+
 # ---------------------------------------------------------------------------------------
 # Redis
 
@@ -610,10 +620,10 @@ def walbust_env(extra=None):
     return env
 
 
-def run_walbust(args, env=None, timeout=120, input=None, cwd=None):
+def run_walbust(args, env=None, timeout=120, input=None, cwd=None, binary=None):
     """Runs a one-shot `walbust ARGS...`; returns the CompletedProcess (text mode)."""
     return subprocess.run(
-        [walbust_binary(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [binary or walbust_binary(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         timeout=timeout, input=input, env=walbust_env(env), cwd=cwd,
     )
 
@@ -961,7 +971,16 @@ class Walbust:
         """`walbust SUBCOMMAND -c CONFIG ARGS...`; returns the CompletedProcess."""
         args = list(args)
         return run_walbust([args[0], "-c", self.config_path, *args[1:]], env=env,
-                           timeout=timeout, input=input, cwd=self.workdir)
+                           timeout=timeout, input=input, cwd=self.workdir, binary=self.binary)
+
+    def popen_cli(self, args, env=None):
+        """Starts `walbust SUBCOMMAND -c CONFIG ARGS...` with text pipes (e.g. a following
+        dry-run read as it goes); returns the Popen, which the caller waits for."""
+        args = list(args)
+        return subprocess.Popen(
+            [self.binary, args[0], "-c", self.config_path, *args[1:]], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, env=walbust_env(env), cwd=self.workdir,
+        )
 
 
 # ---------------------------------------------------------------------------------------
@@ -1199,13 +1218,17 @@ def fill_keys(client, keys, value="cached"):
     pipe.execute()
 
 
-def existing_keys(client, keys):
-    """The subset of keys that exist (pipelined EXISTS)."""
+def existing_keys(client, keys, chunk=20000):
+    """The subset of keys that exist (pipelined EXISTS, `chunk` keys a round trip)."""
     keys = list(keys)
-    pipe = client.pipeline(transaction=False)
-    for k in keys:
-        pipe.exists(k)
-    return {k for k, e in zip(keys, pipe.execute()) if e}
+    out = set()
+    for i in range(0, len(keys), chunk):
+        part = keys[i:i + chunk]
+        pipe = client.pipeline(transaction=False)
+        for k in part:
+            pipe.exists(k)
+        out |= {k for k, e in zip(part, pipe.execute()) if e}
+    return out
 
 
 def finish_walbust(testcase, w, timeout=10.0):

@@ -1,26 +1,19 @@
 """walbust check --db and walbust setup [--apply] against real PostgreSQL 15 servers.
 
 Run from tests/integration with WALBUST_BIN (the built binary) and WALBUST_SOURCE_DIR (the
-repository root), as ctest does. Starts its own throwaway servers with initdb/postgres from
-/usr/lib/postgresql/15/bin (as the postgres system user when run as root). A server that
-cannot start fails the test.
+repository root), as ctest does. The servers are the lab's throwaway PostgreSQL clusters
+(fixtures.PostgresServer); a server that cannot start fails the test.
 """
 
 import os
 import shutil
-import socket
-import subprocess
 import tempfile
-import time
 import unittest
 
-import psycopg2
+import fixtures
+from fixtures import PostgresServer, free_port
 
-SOURCE_DIR = os.environ.get("WALBUST_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-WALBUST_BIN = os.environ.get("WALBUST_BIN", "")
-PG_BIN = "/usr/lib/postgresql/15/bin"
-PSQL = os.path.join(PG_BIN, "psql") if os.path.exists(os.path.join(PG_BIN, "psql")) else shutil.which("psql")
-BLOG_RULES = os.path.join(SOURCE_DIR, "rules", "blog.yaml")
+BLOG_RULES = os.path.join(fixtures.SOURCE_DIR, "rules", "blog.yaml")
 
 BLOG_SCHEMA = """
 CREATE TABLE blog_category (id serial PRIMARY KEY, name text NOT NULL, slug text NOT NULL);
@@ -34,92 +27,19 @@ CREATE TABLE blog_comment (
 """
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# The checks run as the superuser unless a test names another role.
+def dsn(pg, dbname, user="postgres"):
+    return pg.conninfo(user, dbname)
 
 
-def as_postgres(cmd):
-    """Runs cmd as the postgres system user when root (initdb and postgres refuse root)."""
-    return ["runuser", "-u", "postgres", "--"] + cmd if os.geteuid() == 0 else cmd
+def sql(pg, dbname, statements):
+    return pg.execute(statements, user="postgres", dbname=dbname)
 
 
-class PgServer:
-    """A throwaway PostgreSQL 15 cluster on 127.0.0.1 with trust authentication."""
-
-    def __init__(self, wal_level="logical"):
-        self.wal_level = wal_level
-        self.tmp = tempfile.mkdtemp(prefix="walbust-pg-")
-        self.data = os.path.join(self.tmp, "data")
-        self.port = free_port()
-        self.proc = None
-
-    def start(self):
-        if os.geteuid() == 0:
-            shutil.chown(self.tmp, "postgres", "postgres")
-        res = subprocess.run(
-            as_postgres([os.path.join(PG_BIN, "initdb"), "-D", self.data, "-U", "postgres", "-A", "trust",
-                         "--no-sync", "-E", "UTF8", "--locale", "C"]),
-            capture_output=True, text=True, timeout=120)
-        if res.returncode != 0:
-            raise RuntimeError("initdb failed: " + res.stderr)
-        with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
-            f.write(f"listen_addresses = '127.0.0.1'\nport = {self.port}\nunix_socket_directories = '{self.tmp}'\n"
-                    f"wal_level = {self.wal_level}\nmax_wal_senders = 10\nmax_replication_slots = 10\n"
-                    "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
-        with open(os.path.join(self.data, "pg_hba.conf"), "w") as f:
-            f.write("local all all trust\nhost all all 127.0.0.1/32 trust\n"
-                    "host replication all 127.0.0.1/32 trust\n")
-        self.log = open(os.path.join(self.tmp, "postgres.log"), "w")
-        self.proc = subprocess.Popen(as_postgres([os.path.join(PG_BIN, "postgres"), "-D", self.data]),
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                psycopg2.connect(self.dsn("postgres")).close()
-                return self
-            except psycopg2.OperationalError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("postgres did not start; log: " + open(self.log.name).read()[-2000:])
-                time.sleep(0.1)
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()  # smart shutdown is fine: test connections are closed
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc is not None:
-            self.log.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def dsn(self, dbname, user="postgres"):
-        return f"host=127.0.0.1 port={self.port} dbname={dbname} user={user}"
-
-    def sql(self, dbname, statements, user="postgres"):
-        conn = psycopg2.connect(self.dsn(dbname, user))
-        conn.autocommit = True
-        try:
-            with conn.cursor() as cur:
-                cur.execute(statements)
-                return cur.fetchall() if cur.description else None
-        finally:
-            conn.close()
-
-    def create_database(self, name, schema=BLOG_SCHEMA):
-        self.sql("postgres", f"CREATE DATABASE {name}")
-        if schema:
-            self.sql(name, schema)
-
-
-def run(cmd, **kwargs):
-    kwargs.setdefault("capture_output", True)
-    kwargs.setdefault("text", True)
-    kwargs.setdefault("timeout", 120)
-    return subprocess.run(cmd, **kwargs)
+def create_database(pg, name, schema=BLOG_SCHEMA):
+    sql(pg, "postgres", f"CREATE DATABASE {name}")
+    if schema:
+        sql(pg, name, schema)
 
 
 class CheckSetupTest(unittest.TestCase):
@@ -127,16 +47,15 @@ class CheckSetupTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        if not WALBUST_BIN or not os.access(WALBUST_BIN, os.X_OK):
-            raise RuntimeError("WALBUST_BIN must name the built walbust binary")
-        cls.pg = PgServer().start()
+        fixtures.walbust_binary()  # fails early when the binary is missing
+        cls.pg = PostgresServer()
         cls.servers.append(cls.pg)
         cls.tmp = tempfile.mkdtemp(prefix="walbust-check-")
 
     @classmethod
     def tearDownClass(cls):
         for s in cls.servers:
-            s.stop()
+            s.close()
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def config(self, name, dsn, rules=BLOG_RULES, slot="walbust", publication="walbust", create_slot=True,
@@ -150,23 +69,23 @@ class CheckSetupTest(unittest.TestCase):
         return path
 
     def walbust(self, *args):
-        return run([WALBUST_BIN] + list(args))
+        return fixtures.run_walbust(list(args))
 
     def psql(self, dbname, script):
-        return run([PSQL, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", self.pg.dsn(dbname)], input=script)
+        return fixtures.psql(self.pg, user="postgres", dbname=dbname, input=script)
 
     def lines(self, out, prefix):
         return [line for line in out.splitlines() if line.startswith(prefix)]
 
     def database_state(self, dbname):
         return {
-            "publication": self.pg.sql(dbname, "SELECT pubname, pubinsert, pubupdate, pubdelete, pubtruncate "
+            "publication": sql(self.pg, dbname, "SELECT pubname, pubinsert, pubupdate, pubdelete, pubtruncate "
                                                "FROM pg_publication ORDER BY 1"),
-            "tables": self.pg.sql(dbname, "SELECT pubname, schemaname, tablename FROM pg_publication_tables "
+            "tables": sql(self.pg, dbname, "SELECT pubname, schemaname, tablename FROM pg_publication_tables "
                                           "ORDER BY 1, 2, 3"),
-            "identity": self.pg.sql(dbname, "SELECT relname, relreplident FROM pg_class "
+            "identity": sql(self.pg, dbname, "SELECT relname, relreplident FROM pg_class "
                                             "WHERE relname LIKE 'blog_%' AND relkind = 'r' ORDER BY 1"),
-            "slots": self.pg.sql(dbname, "SELECT slot_name, plugin, slot_type, database, restart_lsn "
+            "slots": sql(self.pg, dbname, "SELECT slot_name, plugin, slot_type, database, restart_lsn "
                                          "FROM pg_replication_slots ORDER BY 1"),
         }
 
@@ -175,8 +94,8 @@ class CheckSetupTest(unittest.TestCase):
             self.assertIn(" ; fix: ", line)
 
     def test_a_fresh_database_setup_then_check(self):
-        self.pg.create_database("blog_a")
-        cfg = self.config("a", self.pg.dsn("blog_a"))
+        create_database(self.pg, "blog_a")
+        cfg = self.config("a", dsn(self.pg, "blog_a"))
 
         res = self.walbust("check", "-c", cfg, "--db")
         self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
@@ -234,8 +153,8 @@ class CheckSetupTest(unittest.TestCase):
         self.assertEqual(self.database_state("blog_a"), before)
 
     def test_a_apply_is_idempotent(self):
-        self.pg.create_database("blog_apply")
-        cfg = self.config("apply", self.pg.dsn("blog_apply"), slot="walbust_apply", publication="pub apply")
+        create_database(self.pg, "blog_apply")
+        cfg = self.config("apply", dsn(self.pg, "blog_apply"), slot="walbust_apply", publication="pub apply")
 
         res = self.walbust("setup", "-c", cfg, "--apply")
         self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
@@ -251,12 +170,12 @@ class CheckSetupTest(unittest.TestCase):
         self.assertEqual(self.lines(res.stdout, "done  "), [])
         self.assertIn("0 statements applied", res.stdout)
         self.assertEqual(self.database_state("blog_apply"), first)
-        self.pg.sql("blog_apply", "SELECT pg_drop_replication_slot('walbust_apply')")
+        sql(self.pg, "blog_apply", "SELECT pg_drop_replication_slot('walbust_apply')")
 
     def test_a_existing_publication_gets_missing_ops_and_tables(self):
-        self.pg.create_database("blog_partial")
-        self.pg.sql("blog_partial", "CREATE PUBLICATION walbust FOR TABLE blog_post WITH (publish = 'insert')")
-        cfg = self.config("partial", self.pg.dsn("blog_partial"), slot="walbust_partial")
+        create_database(self.pg, "blog_partial")
+        sql(self.pg, "blog_partial", "CREATE PUBLICATION walbust FOR TABLE blog_post WITH (publish = 'insert')")
+        cfg = self.config("partial", dsn(self.pg, "blog_partial"), slot="walbust_partial")
         res = self.walbust("check", "-c", cfg, "--db")
         self.assertEqual(res.returncode, 1)
         self.assertIn("FAIL  publication walbust does not publish update, delete, truncate, which the rules listen to"
@@ -270,15 +189,15 @@ class CheckSetupTest(unittest.TestCase):
             self.assertEqual(r.returncode, 0, f"psql run {attempt}: {r.stderr}")
         res = self.walbust("check", "-c", cfg, "--db")
         self.assertEqual(res.returncode, 0, res.stdout)
-        self.pg.sql("blog_partial", "SELECT pg_drop_replication_slot('walbust_partial')")
+        sql(self.pg, "blog_partial", "SELECT pg_drop_replication_slot('walbust_partial')")
 
     def test_b_missing_column(self):
-        self.pg.create_database("blog_b")
+        create_database(self.pg, "blog_b")
         rules = os.path.join(self.tmp, "missing-column.yaml")
         with open(rules, "w") as f:
             f.write("version: 1\nrules:\n  - name: post-by-subtitle\n    table: blog_post\n"
                     "    delete: [\"post_{subtitle}\"]\n")
-        cfg = self.config("b", self.pg.dsn("blog_b"), rules=rules, slot="walbust_b")
+        cfg = self.config("b", dsn(self.pg, "blog_b"), rules=rules, slot="walbust_b")
         res = self.walbust("check", "-c", cfg, "--db")
         self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
         fails = [line for line in self.lines(res.stdout, "FAIL  ") if "subtitle" in line]
@@ -289,10 +208,10 @@ class CheckSetupTest(unittest.TestCase):
         self.assertIn(" ; fix: ", fails[0])
 
     def test_c_wal_level_replica(self):
-        pg = PgServer(wal_level="replica").start()
+        pg = PostgresServer(settings={"wal_level": "replica"})
         self.servers.append(pg)
-        pg.create_database("blog_c")
-        cfg = self.config("c", pg.dsn("blog_c"))
+        create_database(pg, "blog_c")
+        cfg = self.config("c", dsn(pg, "blog_c"))
         res = self.walbust("check", "-c", cfg, "--db")
         self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
         self.assertIn("FAIL  wal_level is replica, logical decoding needs logical ; fix: "
@@ -304,25 +223,25 @@ class CheckSetupTest(unittest.TestCase):
         self.assertNotIn("pg_create_logical_replication_slot", res.stdout)
 
     def test_d_role_without_replication(self):
-        self.pg.create_database("blog_d")
-        self.pg.sql("blog_d", "CREATE ROLE app_reader LOGIN; GRANT SELECT ON ALL TABLES IN SCHEMA public TO app_reader")
-        cfg = self.config("d", self.pg.dsn("blog_d", user="app_reader"), slot="walbust_d")
+        create_database(self.pg, "blog_d")
+        sql(self.pg, "blog_d", "CREATE ROLE app_reader LOGIN; GRANT SELECT ON ALL TABLES IN SCHEMA public TO app_reader")
+        cfg = self.config("d", dsn(self.pg, "blog_d", user="app_reader"), slot="walbust_d")
         res = self.walbust("check", "-c", cfg, "--db")
         self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
         self.assertIn("FAIL  role app_reader may not replicate (it needs the REPLICATION attribute or superuser) ; "
                       'fix: ALTER ROLE "app_reader" REPLICATION;', res.stdout)
-        self.pg.sql("postgres", "ALTER ROLE app_reader REPLICATION")
+        sql(self.pg, "postgres", "ALTER ROLE app_reader REPLICATION")
         res = self.walbust("check", "-c", cfg, "--db")
         self.assertIn("ok    role app_reader may replicate", res.stdout)
 
     def test_d_missing_slot_after_streaming_is_a_gap(self):
-        self.pg.create_database("blog_gap")
+        create_database(self.pg, "blog_gap")
         state_dir = os.path.join(self.tmp, "gap-state")
         os.mkdir(state_dir)
         with open(os.path.join(state_dir, "walbust-walbust_gap.state"), "w") as f:
             f.write('{"system_identifier": "1", "database": "blog_gap", "slot": "walbust_gap", '
                     '"acknowledged_lsn": "0/16B3748"}')
-        cfg = self.config("gap", self.pg.dsn("blog_gap"), slot="walbust_gap", state_dir=state_dir)
+        cfg = self.config("gap", dsn(self.pg, "blog_gap"), slot="walbust_gap", state_dir=state_dir)
         res = self.walbust("check", "-c", cfg, "--db")
         self.assertEqual(res.returncode, 1, res.stdout + res.stderr)
         self.assertIn("FAIL  slot walbust_gap is missing although walbust streamed from it up to 0/16B3748: changes "
@@ -360,7 +279,7 @@ class CheckSetupTest(unittest.TestCase):
 
     def test_f_conservative_script_runs_twice(self):
         """The script printed without a database connection is valid SQL too."""
-        self.pg.create_database("blog_f")
+        create_database(self.pg, "blog_f")
         cfg = self.config("f", f"host=127.0.0.1 port={free_port()} dbname=x connect_timeout=5", slot="walbust_f")
         res = self.walbust("setup", "-c", cfg)
         self.assertEqual(res.returncode, 0, res.stderr)
@@ -369,7 +288,7 @@ class CheckSetupTest(unittest.TestCase):
             self.assertEqual(r.returncode, 0, f"psql run {attempt}: {r.stderr}")
         state = self.database_state("blog_f")
         self.assertEqual(state["identity"], [("blog_category", "f"), ("blog_comment", "f"), ("blog_post", "f")])
-        self.pg.sql("blog_f", "SELECT pg_drop_replication_slot('walbust_f')")
+        sql(self.pg, "blog_f", "SELECT pg_drop_replication_slot('walbust_f')")
 
 
 if __name__ == "__main__":

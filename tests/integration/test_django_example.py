@@ -159,7 +159,7 @@ class DjangoBlogTest(unittest.TestCase):
         deadline = time.monotonic() + WAIT_SECONDS
         while not predicate():
             if not self.walbust.running():
-                self.fail(f"walbust exited while waiting for {what}:\n{self.walbust.log.read_text()[-3000:]}")
+                self.fail(f"walbust exited while waiting for {what}:\n{self.walbust.log()[-3000:]}")
             if time.monotonic() > deadline:
                 self.fail(f"timed out after {WAIT_SECONDS}s waiting for {what}")
             time.sleep(0.02)
@@ -199,18 +199,18 @@ class DjangoBlogTest(unittest.TestCase):
 
     def test_migrations_prepare_replication(self):
         tables = ["blog_category", "blog_post", "blog_comment", "auth_user"]
-        identities = self.stack.pg.psql(
+        identities = self.stack.psql(
             "SELECT string_agg(relname || '=' || relreplident::text, ',' ORDER BY relname) FROM pg_class "
             f"WHERE relname IN ({', '.join(repr(t) for t in tables)})", dbname="blog")
         self.assertEqual(identities, ",".join(f"{t}=f" for t in sorted(tables)))
-        published = self.stack.pg.psql(
+        published = self.stack.psql(
             "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_publication_tables "
             "WHERE pubname = 'walbust'", dbname="blog")
         self.assertEqual(published, ",".join(sorted(tables)))
 
     def test_rule_cases(self):
         result = subprocess.run(
-            [str(WALBUST_BIN), "test", "-c", str(self.walbust.config), str(EXAMPLE_DIR / "rules.test.yaml")],
+            [str(WALBUST_BIN), "test", "-c", self.walbust.config_path, str(EXAMPLE_DIR / "rules.test.yaml")],
             capture_output=True, text=True)
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
         self.assertIn(" 0 failed", result.stdout)
@@ -285,7 +285,7 @@ class DjangoBlogTest(unittest.TestCase):
         old = self.rows(category=misc)
         self.assertTrue(old)
         # A maintenance job, not Django, merges the "misc" category into "food".
-        self.stack.pg.psql(f"UPDATE blog_post SET category_id = {food.pk} WHERE category_id = {misc.pk}",
+        self.stack.psql(f"UPDATE blog_post SET category_id = {food.pk} WHERE category_id = {misc.pk}",
                            dbname="blog", user="blog")
         gone = set()
         for row in old + self.rows(pk__in=[r[0] for r in old]):
@@ -337,7 +337,7 @@ class DjangoBlogTest(unittest.TestCase):
         """`walbust audit` on the cache the views really filled: every family the blog writes
         is covered by a rule, except the versioned article bodies, which need none."""
         self.fill_cache()
-        result = self.walbust.audit("--format", "json")
+        result = self.walbust.run_cli(["audit", "--format", "json"])
         self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
         lines = [json.loads(line) for line in result.stdout.splitlines()]
         families = {f["family"]: f for f in lines if f["type"] == "family"}

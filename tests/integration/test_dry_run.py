@@ -49,9 +49,7 @@ class DryRunTest(unittest.TestCase):
         return info["confirmed_flush_lsn"], tuple(self.pg.pending_xids())
 
     def start_follow(self, *args):
-        proc = subprocess.Popen(
-            [fixtures.walbust_binary(), "dry-run", "-c", self.w.config_path, *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=fixtures.walbust_env())
+        proc = self.w.popen_cli(["dry-run", *args])
         banner = proc.stderr.readline()
         self.assertIn("following changes committed from", banner)
         self.assertIn("temporary slot walbust_dry_run_", banner)

@@ -1,6 +1,7 @@
 """Self-test of the fixtures: throwaway PostgreSQL with logical WAL and Redis start, a slot
 can be created and read, and the key oracle matches the blog rules' contract."""
 
+import contextlib
 import os
 import tempfile
 import unittest
@@ -101,6 +102,16 @@ class PostgresFixtureTest(unittest.TestCase):
         self.assertEqual(self.pg.query("SELECT id FROM survives"), [(7,)])
 
 
+    def test_psql_runs_sql_as_the_given_role_and_stops_at_the_first_error(self):
+        r = fixtures.psql(self.pg, "-At", "-c", "SELECT current_user, current_database()")
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, "walbust|walbust"), r.stderr)
+        r = fixtures.psql(self.pg, "-At", user="postgres", dbname="postgres",
+                          input="SELECT 1/0;\nSELECT 'not reached';\n")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("division by zero", r.stderr)
+        self.assertNotIn("not reached", r.stdout)
+
+
 class FailureTest(unittest.TestCase):
     def test_postgres_that_cannot_start_raises_with_log(self):
         with self.assertRaises(fixtures.ServerError) as cm:
@@ -111,34 +122,47 @@ class FailureTest(unittest.TestCase):
 class WalbustDriverTest(unittest.TestCase):
     """The process driver, with a stand-in program instead of the real binary."""
 
-    def test_start_log_rss_stop(self):
-        with tempfile.TemporaryDirectory() as d:
+    @contextlib.contextmanager
+    def fake_walbust(self, script):
+        """A driver whose binary is the shell script `script`; no server runs behind it."""
+        with tempfile.TemporaryDirectory() as d, PostgresServer(start=False) as pg, \
+                RedisServer(start=False) as r:
             fake = os.path.join(d, "fake-walbust")
             with open(fake, "w") as f:
-                f.write("#!/bin/sh\n"
-                        "trap 'echo got TERM; exit 0' TERM\n"
-                        "echo \"args: $*\" >&2\n"
-                        "while :; do sleep 0.05; done\n")
+                f.write("#!/bin/sh\n" + script)
             os.chmod(fake, 0o755)
-            with PostgresServer(start=False) as pg, RedisServer(start=False) as r:
-                pg.port, r.port = 1, 2
-                w = fixtures.Walbust(pg, r, binary=fake, marker=False)
-                try:
-                    w.start(["--endpos", "0/10"])
-                    m = w.wait_for_log(r"args: run -c (\S+) --endpos 0/10")
-                    self.assertEqual(m.group(1), w.config_path)
-                    w.start_rss_sampler()
-                    w.wait_for(lambda: w.peak_rss_kb > 0, 5, message="an RSS sample")
-                    self.assertGreater(w.rss_kb(), 0)
-                    self.assertEqual(w.stop(), 0)
-                    self.assertIn("got TERM", w.log())
-                    self.assertIsNone(w.rss_kb())
-                    w.start()
-                    self.assertNotIn("--endpos", w.log())
-                    w.kill9()
-                    self.assertEqual(w.returncode, -9)
-                finally:
-                    w.close()
+            pg.port, r.port = 1, 2
+            w = fixtures.Walbust(pg, r, binary=fake, marker=False)
+            try:
+                yield w
+            finally:
+                w.close()
+
+    def test_start_log_rss_stop(self):
+        with self.fake_walbust("trap 'echo got TERM; exit 0' TERM\n"
+                               "echo \"args: $*\" >&2\n"
+                               "while :; do sleep 0.05; done\n") as w:
+            w.start(["--endpos", "0/10"])
+            m = w.wait_for_log(r"args: run -c (\S+) --endpos 0/10")
+            self.assertEqual(m.group(1), w.config_path)
+            w.start_rss_sampler()
+            w.wait_for(lambda: w.peak_rss_kb > 0, 5, message="an RSS sample")
+            self.assertGreater(w.rss_kb(), 0)
+            self.assertEqual(w.stop(), 0)
+            self.assertIn("got TERM", w.log())
+            self.assertIsNone(w.rss_kb())
+            w.start()
+            self.assertNotIn("--endpos", w.log())
+            w.kill9()
+            self.assertEqual(w.returncode, -9)
+
+    def test_run_cli_and_popen_cli_run_the_binary_the_driver_was_given(self):
+        with self.fake_walbust('echo "fake $*"\n') as w:
+            out = w.run_cli(["audit", "--sample", "5"]).stdout
+            self.assertEqual(out, f"fake audit -c {w.config_path} --sample 5\n")
+            proc = w.popen_cli(["dry-run", "--peek"])
+            out, _ = proc.communicate(timeout=30)
+            self.assertEqual(out, f"fake dry-run -c {w.config_path} --peek\n")
 
 
 class RedisFixtureTest(unittest.TestCase):
