@@ -82,11 +82,22 @@ def deb_field(deb, field):
 
 
 def deb_depends(deb):
-    """Package names of the .deb's Depends (first of each alternative, no versions)."""
+    """Real package names of the .deb's Depends (first of each alternative, no versions).
+
+    A virtual name (libspdlog1.10-fmt9) becomes the package the build host has providing
+    it: debootstrap --include takes real packages only.
+    """
     names = []
     for dep in filter(None, (d.strip() for d in deb_field(deb, "Depends").split(","))):
         names.append(re.split(r"[\s(:|]", dep.split("|")[0].strip())[0])
-    return sorted(set(names))
+    out = run(["dpkg-query", "-W", "-f=${Package}\t${Provides}\n"], check=True).stdout
+    real, providers = set(), {}
+    for line in out.splitlines():
+        package, _, provides = line.partition("\t")
+        real.add(package)
+        for virtual in filter(None, (p.strip() for p in provides.split(","))):
+            providers.setdefault(re.split(r"[\s(:]", virtual)[0], package)
+    return sorted({providers.get(n, n) if n not in real else n for n in names})
 
 
 def apt_mirror():

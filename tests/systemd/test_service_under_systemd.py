@@ -14,7 +14,7 @@ import tempfile
 import time
 import unittest
 
-from machine import Deployment, Machine, build_deb, fixtures
+from machine import Deployment, Machine, build_deb, deb_depends, fixtures
 
 # What a denied syscall (SystemCallErrorNumber=EPERM), a read-only path (ProtectSystem=)
 # or a killed process (SIGSYS) looks like in walbust's messages or systemd's.
@@ -29,7 +29,7 @@ class ServiceUnderSystemd(unittest.TestCase):
         cls.deb = build_deb(cls.tmp)
         cls.env = Deployment()
         try:
-            cls.machine = Machine()
+            cls.machine = Machine(packages=deb_depends(cls.deb))
         except BaseException:
             cls.env.close()
             shutil.rmtree(cls.tmp, ignore_errors=True)
