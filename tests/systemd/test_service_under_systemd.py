@@ -14,6 +14,9 @@ import tempfile
 import time
 import unittest
 
+import psycopg2
+import redis
+
 from machine import Deployment, Machine, build_deb, deb_depends, fixtures
 
 # What a denied syscall (SystemCallErrorNumber=EPERM), a read-only path (ProtectSystem=)
@@ -116,14 +119,14 @@ class ServiceUnderSystemd(unittest.TestCase):
         self.assertNotIn(self.env.pg_password, config)
         self.assertNotIn(self.env.redis_password, config)
         # The role really needs its password (SCRAM), and Redis really requires one.
-        with self.assertRaises(Exception):
-            import psycopg2
+        with self.assertRaisesRegex(psycopg2.OperationalError, "password"):
             psycopg2.connect(f"host=127.0.0.1 port={self.env.pg.port} dbname=walbust user=walbust_svc",
                              connect_timeout=5)
-        with self.assertRaises(Exception):
+        with self.assertRaises(redis.exceptions.RedisError):
             self.env.redis.client().ping()
-        rows = self.env.pg.query("SELECT count(*) FROM pg_stat_replication WHERE usename = 'walbust_svc'")
-        self.assertEqual(rows[0][0], 1)
+        # ... and walbust streams as that role.
+        fixtures.wait_for(lambda: self.env.pg.query(
+            "SELECT count(*) FROM pg_stat_replication WHERE usename = 'walbust_svc'")[0][0] == 1, timeout=10)
         self.assert_deletes(grp=2)
         journal = self.m.journal()
         self.assertNotIn(self.env.pg_password, journal)
