@@ -2,14 +2,16 @@
 # Boots systemd as PID 1 of a throwaway machine whose root is ROOTFS (a copy of the cached
 # Debian rootfs). machine.py runs it as
 #
-#   unshare --cgroup --pid --fork --mount --propagation private -- /bin/sh boot.sh ROOTFS
+#   unshare --cgroup --pid --fork --kill-child=SIGKILL --mount --propagation private -- \
+#     /bin/sh boot.sh ROOTFS
 #
 # with WALBUST_MACHINE_TOKEN (a random string also written to ROOTFS/walbust-machine) and
 # WALBUST_HOST_PIDNS / WALBUST_HOST_MNTNS (the launcher's `readlink /proc/self/ns/*`).
 #
 # Guards. A systemd started on the host's root by mistake would run its boot-time
 # tmpfiles, mounts and generators against the host (it empties /tmp, among other things),
-# so this script refuses to exec systemd (exit 97, nothing changed) unless:
+# so this script refuses to exec systemd (exit 97; guards 1 and 2 fire before it mounts
+# anything, and what it mounted before guard 3 lives in its private mount namespace) unless:
 #   1. it is PID 1 of a pid namespace other than the launcher's;
 #   2. it runs in a mount namespace other than the launcher's;
 #   3. after pivot_root, / holds the marker file with this boot's token: the rootfs copy,
