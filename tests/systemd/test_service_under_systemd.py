@@ -114,6 +114,27 @@ class ServiceUnderSystemd(unittest.TestCase):
         self.assertIn("Status: \"streaming", status)
         self.assert_deletes()
 
+    def test_it_is_not_active_while_postgresql_is_down(self):
+        self.m.systemctl("stop", "walbust")
+        port = self.env.pg.port
+        self.env.pg.stop()
+        try:
+            self.m.systemctl("start", "--no-block", "walbust")
+            seen = set()
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                props = self.state("ActiveState", "SubState")
+                seen.add((props["ActiveState"], props["SubState"]))
+                time.sleep(0.2)
+            self.assertNotIn("active", {a for a, _ in seen}, seen)
+        finally:
+            self.env.pg.start()
+        self.assertEqual(self.env.pg.port, port, "PostgreSQL came back on another port; walbust cannot follow")
+        # Once the server is back, READY=1 follows with the stream up.
+        self.wait_state(lambda s: s["ActiveState"] == "active", timeout=60)
+        self.assertTrue(self.env.pg.slot_info("walbust")["active"])
+        self.assert_deletes(grp=8)
+
     def test_passwords_come_from_the_credstore_only(self):
         config = self.m.read("/etc/walbust/walbust.yaml")
         self.assertNotIn(self.env.pg_password, config)
