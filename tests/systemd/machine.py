@@ -42,6 +42,10 @@ MASKED_UNITS = [
     "container-getty@.service", "serial-getty@.service", "getty.target",
     "apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer", "fstrim.timer",
 ]
+# What a denied syscall (SystemCallErrorNumber=EPERM), a read-only path (ProtectSystem=)
+# or a killed process (SIGSYS) looks like in walbust's messages or systemd's.
+DENIALS = re.compile(r"Operation not permitted|Permission denied|Read-only file system|SIGSYS|status=31/SYS|"
+                     r"seccomp|audit\(", re.I)
 
 
 class MachineError(RuntimeError):

@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 import unittest
 
-from machine import Deployment, Machine, build_deb, deb_depends, deb_field
+from machine import DENIALS, Deployment, Machine, build_deb, deb_depends, deb_field
 
 STATE = "/var/lib/private/walbust/walbust-walbust.state"
 
@@ -52,6 +52,8 @@ class PackageLifecycle(unittest.TestCase):
         self.upgrade()
         self.remove()
         self.purge()
+        journal = self.m.journal("-u", "walbust")
+        self.assertEqual([line for line in journal.splitlines() if DENIALS.search(line)], [])
 
     def install_and_start(self):
         res = self.m.install(self.deb)

@@ -17,12 +17,7 @@ import unittest
 import psycopg2
 import redis
 
-from machine import Deployment, Machine, build_deb, deb_depends, fixtures
-
-# What a denied syscall (SystemCallErrorNumber=EPERM), a read-only path (ProtectSystem=)
-# or a killed process (SIGSYS) looks like in walbust's messages or systemd's.
-DENIALS = re.compile(r"Operation not permitted|Permission denied|Read-only file system|SIGSYS|status=31/SYS|"
-                     r"seccomp|audit\(", re.I)
+from machine import DENIALS, Deployment, Machine, build_deb, deb_depends, fixtures
 
 
 class ServiceUnderSystemd(unittest.TestCase):
