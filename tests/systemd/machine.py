@@ -373,8 +373,20 @@ class Machine:
 
     # -- driving it -------------------------------------------------------------------
 
+    def _check_target(self):
+        # nsenter into a stale PID (the machine gone, the number reused) would run the command
+        # on the host: systemctl poweroff, apt-get purge... The marker proves it is still ours.
+        try:
+            with open(f"/proc/{self.pid1}/root/walbust-machine") as f:
+                if self.proc.poll() is None and f.read() == self.token:
+                    return
+        except OSError:
+            pass
+        raise MachineError(f"PID {self.pid1} is no longer this machine's PID 1:\n{self.console_tail()}")
+
     def exec(self, argv, timeout=120, input=None, env=None):
         """Runs argv inside the machine (its mount and pid namespaces, a clean environment)."""
+        self._check_target()
         environ = ["PATH=" + PATH, "LANG=C.UTF-8", "SYSTEMD_PAGER=", "SYSTEMD_COLORS=0"]
         environ += [f"{k}={v}" for k, v in (env or {}).items()]
         cmd = ["nsenter", "--target", str(self.pid1), "--mount", "--pid", "--", "/usr/bin/env", "-i",

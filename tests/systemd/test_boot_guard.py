@@ -1,4 +1,5 @@
-"""boot.sh refuses to exec systemd anywhere but in a fresh machine (see its guards).
+"""boot.sh refuses to exec systemd anywhere but in a fresh machine (see its guards), and
+machine.py refuses to run commands through a PID that is no longer the machine's.
 
 Every case runs the script against a rootfs that has no systemd at all, so even a broken
 guard could not boot anything; the message proves which guard refused first.
@@ -10,7 +11,7 @@ import subprocess
 import tempfile
 import unittest
 
-from machine import BOOT_SH, PATH
+from machine import BOOT_SH, PATH, Machine, MachineError
 
 
 class BootGuard(unittest.TestCase):
@@ -66,6 +67,18 @@ class BootGuard(unittest.TestCase):
 
     def test_it_refuses_a_rootfs_without_systemd(self):
         self.assertRefused(self.boot(["unshare", "--pid", "--fork", "--mount"]), "has no /lib/systemd/systemd")
+
+
+class MachineTarget(unittest.TestCase):
+    """nsenter must never reach the host through a PID the machine no longer owns."""
+
+    def test_commands_are_refused_once_the_machine_is_gone(self):
+        with Machine(name="guard") as m:
+            self.assertIn(m.exec(["systemctl", "is-system-running"]).stdout.strip(), ("running", "degraded"))
+            self.assertEqual(m.exec(["cat", "/walbust-machine"]).stdout, m.token)
+            m.kill()
+            with self.assertRaisesRegex(MachineError, "no longer this machine's PID 1"):
+                m.exec(["true"])
 
 
 if __name__ == "__main__":
