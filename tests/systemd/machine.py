@@ -337,10 +337,11 @@ class Machine:
             self.kill()
 
     def kill(self):
-        # SIGKILL to PID 1 of a pid namespace ends every process in it.
-        if self.pid1 is not None:
+        # SIGKILL to PID 1 of a pid namespace ends every process in it; only while that PID is
+        # still this machine's, never a host process that reused the number.
+        if self.pid1 is not None and self._owns_pid1():
             try:
-                os.kill(self.pid1, 9)
+                os.kill(self.pid1, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         if self.proc is not None:
@@ -373,16 +374,19 @@ class Machine:
 
     # -- driving it -------------------------------------------------------------------
 
+    def _owns_pid1(self):
+        """True while PID1 is this machine's systemd: its root holds this boot's marker."""
+        try:
+            with open(f"/proc/{self.pid1}/root/walbust-machine") as f:
+                return self.proc.poll() is None and f.read() == self.token
+        except OSError:
+            return False
+
     def _check_target(self):
         # nsenter into a stale PID (the machine gone, the number reused) would run the command
         # on the host: systemctl poweroff, apt-get purge... The marker proves it is still ours.
-        try:
-            with open(f"/proc/{self.pid1}/root/walbust-machine") as f:
-                if self.proc.poll() is None and f.read() == self.token:
-                    return
-        except OSError:
-            pass
-        raise MachineError(f"PID {self.pid1} is no longer this machine's PID 1:\n{self.console_tail()}")
+        if not self._owns_pid1():
+            raise MachineError(f"PID {self.pid1} is no longer this machine's PID 1:\n{self.console_tail()}")
 
     def exec(self, argv, timeout=120, input=None, env=None):
         """Runs argv inside the machine (its mount and pid namespaces, a clean environment)."""
