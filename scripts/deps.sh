@@ -19,6 +19,8 @@ PACKAGES=(
   python3-matplotlib
   # tools used by tests
   procps iproute2 util-linux systemd prometheus python3-yaml
+  # the Debian 12 rootfs of the systemd tests (tests/systemd)
+  debootstrap
 )
 
 missing=()

@@ -3,16 +3,18 @@
 #
 #   scripts/test.sh                 all tests: Release build, then an ASan+UBSan build
 #   scripts/test.sh --quick         Release build only (no sanitizer build)
-#   scripts/test.sh --label unit    only tests with this ctest label (unit|integration|fault)
+#   scripts/test.sh --label unit    only tests with this ctest label
+#                                   (unit|integration|fault|systemd)
 #
 # Installs missing dependencies (scripts/deps.sh), configures and builds into build/
-# (Release) and runs every test with ctest; then builds build-asan/ with
-# -DWALBUST_SANITIZE=ON (Debug) and runs the unit and integration tests against the
-# sanitized binary. Idempotent; exits non-zero if any build or test fails.
+# (Release) and runs every test with ctest, the .deb under a real systemd included
+# (label systemd); then builds build-asan/ with -DWALBUST_SANITIZE=ON (Debug) and runs the
+# unit and integration tests against the sanitized binary. Idempotent; exits non-zero if
+# any build or test fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 
 quick=0
 label=""
@@ -29,7 +31,8 @@ done
 
 # Two cores are shared with other work on the build machines: never build wider.
 jobs="${WALBUST_BUILD_JOBS:-2}"
-release_labels="${label:-unit|integration|fault}"
+# systemd: the packaged unit in a throwaway machine; Release only, like a user's .deb.
+release_labels="${label:-unit|integration|fault|systemd}"
 # Fault tests restart servers many times and are timing-heavy: under the sanitizers'
 # slowdown they prove little more than the Release run, so only unit and integration.
 asan_labels="${label:-unit|integration}"
@@ -61,7 +64,8 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DWALBUST_SANITIZE=OFF >/dev/null
 cmake --build build -j"$jobs"
 run_ctest release build "$release_labels"
 
-if [ "$quick" -eq 0 ]; then
+# The systemd tests install the Release .deb; they have no sanitized variant.
+if [ "$quick" -eq 0 ] && [ "$asan_labels" != systemd ]; then
   echo "== build (ASan+UBSan, Debug) in build-asan/"
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DWALBUST_SANITIZE=ON >/dev/null
   cmake --build build-asan -j"$jobs"

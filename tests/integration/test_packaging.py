@@ -94,7 +94,7 @@ class UnitFile(unittest.TestCase):
         self.assertEqual(values(service, "ExecStartPre"), ["/usr/bin/walbust check -c /etc/walbust/walbust.yaml"])
         self.assertEqual(values(service, "ExecStart"), ["/usr/bin/walbust run -c /etc/walbust/walbust.yaml"])
         self.assertEqual(values(service, "ExecReload"),
-                         ["/usr/bin/walbust check -c /etc/walbust/walbust.yaml", "/bin/kill -HUP $MAINPID"])
+                         ["/usr/bin/walbust check -c /etc/walbust/walbust.yaml", "/bin/sh -c 'kill -HUP ${MAINPID}'"])
         expected = {
             "Restart": "on-failure", "RestartSec": "2s", "RestartPreventExitStatus": "2 3",
             "WatchdogSec": "30s", "DynamicUser": "yes", "StateDirectory": "walbust",
