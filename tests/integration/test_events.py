@@ -20,6 +20,7 @@ import urllib.request
 import redis
 
 import fixtures
+from cluster_fixtures import RedisCluster, key_slot
 from fixtures import (
     Lsn,
     PostgresServer,
@@ -82,8 +83,9 @@ class Subscriber:
     """Collects the JSON messages of channels; notes which of a message's keys still
     existed in Redis when it arrived (walbust sends it after the deletes)."""
 
-    def __init__(self, client, *channels):
+    def __init__(self, client, *channels, probe=True):
         self.client = client
+        self.probe = probe  # a cluster node cannot answer EXISTS for other nodes' keys
         self.messages = []  # (channel, dict)
         self.keys_alive_on_receipt = []
         self.pubsub = client.pubsub(ignore_subscribe_messages=True)
@@ -99,7 +101,7 @@ class Subscriber:
             if m is None or m["type"] != "message":
                 continue
             event = json.loads(m["data"])
-            alive = [k for k in event["keys"] if self._probe.exists(k)]
+            alive = [k for k in event["keys"] if self.probe and self._probe.exists(k)]
             self.keys_alive_on_receipt.extend(alive)
             self.messages.append((m["channel"].decode(), event))
 
@@ -412,6 +414,59 @@ class LargeTransactionTest(EventsCase):
         log(f"{self.ROWS}-row UPDATE: {len(events)} parts, acknowledged {took:.1f}s after the"
             f" commit started; RSS baseline {baseline} kB, peak {peak} kB")
         self.assertLess(peak, self.RSS_CEILING_KB)
+
+
+class ClusterTargetTest(EventsCase):
+    """A Redis Cluster target: PUBLISH through one node reaches a subscriber on another,
+    XADD lands on the node owning the stream's slot."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.cluster = RedisCluster(masters=3, replicas=0)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.cluster.close()
+        super().tearDownClass()
+
+    def setUp(self):
+        super().setUp()
+        self.w.close()  # replaced by one with the cluster target
+        target = {"url": "redis://127.0.0.1:6379/0", "cluster": True, "nodes": self.cluster.seeds,
+                  "timeout": "2s"}
+        self.w = Walbust(self.pg, None, rules=[self.rules], slot=self.slot, marker=False,
+                         config={"redis": fixtures.DELETE, "targets": {"cache": target},
+                                 "metrics": {"listen": f"127.0.0.1:{self.metrics_port}"}})
+
+    def node_for(self, name):
+        return self.cluster.node(self.cluster.master_of_slot_cached(key_slot(name)))
+
+    def test_a_cluster_target_publishes_through_one_node_and_adds_to_the_streams_node(self):
+        self.w.start()
+        self.w.wait_streaming(timeout=30 * SLOW)
+        channel_node = self.node_for(CHANNEL)
+        other = next(n for n in self.cluster.live_nodes() if n.port != channel_node.port)
+        sub = Subscriber(other.client(), CHANNEL, probe=False)
+        self.addCleanup(sub.close)
+        keys = ["post_detail_20", "home_page_posts", "category_posts_3", "post_detail_21",
+                "category_posts_1"]
+        self.cluster.set_keys(keys)
+        conn = self.pg.connect(autocommit=False)
+        with conn.cursor() as cur:
+            cur.execute("UPDATE blog_post SET title = 'cluster' WHERE id IN (20, 21)")
+        xid, _, end = txid_and_commit(conn)
+        conn.close()
+        self.w.wait_for(lambda: sub.on(CHANNEL), 30 * SLOW, message="the event on another node")
+        [event] = sub.on(CHANNEL)
+        self.assertEqual(event["xid"], xid)
+        self.assertEqual(event["keys"], keys)
+        self.assertEqual(self.cluster.existing(keys), set(), "deleted before the event")
+        self.w.wait_confirmed(end, timeout=30 * SLOW)
+        entries = stream_events(self.node_for(STREAM).client())
+        self.assertEqual(entries, [{"lsn": event["lsn"], "xid": xid, "keys": event["keys"]}])
+        self.assertEqual(metric(self.metrics_port, "walbust_events_published_total",
+                                {"target": "cache", "kind": "stream"}), 1)
 
 
 class RuleToolsTest(unittest.TestCase):
