@@ -6,6 +6,8 @@
 
 #include <map>
 
+#include "walbust/rule_cases.h"
+
 namespace walbust {
 namespace {
 
@@ -363,6 +365,50 @@ TEST(EventBuilder, KeysAreJsonEscapedBinarySafe) {
   e.keys = {"a\"b", "line\nbreak", std::string("\xff", 1)};
   EXPECT_EQ(event_json(e),
             "{\"lsn\":\"0/1\",\"xid\":0,\"keys\":[\"a\\\"b\",\"line\\nbreak\",\"\xEF\xBF\xBD\"]}");
+}
+
+}  // namespace
+}  // namespace walbust
+
+namespace walbust {
+namespace {
+
+std::vector<CaseResult> run_cases(const std::string& cases) {
+  const RuleSet rules = load_ok(kTwoRules);
+  Diagnostics diags;
+  auto results = run_rule_cases(rules, {"c.yaml", cases}, diags);
+  EXPECT_TRUE(diags.empty()) << diags.format();
+  return results;
+}
+
+TEST(PublishRuleCases, ExpectPublishChecksEveryChannelAndStream) {
+  const auto results = run_cases(R"(cases:
+  - name: right
+    table: blog_post
+    op: insert
+    new: {id: 7, category_id: 3}
+    expect:
+      delete: [post_7, home, cat_3]
+      publish: {c: [post_7, home, cat_3], s: [home, cat_3]}
+  - name: a missing stream and a wrong key
+    table: blog_post
+    op: insert
+    new: {id: 7, category_id: 3}
+    expect:
+      delete: [post_7, home, cat_3]
+      publish: {c: [post_7, home, cat_4]}
+  - name: without publish in expect, published keys are not checked
+    table: blog_post
+    op: insert
+    new: {id: 7, category_id: 3}
+    expect: {delete: [post_7, home, cat_3]}
+)");
+  ASSERT_EQ(results.size(), 3U);
+  EXPECT_TRUE(results[0].passed) << results[0].difference;
+  EXPECT_FALSE(results[1].passed);
+  EXPECT_EQ(results[1].difference,
+            "publish c: missing [cat_4]; unexpected [cat_3]; publish s: unexpected [cat_3, home]");
+  EXPECT_TRUE(results[2].passed) << results[2].difference;
 }
 
 }  // namespace
