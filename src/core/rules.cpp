@@ -853,14 +853,26 @@ class Planner {
         continue;
       }
       for (const auto& t : rule.deletes) add_template(t);
-      std::vector<Action> fragments;
-      Rule only_fragments;
-      only_fragments.fragments = rule.fragments;
-      only_fragments.key_prefix = rule.key_prefix;
-      only_fragments.pattern_prefix = rule.pattern_prefix;
-      plan_truncate(only_fragments, index, fragments, 0, {});
-      for (auto& a : fragments) add(std::move(a.key), a.kind == ActionKind::DeletePattern);
+      for (const auto& f : rule.fragments) {
+        auto [key, pattern] = truncate_fragment(rule, f);
+        add(std::move(key), pattern);
+      }
     }
+  }
+
+  // A fragment's key without rows: the key itself when vary_on is constant, else a
+  // pattern over every fragment of that name. True: a pattern.
+  static std::pair<std::string, bool> truncate_fragment(const Rule& rule, const Fragment& f) {
+    const bool constant = std::none_of(f.vary_on.begin(), f.vary_on.end(),
+                                       [](const KeyTemplate& t) { return t.has_placeholders(); });
+    if (constant) {
+      std::vector<std::string> values;
+      for (const auto& t : f.vary_on) values.push_back(t.as_pattern(false));
+      return {rule.key_prefix + django_fragment_key(f.name, values), false};
+    }
+    std::string pattern = rule.pattern_prefix;
+    append_glob_escaped(pattern, "template.cache." + f.name + ".");
+    return {pattern + "*", true};
   }
 
   // What a TRUNCATE produces for a rule: placeholders become '*'. Literal text of delete
@@ -892,17 +904,8 @@ class Planner {
       }
     }
     for (const auto& f : rule.fragments) {
-      const bool constant = std::none_of(f.vary_on.begin(), f.vary_on.end(),
-                                         [](const KeyTemplate& t) { return t.has_placeholders(); });
-      if (constant) {
-        std::vector<std::string> values;
-        for (const auto& t : f.vary_on) values.push_back(t.as_pattern(false));
-        add(ActionKind::Delete, rule.key_prefix + django_fragment_key(f.name, values), {});
-      } else {
-        std::string pattern = rule.pattern_prefix;
-        append_glob_escaped(pattern, "template.cache." + f.name + ".");
-        add(ActionKind::DeletePattern, pattern + "*", {});
-      }
+      auto [key, pattern] = truncate_fragment(rule, f);
+      add(pattern ? ActionKind::DeletePattern : ActionKind::Delete, std::move(key), {});
     }
   }
 

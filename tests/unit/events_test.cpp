@@ -115,6 +115,9 @@ rules:
   ASSERT_EQ(keys.size(), 2U);
   EXPECT_EQ(keys[0], "channel c shop:2:post_7");
   EXPECT_EQ(keys[1].rfind("channel c shop:2:template.cache.sidebar.", 0), 0U) << keys[1];
+  EXPECT_EQ(published(rules, change(Op::Truncate, {}, {})),
+            (std::vector<std::string>{"channel c shop:2:post_* (pattern)",
+                                      "channel c shop:2:template.cache.sidebar.* (pattern)"}));
 }
 
 TEST(PublishRules, TruncatePublishesPatternsAndConstantKeys) {
