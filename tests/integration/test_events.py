@@ -306,6 +306,28 @@ class ChannelAndStreamTest(EventsCase):
         self.assertEqual([e["keys"][0] for e in stream_events(self.r)], ["post_detail_9"])
 
 
+class UnconfirmedEventTest(EventsCase):
+    def test_a_transaction_is_not_acknowledged_until_redis_accepts_its_xadd(self):
+        self.start()
+        before_ack = self.pg.confirmed_flush_lsn(self.slot)
+        self.r.set(STREAM, "not a stream")  # XADD now fails with WRONGTYPE
+        conn = self.pg.connect(autocommit=False)
+        with conn.cursor() as cur:
+            cur.execute("UPDATE blog_post SET title = 'blocked' WHERE id = 13")
+        xid, _, end = txid_and_commit(conn)
+        conn.close()
+        self.w.wait_for(lambda: (metric(self.metrics_port, "walbust_redis_errors_total",
+                                        {"target": "default"}) or 0) >= 2, 30 * SLOW,
+                        message="XADD retried")
+        time.sleep(2.5)  # more than two status intervals
+        self.assertLess(self.pg.confirmed_flush_lsn(self.slot), end,
+                        f"acknowledged although XADD failed (was {before_ack})")
+        self.r.delete(STREAM)
+        self.w.wait_confirmed(end, timeout=30 * SLOW)
+        [entry] = stream_events(self.r)
+        self.assertEqual((entry["xid"], entry["keys"][0]), (xid, "post_detail_13"))
+
+
 class SubscriberExampleTest(EventsCase):
     def test_the_example_keeps_a_process_local_cache_coherent(self):
         self.start()
