@@ -47,6 +47,8 @@ class EventBuilder {
   // A part holds at most max_keys keys and patterns, or about max_bytes of them.
   static constexpr std::size_t kMaxKeys = 1000;
   static constexpr std::size_t kMaxBytes = 256 * 1024;
+  // Keys are deduplicated across parts until about this many parts' worth were seen.
+  static constexpr std::size_t kSeenParts = 8;
   explicit EventBuilder(std::size_t max_keys = kMaxKeys, std::size_t max_bytes = kMaxBytes);
   ~EventBuilder();
   EventBuilder(const EventBuilder&) = delete;
@@ -72,6 +74,7 @@ class EventBuilder {
 
   std::size_t max_keys_;
   std::size_t max_bytes_;
+  std::size_t max_seen_;
   Lsn lsn_ = kInvalidLsn;
   std::uint32_t xid_ = 0;
   std::vector<Group> groups_;

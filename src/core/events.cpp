@@ -61,13 +61,17 @@ struct EventBuilder::Group {
   std::size_t bytes = 0;
   std::vector<std::string> keys;
   std::vector<std::string> patterns;
-  std::unordered_set<std::string> seen;  // keys and patterns of this part ('\0' + pattern)
+  // Keys and patterns ('\0' + pattern) sent or gathered in this transaction, forgotten
+  // when it reaches the limit: hot keys then repeat once per that many keys, not per part.
+  std::unordered_set<std::string> seen;
 
   [[nodiscard]] std::size_t size() const { return keys.size() + patterns.size(); }
 };
 
 EventBuilder::EventBuilder(std::size_t max_keys, std::size_t max_bytes)
-    : max_keys_(std::max<std::size_t>(1, max_keys)), max_bytes_(max_bytes) {}
+    : max_keys_(std::max<std::size_t>(1, max_keys)),
+      max_bytes_(max_bytes),
+      max_seen_(kSeenParts * max_keys_) {}
 
 EventBuilder::~EventBuilder() = default;
 
@@ -132,7 +136,7 @@ void EventBuilder::emit(Group& g, bool last, std::vector<TargetedAction>& out) {
   event->patterns = std::move(g.patterns);
   g.keys.clear();
   g.patterns.clear();
-  g.seen.clear();
+  if (g.seen.size() >= max_seen_) g.seen.clear();
   g.bytes = 0;
   TargetedAction a;
   a.target = g.target;

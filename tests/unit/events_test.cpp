@@ -287,6 +287,30 @@ TEST(EventBuilder, LargeTransactionsGoInPartsWhileTheyStreamIn) {
             (std::vector<std::string>{"part", "2", "last", "0"}));
 }
 
+TEST(EventBuilder, AHotKeyIsSentOnceAcrossPartsWithinTheBound) {
+  const RuleSet rules = load_ok(kTwoRules);
+  EventBuilder builder(2);  // parts of 2 keys; seen keys remembered for 16 keys
+  std::vector<TargetedAction> out;
+  builder.begin(0x10, 9);
+  for (int i = 0; i < 20; ++i) {
+    builder.add(
+        rules,
+        keys_for(rules, change(Op::Insert, {}, {{"id", std::to_string(i)}, {"category_id", "1"}})),
+        {1, 0}, out);
+  }
+  builder.commit(out);
+  std::size_t home = 0;
+  std::size_t total = 0;
+  for (const auto& a : out) {
+    for (const auto& k : event_of(a).keys) {
+      home += k == "home" ? 1 : 0;
+      ++total;
+    }
+  }
+  EXPECT_EQ(home, 2U);  // once, then once more after 16 keys were seen
+  EXPECT_EQ(total, 20U + 2U);
+}
+
 TEST(EventBuilder, AFullLastPartIsSentAtCommitNeverAnEmptyOne) {
   const RuleSet rules = load_ok(
       "version: 1\nrules:\n  - {name: a, table: blog_post, delete: ['p_{id}'], "
