@@ -328,6 +328,51 @@ class UnconfirmedEventTest(EventsCase):
         self.assertEqual((entry["xid"], entry["keys"][0]), (xid, "post_detail_13"))
 
 
+class MultiTargetTest(EventsCase):
+    RULES = """\
+version: 1
+rules:
+  - name: post-pages
+    table: blog_post
+    targets: [a]
+    delete: ["post_detail_{id}"]
+    publish: [{channel: inv}]
+  - name: comment-post-page
+    table: blog_comment
+    delete: ["post_detail_{post_id}"]
+    publish: [{channel: inv}]
+"""
+
+    def test_each_target_gets_its_own_event_with_the_keys_of_its_rules(self):
+        other = RedisServer()
+        self.addCleanup(other.close)
+        rules = os.path.join(self.tmp, "multi-target-rules.yaml")
+        with open(rules, "w") as f:
+            f.write(self.RULES)
+        self.w.close()
+        self.w = Walbust(self.pg, None, rules=[rules], slot=self.slot, marker=False,
+                         config={"redis": fixtures.DELETE,
+                                 "targets": {"a": {"url": self.redis.url}, "b": {"url": other.url}}})
+        self.w.start()
+        self.w.wait_streaming(timeout=30 * SLOW)
+        sub_a = self.subscribe("inv")
+        client_b = other.client()
+        self.addCleanup(client_b.close)
+        sub_b = Subscriber(client_b, "inv")
+        self.addCleanup(sub_b.close)
+        conn = self.pg.connect(autocommit=False)
+        with conn.cursor() as cur:
+            cur.execute("UPDATE blog_post SET title = 't' WHERE id = 30")
+            cur.execute("INSERT INTO blog_comment (post_id, author_name, body) VALUES (31, 'a', 'b')")
+        xid, _, end = txid_and_commit(conn)
+        conn.close()
+        [a] = self.wait_messages(sub_a, "inv", 1)
+        [b] = self.wait_messages(sub_b, "inv", 1)
+        self.assertEqual(a["keys"], ["post_detail_30", "post_detail_31"])
+        self.assertEqual(b, {"lsn": a["lsn"], "xid": xid, "keys": ["post_detail_31"]})
+        self.w.wait_confirmed(end, timeout=30 * SLOW)
+
+
 class SubscriberExampleTest(EventsCase):
     def test_the_example_keeps_a_process_local_cache_coherent(self):
         self.start()
