@@ -9,6 +9,7 @@ and routed through a Redis Cluster. The subscriber example of examples/ is exerc
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -371,6 +372,27 @@ rules:
         self.assertEqual(a["keys"], ["post_detail_30", "post_detail_31"])
         self.assertEqual(b, {"lsn": a["lsn"], "xid": xid, "keys": ["post_detail_31"]})
         self.w.wait_confirmed(end, timeout=30 * SLOW)
+
+
+class ReloadTest(EventsCase):
+    def test_a_reload_that_adds_publish_starts_events_with_the_next_transaction(self):
+        rules = os.path.join(self.tmp, "reload-rules.yaml")
+        with open(rules, "w") as f:
+            f.write("version: 1\nrules:\n  - {name: p, table: blog_post, delete: ['post_detail_{id}']}\n")
+        self.w.config["rules"] = [rules] + self.w.config["rules"][1:]
+        self.w.write_config()
+        self.start()
+        sub = self.subscribe("inv")
+        self.pg.execute("UPDATE blog_post SET title = 'before' WHERE id = 40")
+        self.w.sync()
+        with open(rules, "w") as f:
+            f.write("version: 1\nrules:\n  - {name: p, table: blog_post, delete: ['post_detail_{id}'],"
+                    " publish: [{channel: inv}]}\n")
+        self.w.signal(signal.SIGHUP)
+        self.w.wait_for_log(r"reloaded .*: 2 rules", timeout=20 * SLOW)
+        self.pg.execute("UPDATE blog_post SET title = 'after' WHERE id = 41")
+        [event] = self.wait_messages(sub, "inv", 1)
+        self.assertEqual(event["keys"], ["post_detail_41"])
 
 
 class SubscriberExampleTest(EventsCase):
