@@ -24,6 +24,13 @@ sys.path.insert(0, str(HERE))
 
 import devservers  # noqa: E402
 
+sys.path.insert(0, str(HERE.parent))
+import invalidation_subscriber  # noqa: E402  (examples/invalidation_subscriber.py)
+
+# What the rules publish on this channel reaches every process's in-process cache.
+CHANNEL = "blog-invalidation"
+events = []  # the events the in-process listener received during the current step
+
 # Django 3.2 (Debian 12) imports modules that Python 3.11 deprecates; the noise hides the demo.
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
@@ -99,6 +106,7 @@ def step(title, change, walbust):
     cache.clear()
     fill_cache()
     before = cache_entries()
+    events.clear()
     print(f"\n== {title}")
     started = time.monotonic()
     change()
@@ -124,6 +132,8 @@ def step(title, change, walbust):
     else:
         print("   nothing invalidated, as intended")
     print(f"   {kept} cache entries still valid")
+    for event in list(events):
+        print(f"   in-process caches told on {CHANNEL} (lsn {event['lsn']}): {', '.join(event['keys'])}")
 
 
 def walkthrough(stack, walbust):
@@ -213,6 +223,14 @@ def main():
         tests = subprocess.run([str(args.walbust), "test", "-c", walbust.config_path, str(HERE / "rules.test.yaml")],
                                capture_output=True, text=True)
         print(f"walbust test rules.test.yaml: {tests.stdout.strip().splitlines()[-1] if tests.stdout else tests.stderr}")
+        import redis
+
+        # A process-local cache kept coherent from walbust's events, as each web process would.
+        listener = invalidation_subscriber.InvalidationListener(
+            redis.Redis.from_url(stack.redis.url), invalidation_subscriber.LocalCache(), channel=CHANNEL,
+            on_event=events.append)
+        listener.start()
+        listener.ready.wait(5)
         if args.serve:
             serve(stack)
         else:

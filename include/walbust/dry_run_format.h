@@ -27,6 +27,11 @@ struct DryRunSummary {
   bool checked_redis = false;
 };
 
+// Appends a change's published keys as Publish actions (key: the key or TRUNCATE pattern;
+// event: its channel or stream), once per destination and key, to print with the rest.
+void append_publish_actions(const RuleSet& rules, const std::vector<PublishedKey>& published,
+                            std::vector<Action>& actions);
+
 // Columns whose value differs between the old and the new row of an update; nullopt when
 // that cannot be known (not an update, no old row, or a value that was not sent).
 [[nodiscard]] std::optional<std::vector<std::string>> changed_columns(const Change& change);

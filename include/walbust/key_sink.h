@@ -12,12 +12,25 @@ namespace walbust {
 
 struct RedisSettings;
 
+// One invalidation event Redis confirmed.
+struct EventResult {
+  PublishKind kind = PublishKind::Channel;
+  std::string name;
+  long long subscribers = -1;  // PUBLISH: clients that received it; -1 for a stream
+};
+
 struct BatchResult {
   std::size_t keys = 0;      // distinct keys sent for deletion (patterns expanded)
   long long existed = 0;     // keys Redis reported as removed
   std::size_t commands = 0;  // commands sent
   std::size_t patterns = 0;  // patterns scanned
+  std::vector<EventResult> events;
 };
+
+// Publish actions, the same for every topology: the command (PUBLISH or XADD, see
+// events.h) and what its reply means. `integer_reply` is PUBLISH's subscriber count.
+[[nodiscard]] std::vector<std::string> publish_command(const Action& action);
+void note_event_reply(const Action& action, long long integer_reply, BatchResult& result);
 
 class KeySink {
  public:
@@ -29,9 +42,10 @@ class KeySink {
   // "127.0.0.1:6379/0", or the cluster's seed nodes: never a password.
   [[nodiscard]] virtual std::string describe() const = 0;
 
-  // Deletes keys (deduplicated), sets version keys and expands patterns (SCAN + delete).
-  // Either everything was confirmed by Redis or it throws; the caller resends the whole
-  // batch on Retry (deletes and version SETs are idempotent).
+  // Deletes keys (deduplicated), sets version keys, expands patterns (SCAN + delete) and
+  // sends events after the deletes before them. Either everything was confirmed by Redis
+  // or it throws; the caller resends the whole batch on Retry (deletes and version SETs
+  // are idempotent; a resent event is a repeat consumers recognise by its lsn).
   virtual BatchResult apply(const std::vector<const Action*>& actions) = 0;
 
   // Read-only (dry-run --check-redis): EXISTS per key; SCAN count of a pattern's keys,

@@ -1,7 +1,9 @@
 #pragma once
 // Invalidation rules (SPEC §3): parsed from YAML rules files, validated completely, and
 // applied to row changes to produce the Redis actions (keys to delete, patterns to scan,
-// version keys to bump). Pure logic: callers read files and pass their text.
+// version keys to bump) and the keys a rule publishes for in-process caches (see
+// events.h, which gathers them into one event per transaction). Pure logic: callers read
+// files and pass their text.
 #include <cstdint>
 #include <memory>
 #include <set>
@@ -14,16 +16,23 @@
 
 namespace walbust {
 
-enum class ActionKind : std::uint8_t { Delete, DeletePattern, BumpVersion };
-// "delete", "delete_pattern", "bump_version"
+// Publish: one invalidation event (PUBLISH or XADD), built per transaction by
+// EventBuilder, never by RuleSet::plan.
+enum class ActionKind : std::uint8_t { Delete, DeletePattern, BumpVersion, Publish };
+// "delete", "delete_pattern", "bump_version", "publish"
 [[nodiscard]] std::string_view action_name(ActionKind kind);
+
+struct PublishEvent;  // events.h
 
 struct Action {
   ActionKind kind = ActionKind::Delete;
   std::uint32_t rule = 0;  // index into RuleSet::rules()
-  std::string key;         // the final Redis key (Delete, BumpVersion) or SCAN pattern
+  std::string key;         // the final Redis key (Delete, BumpVersion), SCAN pattern, or
+                           // the channel or stream (Publish)
   std::string value;       // BumpVersion: the commit LSN as a decimal integer
   std::uint32_t redelete_after_ms = 0;  // 0: no second delete
+  // Publish: the event; shared, so every target's copy of the action costs a pointer.
+  std::shared_ptr<const PublishEvent> event;
 
   friend bool operator==(const Action&, const Action&) = default;
 };
@@ -34,6 +43,32 @@ struct RenderFailure {
   std::uint32_t rule = 0;
   std::string reason;
   std::string column;
+};
+
+// Where a rule publishes: a pub/sub channel (PUBLISH) or a stream (XADD MAXLEN ~).
+enum class PublishKind : std::uint8_t { Channel, Stream };
+[[nodiscard]] std::string_view publish_kind_name(PublishKind kind);  // "channel", "stream"
+
+// A stream without `maxlen` keeps about this many entries (XADD MAXLEN ~).
+inline constexpr std::uint64_t kDefaultStreamMaxlen = 100000;
+
+struct PublishDestination {
+  PublishKind kind = PublishKind::Channel;
+  std::string name;
+  std::uint64_t maxlen = 0;  // Stream: approximate length kept
+
+  friend bool operator==(const PublishDestination&, const PublishDestination&) = default;
+};
+
+// One key (or, for TRUNCATE, one glob pattern over final keys) a change makes a rule
+// publish to its `publish` entry `destination` (index into RuleInfo::publish).
+struct PublishedKey {
+  std::uint32_t rule = 0;
+  std::uint32_t destination = 0;
+  std::string key;
+  bool pattern = false;
+
+  friend bool operator==(const PublishedKey&, const PublishedKey&) = default;
 };
 
 struct RuleSource {
@@ -63,6 +98,7 @@ struct RuleInfo {
   std::string schema;
   std::string table;
   std::vector<std::string> targets;  // empty: every target
+  std::vector<PublishDestination> publish;
 };
 
 class RuleSet {
@@ -83,8 +119,11 @@ class RuleSet {
   // Never throws on any row content. Where an update's previous values are unknown (no
   // old row, or a value not sent), changed/ignore_changes/when match: err toward deleting.
   // TRUNCATE ignores changed/ignore_changes/when and yields patterns (see rules.cpp).
+  // Keys to publish go to `published` (when not null): a publish entry without `keys:`
+  // publishes the rule's delete keys (fragments included), before cross-rule dedup.
   void plan(const Change& change, std::vector<Action>& out,
-            std::vector<RenderFailure>* failures = nullptr) const;
+            std::vector<RenderFailure>* failures = nullptr,
+            std::vector<PublishedKey>* published = nullptr) const;
 
   // True when any rule listens to this table (for any op).
   [[nodiscard]] bool watches(std::string_view schema, std::string_view table) const;

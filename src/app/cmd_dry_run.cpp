@@ -208,12 +208,15 @@ class DryRun final : public ChangeHandler {
   void on_change(const Change& change) override {
     if (done()) return;
     actions_.clear();
-    loaded_.rules.plan(change, actions_, nullptr);
+    published_.clear();
+    loaded_.rules.plan(change, actions_, nullptr, &published_);
+    const std::size_t deletes = actions_.size();
+    append_publish_actions(loaded_.rules, published_, actions_);
     probes_.clear();
     if (sink_) probe();
     ++summary_.changes;
     if (!actions_.empty()) ++summary_.matched;
-    summary_.keys += actions_.size();
+    summary_.keys += deletes;
     for (const auto& p : probes_) summary_.existing += p.exists ? 1 : 0;
     summary_.checked_redis = sink_ != nullptr;
     if (options_.format == "json") {
@@ -227,13 +230,16 @@ class DryRun final : public ChangeHandler {
   void probe() {
     std::vector<std::string> keys;
     for (const auto& a : actions_) {
-      if (a.kind != ActionKind::DeletePattern) keys.push_back(a.key);
+      if (a.kind != ActionKind::DeletePattern && a.kind != ActionKind::Publish)
+        keys.push_back(a.key);
     }
     const auto exists = keys.empty() ? std::vector<bool>{} : sink_->exists(keys);
     std::size_t k = 0;
     for (const auto& a : actions_) {
       ActionProbe p;
-      if (a.kind == ActionKind::DeletePattern) {
+      if (a.kind == ActionKind::Publish) {
+        // Not probed, not counted: a published key is sent to subscribers, not deleted.
+      } else if (a.kind == ActionKind::DeletePattern) {
         p.matches = sink_->count_matching(a.key, kScanLimit, p.truncated);
         p.exists = p.matches > 0;
       } else {
@@ -249,6 +255,7 @@ class DryRun final : public ChangeHandler {
   ChangeStream stream_;
   std::unique_ptr<KeySink> sink_;
   std::vector<Action> actions_;
+  std::vector<PublishedKey> published_;
   std::vector<ActionProbe> probes_;
   DryRunSummary summary_;
   Lsn last_end_ = kInvalidLsn;

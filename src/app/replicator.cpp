@@ -231,6 +231,7 @@ int Replicator::run() {
       if (stopping()) break;
       metrics_.streaming.store(false);
       tracker_.abandon_transaction();
+      events_.reset();
       stream_.reset();
       skip_transaction_ = false;
       // Actions of a half-read transaction may sit in local_: deleting them is harmless
@@ -498,6 +499,7 @@ void Replicator::on_begin(const TransactionBegin& begin) {
   }
   skip_transaction_ = false;
   tracker_.begin();
+  events_.begin(begin.final_lsn, begin.xid);
 }
 
 void Replicator::on_change(const Change& change) {
@@ -506,7 +508,8 @@ void Replicator::on_change(const Change& change) {
   metrics_.changes_for(change.relation, change.op).inc();
   actions_.clear();
   failures_.clear();
-  rules_->plan(change, actions_, &failures_);
+  published_.clear();
+  rules_->plan(change, actions_, &failures_, &published_);
   for (auto& action : actions_) {
     std::uint64_t mask = rule_targets_[action.rule];
     for (std::size_t t = 0; mask != 0; ++t, mask >>= 1) {
@@ -517,6 +520,11 @@ void Replicator::on_change(const Change& change) {
       item.action = (mask == 1U) ? std::move(action) : action;
       local_[t].push_back(std::move(item));
     }
+  }
+  // After the change's deletes: a full part of an event goes out behind them.
+  if (!published_.empty()) {
+    events_.add(*rules_, published_, rule_targets_, event_actions_);
+    queue_events();
   }
   if (spdlog::should_log(spdlog::level::trace)) {
     spdlog::trace("{} {} at {} (xid {}): {} actions", op_name(change.op), change.relation->qualified_name(),
@@ -538,6 +546,10 @@ void Replicator::on_change(const Change& change) {
 
 void Replicator::on_commit(const TransactionCommit& commit) {
   if (skip_transaction_) return;
+  // The events follow every delete of the transaction and precede its commit marker, so
+  // the acknowledgement waits for Redis to confirm them.
+  events_.commit(event_actions_);
+  queue_events();
   QueueItem item;
   item.kind = QueueItem::Kind::Commit;
   item.ticket = tracker_.commit(commit.end_lsn);
@@ -547,6 +559,16 @@ void Replicator::on_commit(const TransactionCommit& commit) {
   metrics_.transactions.inc();
   metrics_.commit_to_receive.observe(static_cast<double>(pg_epoch_now_us() - commit.commit_time_us) / 1e6);
   if (endpos_ && commit.end_lsn >= *endpos_) endpos_reached_ = true;
+}
+
+void Replicator::queue_events() {
+  for (auto& e : event_actions_) {
+    QueueItem item;
+    item.kind = QueueItem::Kind::Action;
+    item.action = std::move(e.action);
+    local_[e.target].push_back(std::move(item));
+  }
+  event_actions_.clear();
 }
 
 bool Replicator::flush_local() {

@@ -18,6 +18,7 @@
 #include "walbust/action_queue.h"
 #include "walbust/change_stream.h"
 #include "walbust/config.h"
+#include "walbust/events.h"
 #include "walbust/metrics_server.h"
 #include "walbust/pg_replication.h"
 #include "walbust/rules.h"
@@ -58,6 +59,8 @@ class Replicator final : public ChangeHandler {
   // queue is full. Returns false when asked to stop first.
   bool flush_local();
   bool push_local(std::size_t target);
+  // Moves event_actions_ to their targets' local queues.
+  void queue_events();
   void send_status(bool reply_requested = false);
   void save_state();
   void report_progress(Clock::time_point now);
@@ -95,6 +98,9 @@ class Replicator final : public ChangeHandler {
   std::vector<std::vector<QueueItem>> local_;  // per target, handed over in chunks
   std::vector<Action> actions_;
   std::vector<RenderFailure> failures_;
+  std::vector<PublishedKey> published_;
+  EventBuilder events_;  // the open transaction's invalidation events
+  std::vector<TargetedAction> event_actions_;
   std::set<std::pair<std::uint32_t, std::string>> warned_failures_;
   bool skip_transaction_ = false;
   bool endpos_reached_ = false;

@@ -9,6 +9,7 @@ namespace {
 
 constexpr const char* kChangesHelp = "Row changes read, by table and operation";
 constexpr const char* kRenderFailuresHelp = "Keys that could not be rendered and were skipped";
+constexpr const char* kEventsHelp = "Invalidation events (PUBLISH, XADD) confirmed by Redis";
 
 // Commit→delete spans sub-millisecond (idle pipeline) to minutes (Redis outage).
 std::vector<double> latency_buckets() {
@@ -33,7 +34,23 @@ TargetMetrics::TargetMetrics(MetricsRegistry& r, const std::string& target)
                              {1, 4, 16, 64, 256, 1024, 4096, 16384, 65536}, {{"target", target}})),
       commit_to_delete(r.histogram("walbust_commit_to_delete_seconds",
                                    "Time from a transaction's commit in PostgreSQL to Redis confirming its deletes",
-                                   latency_buckets(), {{"target", target}})) {}
+                                   latency_buckets(), {{"target", target}})),
+      events_channel(r.counter("walbust_events_published_total", kEventsHelp,
+                               {{"target", target}, {"kind", "channel"}})),
+      events_stream(r.counter("walbust_events_published_total", kEventsHelp,
+                              {{"target", target}, {"kind", "stream"}})),
+      registry_(r) {}
+
+Gauge& TargetMetrics::subscribers(const std::string& channel) {
+  auto& slot = subscribers_[channel];
+  if (slot == nullptr) {
+    slot = &registry_.gauge("walbust_event_subscribers",
+                            "Clients that received the last invalidation event PUBLISHed on a channel "
+                            "(0: no process listens)",
+                            {{"target", name}, {"channel", channel}});
+  }
+  return *slot;
+}
 
 RunMetrics::RunMetrics(const std::vector<std::string>& target_names)
     : transactions(registry.counter("walbust_transactions_total", "Committed transactions read from the slot")),

@@ -43,8 +43,17 @@ struct TargetMetrics {
   Counter& batches;
   Histogram& batch_keys;
   Histogram& commit_to_delete;
+  Counter& events_channel;  // walbust_events_published_total{kind="channel"}
+  Counter& events_stream;   // walbust_events_published_total{kind="stream"}
+  // walbust_event_subscribers{channel}: what the last PUBLISH there returned. Sink thread
+  // only (under its connection lock).
+  Gauge& subscribers(const std::string& channel);
   std::atomic<bool> up{false};
   Heartbeat heartbeat;
+
+ private:
+  MetricsRegistry& registry_;
+  std::map<std::string, Gauge*> subscribers_;
 };
 
 class RunMetrics {

@@ -230,6 +230,14 @@ void SinkWorker::confirmed(const std::vector<QueueItem>& batch, const std::vecto
         redelete_.push(a->key, now + std::chrono::milliseconds(a->redelete_after_ms));
       }
     }
+    for (const EventResult& e : result.events) {
+      if (e.kind == PublishKind::Stream) {
+        metrics_.events_stream.inc();
+      } else {
+        metrics_.events_channel.inc();
+        metrics_.subscribers(e.name).set(static_cast<double>(e.subscribers));
+      }
+    }
   }
   std::uint64_t last_ticket = 0;
   const std::int64_t now_us = pg_epoch_now_us();

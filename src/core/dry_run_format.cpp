@@ -1,6 +1,10 @@
 #include "walbust/dry_run_format.h"
 
+#include <algorithm>
+#include <memory>
 #include <nlohmann/json.hpp>
+
+#include "walbust/events.h"
 
 namespace walbust {
 namespace {
@@ -49,6 +53,28 @@ std::string printable(const std::string& s) {
 
 }  // namespace
 
+void append_publish_actions(const RuleSet& rules, const std::vector<PublishedKey>& published,
+                            std::vector<Action>& actions) {
+  const std::size_t begin = actions.size();
+  for (const auto& p : published) {
+    const PublishDestination& dest = rules.rule(p.rule).publish.at(p.destination);
+    const bool seen = std::any_of(
+        actions.begin() + static_cast<std::ptrdiff_t>(begin), actions.end(), [&](const Action& a) {
+          return a.key == p.key && a.event->destination.kind == dest.kind &&
+                 a.event->destination.name == dest.name;
+        });
+    if (seen) continue;
+    auto event = std::make_shared<PublishEvent>();
+    event->destination = dest;
+    Action a;
+    a.kind = ActionKind::Publish;
+    a.rule = p.rule;
+    a.key = p.key;
+    a.event = std::move(event);
+    actions.push_back(std::move(a));
+  }
+}
+
 std::optional<std::vector<std::string>> changed_columns(const Change& change) {
   if (change.op != Op::Update || !change.old_row || !change.new_row) return std::nullopt;
   const auto& rel = *change.relation;
@@ -84,6 +110,11 @@ std::string format_change_json(const Change& change, const std::vector<Action>& 
     const Action& a = actions[i];
     json item = {{"rule", rules.rule(a.rule).name}, {"action", std::string(action_name(a.kind))}, {"key", a.key}};
     if (a.kind == ActionKind::BumpVersion) item["value"] = a.value;
+    if (a.kind == ActionKind::Publish && a.event) {
+      item[std::string(publish_kind_name(a.event->destination.kind))] = a.event->destination.name;
+      list.push_back(std::move(item));  // nothing to probe: the key is sent, not deleted
+      continue;
+    }
     if (i < probes.size()) {
       item["exists"] = probes[i].exists;
       if (a.kind == ActionKind::DeletePattern) {
@@ -123,6 +154,11 @@ std::string format_change_text(const Change& change, const std::vector<Action>& 
     const Action& a = actions[i];
     out += "    " + rules.rule(a.rule).name + "  " + std::string(action_name(a.kind)) + "  " + printable(a.key);
     if (a.kind == ActionKind::BumpVersion) out += " = " + a.value;
+    if (a.kind == ActionKind::Publish && a.event) {
+      out += "  -> " + std::string(publish_kind_name(a.event->destination.kind)) + " " +
+             printable(a.event->destination.name) + "\n";
+      continue;
+    }
     if (i < probes.size()) {
       if (a.kind == ActionKind::DeletePattern) {
         out += "  [" + std::to_string(probes[i].matches) + (probes[i].truncated ? "+" : "") + " keys match";

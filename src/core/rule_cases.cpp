@@ -42,6 +42,11 @@ struct Case {
   std::optional<Image> new_image;
   Lsn lsn = kDefaultCaseLsn;
   std::array<std::set<std::string>, 3> expect;  // indexed by ActionKind
+  // publish: channel or stream name → keys (and TRUNCATE patterns) published there.
+  // Without `publish:` in `expect`, published keys are not checked: by default they
+  // repeat the delete keys, which the case already checks.
+  std::map<std::string, std::set<std::string>> expect_publish;
+  bool check_publish = false;
 };
 
 class CaseParser {
@@ -160,10 +165,14 @@ class CaseParser {
 
   void parse_expect(const YAML::Node& node, Case& c) {
     if (!node.IsMap()) {
-      error(node, "'expect' must be a map of delete, delete_pattern, bump_version");
+      error(node, "'expect' must be a map of delete, delete_pattern, bump_version, publish");
       return;
     }
-    auto fields = entries(node, {"delete", "delete_pattern", "bump_version"});
+    auto fields = entries(node, {"delete", "delete_pattern", "bump_version", "publish"});
+    if (fields.count("publish") != 0) {
+      c.check_publish = true;
+      parse_expect_publish(fields["publish"], c);
+    }
     for (const ActionKind kind :
          {ActionKind::Delete, ActionKind::DeletePattern, ActionKind::BumpVersion}) {
       const auto it = fields.find(std::string(action_name(kind)));
@@ -177,6 +186,29 @@ class CaseParser {
           error(key, "'" + it->first + "' must be a list of keys");
         } else {
           c.expect[static_cast<std::size_t>(kind)].insert(key.Scalar());
+        }
+      }
+    }
+  }
+
+  void parse_expect_publish(const YAML::Node& node, Case& c) {
+    const std::string message = "'publish' must be a map of channel or stream name: [keys]";
+    if (!node.IsMap()) {
+      error(node, message);
+      return;
+    }
+    for (const auto& item : node) {
+      const std::string name = key_text(item.first);
+      if (!item.second.IsSequence()) {
+        error(item.second, message);
+        continue;
+      }
+      auto& keys = c.expect_publish[name];
+      for (const auto& key : item.second) {
+        if (key.IsScalar()) {
+          keys.insert(key.Scalar());
+        } else {
+          error(key, message);
         }
       }
     }
@@ -238,27 +270,47 @@ std::string join(const std::set<std::string>& keys) {
   return out + "]";
 }
 
-// "delete: missing [a, b]; unexpected [c]" over every action kind that differs.
-std::string difference(const Case& c, const std::vector<Action>& actions) {
+// Appends "WHAT: missing [a, b]; unexpected [c]" when the sets differ.
+void add_difference(std::string& out, const std::string& what, const std::set<std::string>& want,
+                    const std::set<std::string>& got) {
+  std::set<std::string> missing;
+  std::set<std::string> unexpected;
+  std::set_difference(want.begin(), want.end(), got.begin(), got.end(),
+                      std::inserter(missing, missing.end()));
+  std::set_difference(got.begin(), got.end(), want.begin(), want.end(),
+                      std::inserter(unexpected, unexpected.end()));
+  if (missing.empty() && unexpected.empty()) return;
+  if (!out.empty()) out += "; ";
+  out += what + ":";
+  if (!missing.empty()) out += " missing " + join(missing);
+  if (!missing.empty() && !unexpected.empty()) out += ";";
+  if (!unexpected.empty()) out += " unexpected " + join(unexpected);
+}
+
+// Differences over every action kind, then every channel or stream ("publish NAME: ...").
+std::string difference(const Case& c, const RuleSet& rules, const std::vector<Action>& actions,
+                       const std::vector<PublishedKey>& published) {
   std::array<std::set<std::string>, 3> produced;
   for (const auto& a : actions) produced[static_cast<std::size_t>(a.kind)].insert(a.key);
   std::string out;
   for (const ActionKind kind :
        {ActionKind::Delete, ActionKind::DeletePattern, ActionKind::BumpVersion}) {
-    const auto& want = c.expect[static_cast<std::size_t>(kind)];
-    const auto& got = produced[static_cast<std::size_t>(kind)];
-    std::set<std::string> missing;
-    std::set<std::string> unexpected;
-    std::set_difference(want.begin(), want.end(), got.begin(), got.end(),
-                        std::inserter(missing, missing.end()));
-    std::set_difference(got.begin(), got.end(), want.begin(), want.end(),
-                        std::inserter(unexpected, unexpected.end()));
-    if (missing.empty() && unexpected.empty()) continue;
-    if (!out.empty()) out += "; ";
-    out += std::string(action_name(kind)) + ":";
-    if (!missing.empty()) out += " missing " + join(missing);
-    if (!missing.empty() && !unexpected.empty()) out += ";";
-    if (!unexpected.empty()) out += " unexpected " + join(unexpected);
+    add_difference(out, std::string(action_name(kind)), c.expect[static_cast<std::size_t>(kind)],
+                   produced[static_cast<std::size_t>(kind)]);
+  }
+  if (!c.check_publish) return out;
+  std::map<std::string, std::set<std::string>> got;
+  for (const auto& p : published)
+    got[rules.rule(p.rule).publish.at(p.destination).name].insert(p.key);
+  std::set<std::string> names;
+  for (const auto& [name, keys] : c.expect_publish) names.insert(name);
+  for (const auto& [name, keys] : got) names.insert(name);
+  const std::set<std::string> none;
+  for (const auto& name : names) {
+    const auto want = c.expect_publish.find(name);
+    const auto have = got.find(name);
+    add_difference(out, "publish " + name, want == c.expect_publish.end() ? none : want->second,
+                   have == got.end() ? none : have->second);
   }
   return out;
 }
@@ -287,12 +339,14 @@ std::vector<CaseResult> run_rule_cases(const RuleSet& rules, const RuleSource& c
     return results;
   }
   std::vector<Action> actions;
+  std::vector<PublishedKey> published;
   for (const auto& node : fields["cases"]) {
     const auto c = parser.parse(node);
     if (!c) continue;
     actions.clear();
-    rules.plan(build_change(*c), actions);
-    CaseResult result{cases.path, c->name, false, difference(*c, actions)};
+    published.clear();
+    rules.plan(build_change(*c), actions, nullptr, &published);
+    CaseResult result{cases.path, c->name, false, difference(*c, rules, actions, published)};
     result.passed = result.difference.empty();
     results.push_back(std::move(result));
   }

@@ -25,8 +25,14 @@ std::string_view action_name(ActionKind kind) {
       return "delete_pattern";
     case ActionKind::BumpVersion:
       return "bump_version";
+    case ActionKind::Publish:
+      return "publish";
   }
   return "unknown";
+}
+
+std::string_view publish_kind_name(PublishKind kind) {
+  return kind == PublishKind::Stream ? "stream" : "channel";
 }
 
 namespace {
@@ -43,6 +49,12 @@ struct Fragment {
   bool uses_current = false, uses_old = false, uses_new = false;
 };
 
+// The keys of one `publish` entry; its destination is in RuleInfo::publish.
+struct PublishKeys {
+  std::vector<KeyTemplate> keys;  // empty: the rule's delete keys
+  int line = 0, column = 0;       // of the entry, for errors spanning rules
+};
+
 }  // namespace
 
 struct Rule {
@@ -55,6 +67,7 @@ struct Rule {
   std::vector<KeyTemplate> patterns;
   std::vector<KeyTemplate> bumps;
   std::vector<Fragment> fragments;
+  std::vector<PublishKeys> publish;  // aligned with info.publish
   std::string key_prefix;      // "" (plain) or "PREFIX:VERSION:" (django)
   std::string pattern_prefix;  // key_prefix with glob characters escaped
   std::optional<std::string> null_literal;
@@ -295,11 +308,11 @@ class FileLoader {
       return nullptr;
     }
     const std::size_t errors_before = diags_.size();
-    const Section s(
-        node,
-        {"name", "table", "on", "ignore_changes", "changed", "when", "delete", "delete_pattern",
-         "bump_version", "fragment", "key_format", "django", "null", "redelete_after", "targets"},
-        file_, diags_);
+    const Section s(node,
+                    {"name", "table", "on", "ignore_changes", "changed", "when", "delete",
+                     "delete_pattern", "bump_version", "fragment", "key_format", "django", "null",
+                     "redelete_after", "targets", "publish"},
+                    file_, diags_);
     auto rule = std::make_unique<Rule>();
     rule->info.file = file_;
     rule->info.line = node.Mark().line + 1;
@@ -320,6 +333,7 @@ class FileLoader {
     KeyOptions options = defaults;
     load_key_options(s, options);
     apply_key_options(options, *rule);
+    load_publish(s, *rule);
     load_actions(node, s, *rule);
     if (diags_.size() != errors_before) return nullptr;
     return rule;
@@ -433,9 +447,94 @@ class FileLoader {
       any = true;
       load_fragments(*fragments, rule);
     }
-    if (!any) {
-      error(node, "rule has no action (expected delete, delete_pattern, bump_version or fragment)");
+    if (!any && rule.publish.empty()) {
+      error(node,
+            "rule has no action (expected delete, delete_pattern, bump_version, fragment or "
+            "publish)");
     }
+  }
+
+  // publish: [{channel: NAME | stream: NAME, keys: [...], maxlen: N}, ...]
+  void load_publish(const Section& rule_section, Rule& rule) {
+    const auto* entry = rule_section.find("publish");
+    if (entry == nullptr) return;
+    const bool has_delete_keys =
+        rule_section.find("delete") != nullptr || rule_section.find("fragment") != nullptr;
+    if (!entry->value.IsSequence() || entry->value.size() == 0) {
+      error(entry->value, "'publish' must be a non-empty list of {channel or stream, keys}");
+      return;
+    }
+    for (const auto& node : entry->value) {
+      if (!node.IsMap()) {
+        error(node, "a publish entry must be a map with 'channel' or 'stream'");
+        continue;
+      }
+      const Section s(node, {"channel", "stream", "keys", "maxlen"}, file_, diags_);
+      PublishDestination dest;
+      if (!load_destination(node, s, dest)) continue;
+      const bool repeated = std::find(rule.info.publish.begin(), rule.info.publish.end(), dest) !=
+                            rule.info.publish.end();
+      if (repeated) {
+        error(node, "this rule already publishes to " + std::string(publish_kind_name(dest.kind)) +
+                        " '" + dest.name + "'");
+        continue;
+      }
+      PublishKeys keys;
+      keys.line = node.Mark().line + 1;
+      keys.column = node.Mark().column + 1;
+      if (s.find("keys") == nullptr && !has_delete_keys) {
+        error(node,
+              "this publish entry has no 'keys' and the rule deletes no keys to publish "
+              "instead: list the keys to publish");
+      }
+      if (const auto* list = s.find("keys")) {
+        const auto items = scalar_list(*list, "keys");
+        if (items && items->empty()) error(list->value, "'keys' must not be empty");
+        for (const auto& item : items.value_or(std::vector<YAML::Node>{})) {
+          if (auto t = compile(item, rule)) keys.keys.push_back(std::move(*t));
+        }
+      }
+      rule.info.publish.push_back(std::move(dest));
+      rule.publish.push_back(std::move(keys));
+    }
+  }
+
+  bool load_destination(const YAML::Node& node, const Section& s, PublishDestination& dest) {
+    const auto* channel = s.find("channel");
+    const auto* stream = s.find("stream");
+    const auto* maxlen = s.find("maxlen");
+    if (channel != nullptr && stream != nullptr) {
+      error(stream->key, "'channel' and 'stream' cannot be used together: one entry each");
+      return false;
+    }
+    if (channel == nullptr && stream == nullptr) {
+      error(node, "a publish entry needs 'channel' (PUBLISH) or 'stream' (XADD)");
+      return false;
+    }
+    dest.kind = stream != nullptr ? PublishKind::Stream : PublishKind::Channel;
+    const auto name = string_of(stream != nullptr ? stream : channel,
+                                dest.kind == PublishKind::Stream ? "stream" : "channel");
+    if (!name) return false;
+    if (name->empty()) {
+      error((stream != nullptr ? stream : channel)->value, "the name must not be empty");
+      return false;
+    }
+    dest.name = *name;
+    if (dest.kind == PublishKind::Channel) {
+      if (maxlen != nullptr) error(maxlen->key, "'maxlen' applies to a stream, not a channel");
+      return maxlen == nullptr;
+    }
+    dest.maxlen = kDefaultStreamMaxlen;
+    if (maxlen != nullptr) {
+      const auto n =
+          maxlen->value.IsScalar() ? parse_integer(maxlen->value.Scalar()) : std::nullopt;
+      if (!n || *n <= 0) {
+        error(maxlen->value, "'maxlen' must be a positive integer");
+        return false;
+      }
+      dest.maxlen = static_cast<std::uint64_t>(*n);
+    }
+    return true;
   }
 
   void load_fragments(const Section::Entry& entry, Rule& rule) {
@@ -628,8 +727,9 @@ bool rule_matches(const Rule& rule, const Change& c) {
 // Collects one change's actions, producing each (kind, key) once.
 class Planner {
  public:
-  Planner(const Change& c, std::vector<Action>& out, std::vector<RenderFailure>* failures)
-      : change_(c), out_(out), begin_(out.size()), failures_(failures) {
+  Planner(const Change& c, std::vector<Action>& out, std::vector<RenderFailure>* failures,
+          std::vector<PublishedKey>* published)
+      : change_(c), out_(out), begin_(out.size()), failures_(failures), published_(published) {
     rows_.relation = c.relation.get();
     rows_.old_row = c.old_row ? &*c.old_row : nullptr;
     rows_.new_row = c.new_row ? &*c.new_row : nullptr;
@@ -640,6 +740,7 @@ class Planner {
     index_ = index;
     if (change_.op == Op::Truncate) {
       plan_truncate(rule, index, out_, begin_, std::to_string(change_.commit_lsn));
+      if (published_ != nullptr) publish_truncate(rule, index, *published_);
       return;
     }
     RenderOptions plain{rule.null_literal ? &*rule.null_literal : nullptr, false};
@@ -648,6 +749,56 @@ class Planner {
     for (const auto& t : rule.patterns) render(t, ActionKind::DeletePattern, glob);
     for (const auto& t : rule.bumps) render(t, ActionKind::BumpVersion, plain);
     for (const auto& f : rule.fragments) render(f, plain);
+    if (published_ == nullptr) return;
+    for (std::uint32_t d = 0; d < rule.publish.size(); ++d) {
+      for (const auto& t : rule.publish[d].keys) {
+        render_each(t, plain, rule.key_prefix, [&](std::string key) {
+          published_->push_back(PublishedKey{index_, d, std::move(key), false});
+        });
+      }
+    }
+  }
+
+  // TRUNCATE sends no rows: a consumer gets each templated key as a glob over final keys
+  // (placeholders → '*'), as the deletes do, and constant keys as keys.
+  static void publish_truncate(const Rule& rule, std::uint32_t index,
+                               std::vector<PublishedKey>& out) {
+    for (std::uint32_t d = 0; d < rule.publish.size(); ++d) {
+      const auto add = [&](std::string key, bool pattern) {
+        out.push_back(PublishedKey{index, d, std::move(key), pattern});
+      };
+      const auto add_template = [&](const KeyTemplate& t) {
+        if (t.has_placeholders()) {
+          add(rule.pattern_prefix + t.as_pattern(true), true);
+        } else {
+          add(rule.key_prefix + t.as_pattern(false), false);
+        }
+      };
+      if (!rule.publish[d].keys.empty()) {
+        for (const auto& t : rule.publish[d].keys) add_template(t);
+        continue;
+      }
+      for (const auto& t : rule.deletes) add_template(t);
+      for (const auto& f : rule.fragments) {
+        auto [key, pattern] = truncate_fragment(rule, f);
+        add(std::move(key), pattern);
+      }
+    }
+  }
+
+  // A fragment's key without rows: the key itself when vary_on is constant, else a
+  // pattern over every fragment of that name. True: a pattern.
+  static std::pair<std::string, bool> truncate_fragment(const Rule& rule, const Fragment& f) {
+    const bool constant = std::none_of(f.vary_on.begin(), f.vary_on.end(),
+                                       [](const KeyTemplate& t) { return t.has_placeholders(); });
+    if (constant) {
+      std::vector<std::string> values;
+      for (const auto& t : f.vary_on) values.push_back(t.as_pattern(false));
+      return {rule.key_prefix + django_fragment_key(f.name, values), false};
+    }
+    std::string pattern = rule.pattern_prefix;
+    append_glob_escaped(pattern, "template.cache." + f.name + ".");
+    return {pattern + "*", true};
   }
 
   // What a TRUNCATE produces for a rule: placeholders become '*'. Literal text of delete
@@ -679,17 +830,8 @@ class Planner {
       }
     }
     for (const auto& f : rule.fragments) {
-      const bool constant = std::none_of(f.vary_on.begin(), f.vary_on.end(),
-                                         [](const KeyTemplate& t) { return t.has_placeholders(); });
-      if (constant) {
-        std::vector<std::string> values;
-        for (const auto& t : f.vary_on) values.push_back(t.as_pattern(false));
-        add(ActionKind::Delete, rule.key_prefix + django_fragment_key(f.name, values), {});
-      } else {
-        std::string pattern = rule.pattern_prefix;
-        append_glob_escaped(pattern, "template.cache." + f.name + ".");
-        add(ActionKind::DeletePattern, pattern + "*", {});
-      }
+      auto [key, pattern] = truncate_fragment(rule, f);
+      add(pattern ? ActionKind::DeletePattern : ActionKind::Delete, std::move(key), {});
     }
   }
 
@@ -769,24 +911,47 @@ class Planner {
     return {};
   }
 
-  void render(const KeyTemplate& t, ActionKind kind, const RenderOptions& options) {
+  // Calls on_key(key) for each image's rendering of t, reporting templates that fail.
+  template <typename OnKey>
+  void render_each(const KeyTemplate& t, const RenderOptions& options, const std::string& prefix,
+                   OnKey&& on_key) {
     const bool current = t.uses(RowImage::Current);
     const bool old = t.uses(RowImage::Old);
     const std::string_view column = first_column(t, old ? RowImage::Old : RowImage::Current);
     const bool agree = current && images_agree(std::array<std::reference_wrapper<const KeyTemplate>, 1>{t});
-    for_each_image(current, old, t.uses(RowImage::New), column, [&](const RenderRows& rows) {
-      std::string key =
-          kind == ActionKind::DeletePattern ? rule_->pattern_prefix : rule_->key_prefix;
-      TemplateSkip skip;
-      if (!t.render(rows, options, key, skip)) {
-        fail(skip.reason, skip.column);
-        return;
-      }
+    for_each_image(
+        current, old, t.uses(RowImage::New), column,
+        [&](const RenderRows& rows) {
+          std::string key = prefix;
+          TemplateSkip skip;
+          if (!t.render(rows, options, key, skip)) {
+            fail(skip.reason, skip.column);
+            return;
+          }
+          on_key(std::move(key));
+        },
+        agree);
+  }
+
+  void render(const KeyTemplate& t, ActionKind kind, const RenderOptions& options) {
+    const std::string& prefix =
+        kind == ActionKind::DeletePattern ? rule_->pattern_prefix : rule_->key_prefix;
+    render_each(t, options, prefix, [&](std::string key) {
       std::string value;
       if (kind == ActionKind::BumpVersion) value = std::to_string(change_.commit_lsn);
+      if (kind == ActionKind::Delete) publish_deleted(key);
       emit(out_, begin_,
            Action{kind, index_, std::move(key), std::move(value), rule_->redelete_after_ms});
-    }, agree);
+    });
+  }
+
+  // A publish entry without `keys:` publishes what the rule deletes.
+  void publish_deleted(const std::string& key) {
+    if (published_ == nullptr) return;
+    for (std::uint32_t d = 0; d < rule_->publish.size(); ++d) {
+      if (rule_->publish[d].keys.empty())
+        published_->push_back(PublishedKey{index_, d, key, false});
+    }
   }
 
   void render(const Fragment& f, const RenderOptions& options) {
@@ -807,12 +972,10 @@ class Planner {
       }
       // With key_format plain the fragment key is used as Django builds it before
       // make_key, for applications whose KEY_FUNCTION adds no prefix.
+      std::string key = rule_->key_prefix + django_fragment_key(f.name, values_);
+      publish_deleted(key);
       emit(out_, begin_,
-           Action{ActionKind::Delete,
-                  index_,
-                  rule_->key_prefix + django_fragment_key(f.name, values_),
-                  {},
-                  rule_->redelete_after_ms});
+           Action{ActionKind::Delete, index_, std::move(key), {}, rule_->redelete_after_ms});
     }, agree);
   }
 
@@ -820,6 +983,7 @@ class Planner {
   std::vector<Action>& out_;
   std::size_t begin_;
   std::vector<RenderFailure>* failures_;
+  std::vector<PublishedKey>* published_;
   RenderRows rows_;
   const Rule* rule_ = nullptr;
   std::uint32_t index_ = 0;
@@ -836,6 +1000,35 @@ RuleSet::~RuleSet() = default;
 RuleSet::RuleSet(RuleSet&&) noexcept = default;
 RuleSet& RuleSet::operator=(RuleSet&&) noexcept = default;
 
+namespace {
+
+// Rules feed one event per stream and transaction, so they must agree on its length.
+void check_stream_lengths(const std::vector<std::unique_ptr<Rule>>& rules, Diagnostics& diags) {
+  std::map<std::string, const Rule*> first;
+  std::map<std::string, std::size_t> first_entry;
+  for (const auto& rule : rules) {
+    for (std::size_t d = 0; d < rule->info.publish.size(); ++d) {
+      const PublishDestination& dest = rule->info.publish[d];
+      if (dest.kind != PublishKind::Stream) continue;
+      const auto [it, inserted] = first.emplace(dest.name, rule.get());
+      if (inserted) {
+        first_entry[dest.name] = d;
+        continue;
+      }
+      const Rule& other = *it->second;
+      const std::size_t od = first_entry[dest.name];
+      if (other.info.publish[od].maxlen == dest.maxlen) continue;
+      diags.add(rule->info.file, rule->publish[d].line, rule->publish[d].column,
+                "stream '" + dest.name + "' has maxlen " + std::to_string(dest.maxlen) +
+                    " here but " + std::to_string(other.info.publish[od].maxlen) + " in rule '" +
+                    other.info.name + "' (" + other.info.file + ":" +
+                    std::to_string(other.publish[od].line) + "): give every rule the same maxlen");
+    }
+  }
+}
+
+}  // namespace
+
 RuleSet RuleSet::load(const std::vector<RuleSource>& files, Diagnostics& diags) {
   RuleSet set;
   std::map<std::string, std::pair<std::string, int>> names;
@@ -846,16 +1039,18 @@ RuleSet RuleSet::load(const std::vector<RuleSource>& files, Diagnostics& diags) 
     const RuleInfo& info = set.rules_[i]->info;
     set.tables_->rules[{info.schema, info.table}].push_back(i);
   }
+  check_stream_lengths(set.rules_, diags);
   return set;
 }
 
 void RuleSet::plan(const Change& change, std::vector<Action>& out,
-                   std::vector<RenderFailure>* failures) const {
+                   std::vector<RenderFailure>* failures,
+                   std::vector<PublishedKey>* published) const {
   if (!change.relation || !tables_) return;
   const auto it = tables_->rules.find(std::pair<std::string_view, std::string_view>(
       change.relation->schema, change.relation->name));
   if (it == tables_->rules.end()) return;
-  Planner planner(change, out, failures);
+  Planner planner(change, out, failures, published);
   for (const std::uint32_t index : it->second) {
     const Rule& rule = *rules_[index];
     if (rule_matches(rule, change)) planner.plan(rule, index);
@@ -901,6 +1096,9 @@ std::vector<TableNeeds> RuleSet::table_needs() const {
     }
     for (const auto& f : rule->fragments) {
       for (const auto& t : f.vary_on) add_template(t);
+    }
+    for (const auto& p : rule->publish) {
+      for (const auto& t : p.keys) add_template(t);
     }
   }
   std::vector<TableNeeds> out;

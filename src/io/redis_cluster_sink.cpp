@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <deque>
 #include <optional>
 #include <stdexcept>
 #include <string_view>
@@ -31,14 +32,16 @@ std::vector<std::string> reply_keys(const RedisReply& scan_reply, std::string& c
 }  // namespace
 
 struct RedisClusterSink::Op {
-  enum class Kind { Delete, Set, Exists };
+  enum class Kind { Delete, Set, Exists, Event };
   Kind kind = Kind::Delete;
   std::string_view key;
   std::string_view value;  // Set
   std::uint16_t slot = 0;
   std::optional<ClusterNode> ask;  // send ASKING, then the command, to this node
   bool single = false;             // never grouped with other keys (after ASK or TRYAGAIN)
-  long long reply = 0;             // Exists
+  long long reply = 0;             // Exists, Event (PUBLISH's subscriber count)
+  const Action* action = nullptr;  // Event: the Publish action
+  const std::vector<std::string>* argv = nullptr;  // Event: its command
 };
 
 RedisClusterSink::RedisClusterSink(std::vector<ClusterNode> seeds, RedisEndpoint credentials,
@@ -242,6 +245,10 @@ void RedisClusterSink::run(std::vector<Op>& ops, BatchResult& result) {
         case Op::Kind::Exists:
           push(RedisCommand{"EXISTS", op.key});
           break;
+        case Op::Kind::Event:
+          plan.open.erase(op.slot);
+          push(RedisCommand(op.argv->begin(), op.argv->end()));
+          break;
       }
     }
 
@@ -289,7 +296,9 @@ void RedisClusterSink::run(std::vector<Op>& ops, BatchResult& result) {
         const auto& cmd_ops = plan.info[c].ops;
         if (r.type != RedisReply::Type::Error) {
           for (const std::size_t i : cmd_ops) {
-            if (ops[i].kind == Op::Kind::Exists) ops[i].reply = r.integer;
+            if (ops[i].kind == Op::Kind::Exists || ops[i].kind == Op::Kind::Event) {
+              ops[i].reply = r.integer;
+            }
           }
           if (!cmd_ops.empty() && ops[cmd_ops.front()].kind == Op::Kind::Delete &&
               r.type == RedisReply::Type::Integer) {
@@ -374,9 +383,22 @@ BatchResult RedisClusterSink::apply(const std::vector<const Action*>& actions) {
   std::vector<Op> ops;
   ops.reserve(actions.size());
   std::vector<const std::string*> patterns;
+  // Events go out after every delete of the batch: the nodes work in parallel, so only a
+  // later round can follow the deletes on other nodes. XADD goes to the stream's slot;
+  // PUBLISH to any node (the bus delivers it everywhere), the channel's slot owner keeps
+  // one channel's messages on one connection, in order.
+  std::vector<Op> events;
+  std::deque<std::vector<std::string>> event_argv;
   for (std::size_t i = 0; i < actions.size(); ++i) {
     const Action* a = actions[i];
     switch (a->kind) {
+      case ActionKind::Publish: {
+        Op op{Op::Kind::Event, a->key, {}, key_hash_slot(a->key)};
+        op.action = a;
+        op.argv = &event_argv.emplace_back(publish_command(*a));
+        events.push_back(std::move(op));
+        break;
+      }
       case ActionKind::Delete:
         if (dedup_.repeated(i)) break;
         ops.push_back(Op{Op::Kind::Delete, a->key, {}, key_hash_slot(a->key)});
@@ -398,6 +420,8 @@ BatchResult RedisClusterSink::apply(const std::vector<const Action*>& actions) {
     }
   }
   run(ops, result);
+  run(events, result);
+  for (const Op& op : events) note_event_reply(*op.action, op.reply, result);
   return result;
 }
 

@@ -1,9 +1,11 @@
 #include "walbust/redis_sink.h"
 
 #include <algorithm>
+#include <deque>
 #include <string_view>
 
 #include "walbust/config.h"
+#include "walbust/events.h"
 #include "walbust/redis_cluster_sink.h"
 
 namespace walbust {
@@ -12,6 +14,16 @@ RedisSink::RedisSink(RedisEndpoint endpoint, std::string password, std::chrono::
                      std::string delete_command)
     : client_(std::move(endpoint), std::move(password), timeout),
       delete_command_(delete_command == "del" ? "DEL" : "UNLINK") {}
+
+std::vector<std::string> publish_command(const Action& action) {
+  return event_command(*action.event);
+}
+
+void note_event_reply(const Action& action, long long integer_reply, BatchResult& result) {
+  const PublishDestination& d = action.event->destination;
+  result.events.push_back(
+      EventResult{d.kind, d.name, d.kind == PublishKind::Channel ? integer_reply : -1});
+}
 
 void RedisSink::flush_database() { client_.command({"FLUSHDB"}); }
 
@@ -36,12 +48,15 @@ BatchResult RedisSink::apply(const std::vector<const Action*>& actions) {
   dedup_.scan(actions);
   std::vector<RedisCommand> commands;
   std::vector<bool> is_delete;
+  std::vector<const Action*> events;  // aligned with commands: the Publish action, or null
+  std::deque<std::vector<std::string>> event_argv;  // stable storage for their arguments
   std::vector<const std::string*> patterns;
   RedisCommand pending{delete_command_};
   auto flush_deletes = [&] {
     if (pending.size() > 1) {
       commands.push_back(std::move(pending));
       is_delete.push_back(true);
+      events.push_back(nullptr);
     }
     pending = RedisCommand{delete_command_};
   };
@@ -54,9 +69,12 @@ BatchResult RedisSink::apply(const std::vector<const Action*>& actions) {
     check_replies(replies, "delete pipeline");
     for (std::size_t i = 0; i < replies.size(); ++i) {
       if (is_delete[i] && replies[i].type == RedisReply::Type::Integer) result.existed += replies[i].integer;
+      if (events[i] != nullptr) note_event_reply(*events[i], replies[i].integer, result);
     }
     commands.clear();
     is_delete.clear();
+    events.clear();
+    event_argv.clear();
   };
   for (std::size_t i = 0; i < actions.size(); ++i) {
     const Action* a = actions[i];
@@ -72,7 +90,17 @@ BatchResult RedisSink::apply(const std::vector<const Action*>& actions) {
         flush_deletes();
         commands.push_back(RedisCommand{"SET", a->key, a->value});
         is_delete.push_back(false);
+        events.push_back(nullptr);
         break;
+      case ActionKind::Publish: {
+        // In the pipeline after the deletes before it: Redis runs them first.
+        flush_deletes();
+        const auto& argv = event_argv.emplace_back(publish_command(*a));
+        commands.emplace_back(argv.begin(), argv.end());
+        is_delete.push_back(false);
+        events.push_back(a);
+        break;
+      }
       case ActionKind::DeletePattern:
         // Scanned where it stands: what earlier transactions delete goes first, and no
         // later transaction's delete is visible before this pattern's keys are gone.

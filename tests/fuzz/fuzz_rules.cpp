@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "walbust/events.h"
 #include "walbust/key_template.h"
 #include "walbust/rules.h"
 
@@ -72,6 +73,17 @@ void plan_all(const RuleSet& set, const Change& change) {
   set.plan(change, actions, nullptr);  // appends; must not depend on an empty vector
   for (const auto& a : actions) {
     if (a.rule >= set.size()) std::abort();
+  }
+  // Published keys through an event builder with tiny parts, into their commands.
+  std::vector<PublishedKey> published;
+  set.plan(change, actions, nullptr, &published);
+  EventBuilder events(2, 64);
+  std::vector<TargetedAction> out;
+  events.begin(change.commit_lsn, change.xid);
+  events.add(set, published, std::vector<std::uint64_t>(set.size(), 3), out);
+  events.commit(out);
+  for (const auto& t : out) {
+    if (t.target > 1 || !t.action.event || event_command(*t.action.event).size() < 3) std::abort();
   }
   for (const auto& f : failures) {
     if (f.rule >= set.size()) std::abort();

@@ -108,6 +108,37 @@ TEST(DryRunFormat, KeysWithControlBytesStayOnOneLine) {
   EXPECT_NO_THROW((void)format_change_json(c, actions, rules, {}, 0));
 }
 
+TEST(DryRunFormat, PublishActionsNameTheirChannelOrStreamAndAreNotProbed) {
+  Diagnostics d;
+  const RuleSet rules = RuleSet::load({RuleSource{"r.yaml", R"(version: 1
+rules:
+  - name: post-pages
+    table: blog_post
+    delete: ["post_detail_{id}"]
+    publish: [{channel: inv}, {stream: s, keys: ["post_detail_{id}"]}]
+)"}},
+                                      d);
+  ASSERT_TRUE(d.empty()) << d.format();
+  Change c = moved_post();
+  std::vector<Action> actions;
+  std::vector<PublishedKey> published;
+  rules.plan(c, actions, nullptr, &published);
+  append_publish_actions(rules, published, actions);
+  ASSERT_EQ(actions.size(), 3U);
+  const std::vector<ActionProbe> probes{{true, 0, false}, {false, 0, false}, {false, 0, false}};
+  const std::string json = format_change_json(c, actions, rules, probes, 0);
+  EXPECT_NE(json.find(R"("actions":[{"rule":"post-pages","action":"delete","key":"post_detail_7","exists":true},)"
+                      R"({"rule":"post-pages","action":"publish","key":"post_detail_7","channel":"inv"},)"
+                      R"({"rule":"post-pages","action":"publish","key":"post_detail_7","stream":"s"}])"),
+            std::string::npos)
+      << json;
+  const std::string text = format_change_text(c, actions, rules, probes, 0);
+  EXPECT_NE(text.find("    post-pages  publish  post_detail_7  -> channel inv\n"
+                      "    post-pages  publish  post_detail_7  -> stream s\n"),
+            std::string::npos)
+      << text;
+}
+
 TEST(DryRunFormat, Summaries) {
   DryRunSummary s{10, 4, 12, 9, true};
   EXPECT_EQ(format_summary_json(s), R"({"type":"summary","changes":10,"matched":4,"keys":12,"existing":9})");

@@ -697,7 +697,7 @@ INSTANTIATE_TEST_SUITE_P(
             "r.yaml:4:12: error: invalid table name 'a.b.c' (expected schema.table or table)\n"},
         ErrorCase{"no action", rule(""),
                   "r.yaml:3:5: error: rule has no action (expected delete, delete_pattern, "
-                  "bump_version or fragment)\n"},
+                  "bump_version, fragment or publish)\n"},
         ErrorCase{"empty action", rule("    delete: []\n"),
                   "r.yaml:5:13: error: 'delete' must not be empty\n"},
         ErrorCase{"action not a list", rule("    delete: post_{id}\n"),
