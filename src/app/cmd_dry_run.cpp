@@ -11,6 +11,7 @@
 #include "config_loading.h"
 #include "exit_codes.h"
 #include "signals.h"
+#include "table_binder.h"
 #include "walbust/change_stream.h"
 #include "walbust/dry_run_format.h"
 #include "walbust/pg_replication.h"
@@ -82,6 +83,13 @@ class DryRun final : public ChangeHandler {
     }
     int rc = kExitOk;
     try {
+      // The same binding as run: renamed tables and partitions match their rules, and a
+      // rule that cannot match is reported before the first change.
+      const auto& pg = loaded_.config.postgres;
+      binder_ = std::make_unique<TableBinder>(pg.dsn, read_password_file(pg.password_file), pg.publication,
+                                              std::shared_ptr<const RuleSet>(std::shared_ptr<void>(), &loaded_.rules),
+                                              nullptr);
+      (void)binder_->refresh();
       rc = options_.peek ? peek() : follow();
     } catch (const PgError& e) {
       std::fprintf(stderr, "walbust dry-run: %s\n", explain(e, loaded_.config).c_str());
@@ -135,6 +143,7 @@ class DryRun final : public ChangeHandler {
       const ReplicationFrame frame = conn.try_read();
       switch (frame.kind) {
         case ReplicationFrame::Kind::XLogData:
+          binder_->tick(Clock::now());
           stream_.feed(frame.payload, frame.data_start, *this);
           break;
         case ReplicationFrame::Kind::Keepalive:
@@ -204,11 +213,12 @@ class DryRun final : public ChangeHandler {
 
   void on_begin(const TransactionBegin&) override {}
   void on_commit(const TransactionCommit& commit) override { last_end_ = commit.end_lsn; }
+  void on_relation(const Relation& relation) override { binder_->on_relation(relation); }
 
   void on_change(const Change& change) override {
     if (done()) return;
     actions_.clear();
-    loaded_.rules.plan(change, actions_, nullptr);
+    binder_->plan(change, actions_, nullptr);
     probes_.clear();
     if (sink_) probe();
     ++summary_.changes;
@@ -247,6 +257,7 @@ class DryRun final : public ChangeHandler {
   LoadedConfig& loaded_;
   std::optional<Clock::time_point> deadline_;
   ChangeStream stream_;
+  std::unique_ptr<TableBinder> binder_;
   std::unique_ptr<KeySink> sink_;
   std::vector<Action> actions_;
   std::vector<ActionProbe> probes_;
