@@ -122,11 +122,11 @@ class ScriptBuilder {
         ") THEN\n    EXECUTE pg_catalog.format('CREATE PUBLICATION %I WITH (publish = %L, "
         "publish_via_partition_root = %s)',\n      " +
         lit + ", " + sql_literal(publish_option(needs_.tables)) +
-        ",\n      EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = ANY (rule_tables) "
-        "AND c.relkind = 'p')\n      AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest(rule_tables) "
-        "r(oid), pg_catalog.pg_partition_ancestors(r.oid) a\n        WHERE "
-        "a.relid::pg_catalog.oid <> r.oid AND a.relid::pg_catalog.oid = ANY (rule_tables)));\n"
-        "  END IF;\nEND";
+        ",\n      CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = ANY "
+        "(rule_tables) AND c.relkind = 'p')\n      AND NOT EXISTS (SELECT 1 FROM "
+        "pg_catalog.unnest(rule_tables) r(oid), pg_catalog.pg_partition_ancestors(r.oid) a\n"
+        "        WHERE a.relid::pg_catalog.oid <> r.oid AND a.relid::pg_catalog.oid = ANY "
+        "(rule_tables))\n      THEN 'true' ELSE 'false' END);\n  END IF;\nEND";
     add({"Publication " + needs_.publication + ".",
          "Created before the slot: decoding looks it up in the snapshot of the WAL it reads.",
          "With publish_via_partition_root = true when a rule table is partitioned (and none is a",
@@ -259,19 +259,26 @@ class ScriptBuilder {
       }
       if (!reason) continue;
       const std::string table = sql_qualified(t.schema, t.name);
-      // The table and, when partitioned, every partition: a partition does not take its
-      // parent's replica identity, and it is the partition that sends the previous row.
+      // A partition does not take its parent's replica identity, and it is the partition
+      // that sends the previous row: when the table is (or may be) partitioned, every one.
+      const bool partitioned = f == nullptr || f->relkind == 'p';
       const std::string regclass = sql_literal(table) + "::pg_catalog.regclass";
-      const std::string body =
-          "DECLARE\n  r record;\nBEGIN\n  FOR r IN SELECT c.oid::pg_catalog.regclass AS t FROM "
-          "pg_catalog.pg_class c\n    WHERE (c.oid = " +
-          regclass + " OR c.oid IN (SELECT relid FROM pg_catalog.pg_partition_tree(" + regclass +
-          ")))\n      AND c.relkind IN ('r', 'p') AND c.relreplident <> 'f'\n  LOOP\n"
-          "    EXECUTE pg_catalog.format('ALTER TABLE %s REPLICA IDENTITY FULL', r.t);\n"
-          "  END LOOP;\nEND";
-      add({"Table " + t.schema + "." + t.name + " has REPLICA IDENTITY FULL.",
-           "Because " + *reason + ".", "A partitioned table's partitions get it too."},
-          do_block(body), in_place);
+      std::string body = partitioned ? "DECLARE\n  r record;\n" : "";
+      body += "BEGIN\n  IF (SELECT relreplident FROM pg_catalog.pg_class WHERE oid = " + regclass +
+              ") <> 'f' THEN\n    ALTER TABLE " + table + " REPLICA IDENTITY FULL;\n  END IF;\n";
+      if (partitioned) {
+        body += "  FOR r IN SELECT p.relid FROM pg_catalog.pg_partition_tree(" + regclass +
+                ") p\n    JOIN pg_catalog.pg_class c ON c.oid = p.relid WHERE p.level > 0 AND "
+                "c.relkind IN ('r', 'p') AND c.relreplident <> 'f'\n  LOOP\n"
+                "    EXECUTE pg_catalog.format('ALTER TABLE %s REPLICA IDENTITY FULL', r.relid);\n"
+                "  END LOOP;\n";
+      }
+      body += "END";
+      std::vector<std::string> comment = {
+          "Table " + t.schema + "." + t.name + " has REPLICA IDENTITY FULL.",
+          "Because " + *reason + "."};
+      if (partitioned) comment.emplace_back("A partitioned table's partitions get it too.");
+      add(std::move(comment), do_block(body), in_place);
     }
   }
 
