@@ -84,12 +84,11 @@ class DryRun final : public ChangeHandler {
     int rc = kExitOk;
     try {
       // The same binding as run: renamed tables and partitions match their rules, and a
-      // rule that cannot match is reported before the first change.
+      // rule that cannot match is reported before the first change (follow(), peek()).
       const auto& pg = loaded_.config.postgres;
       binder_ = std::make_unique<TableBinder>(pg.dsn, read_password_file(pg.password_file), pg.publication,
                                               std::shared_ptr<const RuleSet>(std::shared_ptr<void>(), &loaded_.rules),
                                               nullptr);
-      (void)binder_->refresh();
       rc = options_.peek ? peek() : follow();
     } catch (const PgError& e) {
       std::fprintf(stderr, "walbust dry-run: %s\n", explain(e, loaded_.config).c_str());
@@ -133,6 +132,7 @@ class DryRun final : public ChangeHandler {
     }
     // Temporary: it disappears with this session, so the production slot never moves and
     // nothing is left behind even after kill -9.
+    (void)binder_->refresh();  // after the checks above, which say what is wrong first
     const std::string slot = "walbust_dry_run_" + std::to_string(::getpid());
     const Lsn start = conn.create_slot(slot, /*temporary=*/true);
     conn.start_replication(slot, pg.publication, start);
@@ -190,6 +190,7 @@ class DryRun final : public ChangeHandler {
       std::fprintf(stderr, "walbust dry-run: publication %s does not exist\n", pg.publication.c_str());
       return kExitFailure;
     }
+    (void)binder_->refresh();
     // A cursor streams the backlog in pages instead of materialising it client-side.
     conn.execute("BEGIN READ ONLY");
     conn.execute("DECLARE walbust_peek NO SCROLL CURSOR FOR SELECT lsn::text, xid::text, data FROM "

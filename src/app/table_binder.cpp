@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <set>
+
 #include "walbust/db_inspector.h"
 
 namespace walbust {
@@ -106,8 +108,13 @@ void TableBinder::publish_unbound() {
           info.name, info.file, info.line, u.reason);
     }
   }
+  std::set<std::string> names;
+  for (std::uint32_t i = 0; i < rules_->size(); ++i) names.insert(rules_->rule(i).name);
   for (const auto& [name, reason] : reported_) {
-    if (!now.contains(name)) spdlog::info("rule {} matches again (was: {})", name, reason);
+    // A rule a reload removed does not match "again"; its gauge still goes back to 0.
+    if (!now.contains(name) && names.contains(name)) {
+      spdlog::info("rule {} matches again (was: {})", name, reason);
+    }
   }
   if (registry_ != nullptr) {
     // Rules that left with a reload go back to 0: a series cannot be removed.

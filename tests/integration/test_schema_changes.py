@@ -12,9 +12,12 @@ import unittest
 import urllib.error
 import urllib.request
 
+import signal
+
 import fixtures
 from faultlib import metric, scrape
 from fixtures import PostgresServer, RedisServer, Walbust, finish_walbust
+from test_service import NotifySocket
 
 TIMEOUT = 30
 
@@ -307,7 +310,9 @@ class RenameAndRecreateTest(SchemaCase):
         self.create_tables()
         self.pg.execute("DROP TABLE item")
         w = self.walbust()
-        w.start()
+        notify = NotifySocket(self.tmp)
+        self.addCleanup(notify.close)
+        w.start(env={"NOTIFY_SOCKET": notify.path})
         w.wait_streaming()
         w.wait_for_log(r"rule item-pages .*cannot match: table public\.item does not exist")
         status, body = self.health()
@@ -316,9 +321,35 @@ class RenameAndRecreateTest(SchemaCase):
         def update_other():
             self.pg.execute("UPDATE other SET id = 4 WHERE id = 1")
         self.expect_deleted(w, ["other_1", "other_4"], update_other)
+        # STATUS= says so with the progress line (every 10 s).
+        w.wait_for(lambda: any("cannot match: rule item-pages" in f.get("STATUS", "")
+                               for _, f in notify.messages), 20, message="STATUS= naming the rule")
         # The same binding in dry-run: the rule is named there too.
         res = w.run_cli(["dry-run", "--duration", "0.5"])
         self.assertRegex(res.stderr, r"rule item-pages .*cannot match")
+
+    def test_a_reload_naming_a_missing_table_is_loud_until_the_rule_goes(self):
+        self.create_tables()
+        w = self.walbust()
+        w.start()
+        w.wait_streaming()
+        with open(self.rules, "a") as f:
+            f.write("  - {name: nope-pages, table: nope, delete: [\"nope_{id}\"]}\n")
+        w.signal(signal.SIGHUP)
+        w.wait_for_log(r"rule nope-pages .*cannot match: table public\.nope does not exist")
+        w.wait_for(lambda: self.metric("walbust_rule_unbound", rule="nope-pages") == 1,
+                   TIMEOUT, message="nope-pages unbound")
+        self.assertIn("rule nope-pages: table public.nope does not exist", self.health()[1])
+
+        def update_item():
+            self.pg.execute("UPDATE item SET title = 'q' WHERE id = 1")
+        self.expect_deleted(w, ["item_1", "item_title_a", "item_title_q"], update_item)
+        with open(self.rules, "w") as f:
+            f.write(PLAIN_RULES)
+        w.signal(signal.SIGHUP)
+        w.wait_for(lambda: self.metric("walbust_rule_unbound", rule="nope-pages") == 0,
+                   TIMEOUT, message="nope-pages gone")
+        w.wait_for(lambda: self.health()[0] == 200, TIMEOUT, message="healthy again")
 
 
 if __name__ == "__main__":
