@@ -1,6 +1,7 @@
 #include "walbust/rule_binding.h"
 
 #include <algorithm>
+#include <unordered_set>
 
 namespace walbust {
 
@@ -175,17 +176,27 @@ void RuleBinding::judge(Table& t, const CatalogSnapshot& snapshot) {
 }
 
 void RuleBinding::route(const CatalogSnapshot& snapshot) {
+  // Linear in the snapshot: a FOR ALL TABLES publication may list thousands of tables.
+  std::unordered_set<std::uint32_t> present;
+  for (const auto& c : snapshot.tables) present.insert(c.oid);
+  std::unordered_map<std::uint32_t, std::vector<const Table*>> by_oid;
+  for (const auto& t : tables_) {
+    if (t.oid != 0 && present.contains(t.oid)) by_oid[t.oid].push_back(&t);
+  }
   decltype(routes_) routes;
   for (const auto& c : snapshot.tables) {
     auto& r = routes[c.oid];
-    for (const auto& t : tables_) {
-      if (t.oid == 0 || snapshot.find(t.oid) == nullptr) continue;
-      if (t.oid == c.oid || contains(c.ancestors, t.oid)) r.emplace_back(t.schema, t.name);
-    }
+    const auto add = [&](std::uint32_t oid) {
+      const auto it = by_oid.find(oid);
+      if (it == by_oid.end()) return;
+      for (const Table* t : it->second) r.emplace_back(t->schema, t->name);
+    };
+    add(c.oid);
+    for (const std::uint32_t a : c.ancestors) add(a);
   }
   // Gone from the catalog, but the stream may still carry its changes.
   for (auto& [oid, tables] : routes_) {
-    if (snapshot.find(oid) == nullptr) routes.emplace(oid, std::move(tables));
+    if (!present.contains(oid)) routes.emplace(oid, std::move(tables));
   }
   routes_ = std::move(routes);
 }

@@ -242,3 +242,23 @@ rules:
 
 }  // namespace
 }  // namespace walbust
+
+namespace walbust {
+namespace {
+
+// A FOR ALL TABLES publication lists every table: binding stays linear in the catalog.
+TEST(RuleBinding, ALargeCatalogRoutesEveryPartition) {
+  const RuleSet rules = load_ok(kRules);
+  RuleBinding b(rules);
+  std::vector<CatalogTable> tables = leaves_published();
+  for (std::uint32_t i = 0; i < 50000; ++i) {
+    tables.push_back(table(100000 + i, "part_" + std::to_string(i), 'r', {10}));
+  }
+  (void)b.update(snapshot(std::move(tables)));
+  EXPECT_TRUE(b.unbound().empty());
+  EXPECT_EQ(keys(b, rules, change_on(149999, "part_49999", "3", "us")),
+            (std::vector<std::string>{"ev_3", "region_us"}));
+}
+
+}  // namespace
+}  // namespace walbust
