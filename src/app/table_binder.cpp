@@ -44,9 +44,14 @@ bool TableBinder::refresh() {
   try {
     if (!conn_.connected()) conn_.connect();
     DbInspector inspector(conn_);
+    const auto started = Clock::now();
     const CatalogSnapshot snapshot =
         inspector.read_catalog(publication_, binding_.rule_tables(), binding_.bound_oids());
     report(binding_.update(snapshot));
+    spdlog::debug(
+        "catalog read and rules bound in {} ms ({} relations)",
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count(),
+        snapshot.tables.size());
     read_once_ = true;
     if (failing_) spdlog::info("postgres: reading the catalog again to bind rules to tables");
     failing_ = false;
