@@ -110,9 +110,11 @@ class RuleBinding {
   [[nodiscard]] bool knows(std::uint32_t oid) const { return routes_.contains(oid); }
 
   // Plans a change with the rules of every rule table its relation is routed to. An OID
-  // never seen in a snapshot falls back to matching by the relation's name.
+  // never seen in a snapshot falls back to matching by the relation's name. The changes of
+  // one Truncate message (same LSN) plan each rule table once: truncating a partitioned
+  // table names every partition, and each would repeat the same pattern scans.
   void plan(const RuleSet& rules, const Change& change, std::vector<Action>& out,
-            std::vector<RenderFailure>* failures = nullptr) const;
+            std::vector<RenderFailure>* failures = nullptr);
 
   // Rules that cannot match now, by rule index, one reason each.
   [[nodiscard]] std::vector<UnboundRule> unbound() const;
@@ -146,6 +148,8 @@ class RuleBinding {
   std::vector<std::size_t> rule_table_;  // rule index -> tables_ index
   // relation OID -> the rule tables (schema, table) its changes are matched against.
   std::unordered_map<std::uint32_t, std::vector<std::pair<std::string, std::string>>> routes_;
+  Lsn truncate_lsn_ = kInvalidLsn;  // the Truncate message the set below belongs to
+  std::set<std::pair<std::string, std::string>> truncated_;
 };
 
 }  // namespace walbust

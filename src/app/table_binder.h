@@ -39,8 +39,7 @@ class TableBinder {
   // Before the relation's changes are planned.
   void on_relation(const Relation& relation);
 
-  void plan(const Change& change, std::vector<Action>& out,
-            std::vector<RenderFailure>* failures) const {
+  void plan(const Change& change, std::vector<Action>& out, std::vector<RenderFailure>* failures) {
     binding_.plan(*rules_, change, out, failures);
   }
   // "rule NAME: REASON", one per unbound rule; thread-safe (the health check calls it).

@@ -234,15 +234,20 @@ std::optional<SchemaChange> RuleBinding::observe(const Relation& relation, bool*
 }
 
 void RuleBinding::plan(const RuleSet& rules, const Change& change, std::vector<Action>& out,
-                       std::vector<RenderFailure>* failures) const {
+                       std::vector<RenderFailure>* failures) {
   if (!change.relation) return;
   const auto it = routes_.find(change.relation->oid);
   if (it == routes_.end()) {
     rules.plan(change, out, failures);
     return;
   }
-  for (const auto& [schema, name] : it->second) {
-    rules.plan_table(schema, name, change, out, failures);
+  if (change.op == Op::Truncate && change.lsn != truncate_lsn_) {
+    truncate_lsn_ = change.lsn;
+    truncated_.clear();
+  }
+  for (const auto& table : it->second) {
+    if (change.op == Op::Truncate && !truncated_.insert(table).second) continue;
+    rules.plan_table(table.first, table.second, change, out, failures);
   }
 }
 

@@ -167,6 +167,16 @@ class PartitionedTableTest(SchemaCase):
         self.exercise(w)
         self.assertEqual(self.metric("walbust_rule_unbound", rule="ev-pages"), 0)
 
+        # TRUNCATE names every partition: the rule's patterns are scanned once.
+        def truncate():
+            self.pg.execute("TRUNCATE ev")
+        scans = self.redis_scans()
+        self.expect_deleted(w, ["ev_9", "region_eu_9", "ev_title_z"], truncate)
+        self.assertLessEqual(self.redis_scans() - scans, 3 * 3, "one SCAN round per pattern")
+
+    def redis_scans(self):
+        return self.r.info("commandstats").get("cmdstat_scan", {}).get("calls", 0)
+
     def test_a_rule_on_a_leaf_partition_matches_its_changes(self):
         self.create_ev()
         with open(self.rules, "a") as f:

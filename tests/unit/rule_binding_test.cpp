@@ -62,7 +62,7 @@ Change change_on(std::uint32_t oid, std::string name, std::string id = "7",
   return c;
 }
 
-std::vector<std::string> keys(const RuleBinding& b, const RuleSet& rules, const Change& c) {
+std::vector<std::string> keys(RuleBinding& b, const RuleSet& rules, const Change& c) {
   std::vector<Action> out;
   b.plan(rules, c, out);
   std::vector<std::string> k;
@@ -258,6 +258,33 @@ TEST(RuleBinding, ALargeCatalogRoutesEveryPartition) {
   EXPECT_TRUE(b.unbound().empty());
   EXPECT_EQ(keys(b, rules, change_on(149999, "part_49999", "3", "us")),
             (std::vector<std::string>{"ev_3", "region_us"}));
+}
+
+}  // namespace
+}  // namespace walbust
+
+namespace walbust {
+namespace {
+
+TEST(RuleBinding, ATruncateNamingEveryPartitionScansEachRulesPatternsOnce) {
+  const RuleSet rules = load_ok(kRules);
+  RuleBinding b(rules);
+  (void)b.update(snapshot(leaves_published()));
+  const auto truncate = [](std::uint32_t oid, std::string name, Lsn lsn) {
+    Change c = change_on(oid, std::move(name));
+    c.op = Op::Truncate;
+    c.new_row.reset();
+    c.lsn = lsn;
+    return c;
+  };
+  std::vector<Action> out;
+  b.plan(rules, truncate(12, "ev_eu_1", 100), out);
+  const std::size_t first = out.size();
+  b.plan(rules, truncate(13, "ev_us", 100), out);
+  // ev_us adds nothing new for ev's rules; ev_eu_1 also had eu-only's.
+  EXPECT_EQ(out.size(), first);
+  b.plan(rules, truncate(13, "ev_us", 200), out);  // another TRUNCATE: planned again
+  EXPECT_GT(out.size(), first);
 }
 
 }  // namespace
