@@ -510,7 +510,7 @@ void Replicator::stream_loop() {
           last_reply_request_ = now;
         }
         auto deadline = std::min({next_status_, next_progress_, next_watchdog_, last_received_ + kReceiveTimeout / 2,
-                                  last_received_ + kReceiveTimeout});
+                                  last_received_ + kReceiveTimeout, binder_->next_refresh()});
         if (endpos_ && tracker_.idle()) {
           // Ask where the server is, so --endpos ends promptly on an idle database.
           if (now - last_reply_request_ >= kEndposProbe) {

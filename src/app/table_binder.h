@@ -36,6 +36,8 @@ class TableBinder {
   bool refresh();
   // Every kCatalogInterval.
   void tick(Clock::time_point now);
+  // When tick() next reads the catalog: a loop waiting for data wakes up for it.
+  [[nodiscard]] Clock::time_point next_refresh() const { return next_refresh_; }
   // Before the relation's changes are planned.
   void on_relation(const Relation& relation);
 

@@ -65,9 +65,10 @@ class SchemaCase(unittest.TestCase):
         self.port = fixtures.free_port()
         self.pg.execute(f"CREATE TABLE {fixtures.MARKER_TABLE} (id serial PRIMARY KEY, note text)")
 
-    def walbust(self):
+    def walbust(self, config=None):
         w = Walbust(self.pg, self.redis, rules=[self.rules],
-                    config={"metrics": {"listen": f"127.0.0.1:{self.port}"}})
+                    config=fixtures.deep_merge(
+                        {"metrics": {"listen": f"127.0.0.1:{self.port}"}}, config))
         self.addCleanup(finish_walbust, self, w)
         return w
 
@@ -260,7 +261,8 @@ class RenameAndRecreateTest(SchemaCase):
 
     def test_a_table_dropped_from_the_publication_is_reported_within_ten_seconds(self):
         self.create_tables()
-        w = self.walbust()
+        # An idle stream with the default status interval: the catalog check still runs.
+        w = self.walbust({"postgres": {"status_interval": "10s"}})
         w.start()
         w.wait_streaming()
         self.assertEqual(self.health()[0], 200)
