@@ -38,7 +38,16 @@ struct TableFacts {
   // none for 'n' (and for 'd' without a primary key). Every column for 'f'.
   std::vector<std::string> identity_columns;
   std::vector<std::string> primary_key;  // whatever the identity is
-  bool in_publication = false;           // listed in pg_publication_tables
+  char relkind = 'r';                    // 'p': partitioned (its partitions hold the rows)
+  // Its changes reach the stream: under its own name, or (partitioned, without
+  // publish_via_partition_root) under its partitions' names, which walbust maps back.
+  bool in_publication = false;
+  // Not in_publication because an ancestor is published with publish_via_partition_root:
+  // that ancestor (schema.name), under which its rows arrive indistinguishable.
+  std::string published_under;
+  std::vector<std::string> ancestors;  // partition ancestors, parent first (schema.name)
+  // Leaf partitions (schema.name, relreplident): each sends its own previous rows.
+  std::vector<std::pair<std::string, char>> partitions;
   // From pg_publication_tables (PostgreSQL 15): the published columns (all of them when
   // the table has no column list) and the row filter, "" when none.
   std::vector<std::string> published_columns;
@@ -52,6 +61,7 @@ struct PublicationFacts {
   bool update = false;
   bool del = false;
   bool truncate = false;
+  bool via_root = false;  // publish_via_partition_root
 };
 
 struct SlotFacts {
@@ -105,6 +115,11 @@ struct Finding {
     const TableNeeds& needs, const TableFacts& table, bool publishes_update_or_delete);
 // The same decision without facts: rules read any previous value at all.
 [[nodiscard]] std::optional<std::string> replica_identity_full_reason(const TableNeeds& needs);
+
+// Whether a publication created for these tables should publish via the partition root:
+// a rule table is partitioned (its partitions then need no catalog lookup), and no rule
+// table is a partition of another (whose rows would then arrive under the ancestor).
+[[nodiscard]] bool wants_publish_via_root(const DatabaseNeeds& needs, const DatabaseFacts& facts);
 
 // The operations the rules listen to, as a publish option value ("insert, update").
 [[nodiscard]] std::string publish_option(const std::vector<TableNeeds>& tables);

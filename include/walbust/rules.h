@@ -125,12 +125,20 @@ class RuleSet {
             std::vector<RenderFailure>* failures = nullptr,
             std::vector<PublishedKey>* published = nullptr) const;
 
+  // plan() with the rules written for table schema.table, whatever the change's relation
+  // is called now: RuleBinding routes a renamed table or a partition to its rules' table.
+  void plan_table(std::string_view schema, std::string_view table, const Change& change,
+                  std::vector<Action>& out, std::vector<RenderFailure>* failures = nullptr,
+                  std::vector<PublishedKey>* published = nullptr) const;
+
   // True when any rule listens to this table (for any op).
   [[nodiscard]] bool watches(std::string_view schema, std::string_view table) const;
 
   [[nodiscard]] std::size_t size() const;
   [[nodiscard]] const RuleInfo& rule(std::uint32_t index) const;
   [[nodiscard]] std::vector<TableNeeds> table_needs() const;  // sorted by schema, name
+  // Every column rule `index` names, in templates and filters.
+  [[nodiscard]] std::set<std::string> rule_columns(std::uint32_t index) const;
 
   // Every key any rule could produce, as patterns (placeholders → '*') or plain keys:
   // what `on_gap: flush_rules` deletes. Rule indexes are set; value empty (a constant

@@ -11,6 +11,7 @@
 #include "config_loading.h"
 #include "exit_codes.h"
 #include "signals.h"
+#include "table_binder.h"
 #include "walbust/change_stream.h"
 #include "walbust/dry_run_format.h"
 #include "walbust/pg_replication.h"
@@ -82,6 +83,12 @@ class DryRun final : public ChangeHandler {
     }
     int rc = kExitOk;
     try {
+      // The same binding as run: renamed tables and partitions match their rules, and a
+      // rule that cannot match is reported before the first change (follow(), peek()).
+      const auto& pg = loaded_.config.postgres;
+      binder_ = std::make_unique<TableBinder>(pg.dsn, read_password_file(pg.password_file), pg.publication,
+                                              std::shared_ptr<const RuleSet>(std::shared_ptr<void>(), &loaded_.rules),
+                                              nullptr);
       rc = options_.peek ? peek() : follow();
     } catch (const PgError& e) {
       std::fprintf(stderr, "walbust dry-run: %s\n", explain(e, loaded_.config).c_str());
@@ -125,6 +132,7 @@ class DryRun final : public ChangeHandler {
     }
     // Temporary: it disappears with this session, so the production slot never moves and
     // nothing is left behind even after kill -9.
+    (void)binder_->refresh();  // after the checks above, which say what is wrong first
     const std::string slot = "walbust_dry_run_" + std::to_string(::getpid());
     const Lsn start = conn.create_slot(slot, /*temporary=*/true);
     conn.start_replication(slot, pg.publication, start);
@@ -135,6 +143,7 @@ class DryRun final : public ChangeHandler {
       const ReplicationFrame frame = conn.try_read();
       switch (frame.kind) {
         case ReplicationFrame::Kind::XLogData:
+          binder_->tick(Clock::now());
           stream_.feed(frame.payload, frame.data_start, *this);
           break;
         case ReplicationFrame::Kind::Keepalive:
@@ -181,6 +190,7 @@ class DryRun final : public ChangeHandler {
       std::fprintf(stderr, "walbust dry-run: publication %s does not exist\n", pg.publication.c_str());
       return kExitFailure;
     }
+    (void)binder_->refresh();
     // A cursor streams the backlog in pages instead of materialising it client-side.
     conn.execute("BEGIN READ ONLY");
     conn.execute("DECLARE walbust_peek NO SCROLL CURSOR FOR SELECT lsn::text, xid::text, data FROM "
@@ -204,12 +214,13 @@ class DryRun final : public ChangeHandler {
 
   void on_begin(const TransactionBegin&) override {}
   void on_commit(const TransactionCommit& commit) override { last_end_ = commit.end_lsn; }
+  void on_relation(const Relation& relation) override { binder_->on_relation(relation); }
 
   void on_change(const Change& change) override {
     if (done()) return;
     actions_.clear();
     published_.clear();
-    loaded_.rules.plan(change, actions_, nullptr, &published_);
+    binder_->plan(change, actions_, nullptr, &published_);
     const std::size_t deletes = actions_.size();
     append_publish_actions(loaded_.rules, published_, actions_);
     probes_.clear();
@@ -253,6 +264,7 @@ class DryRun final : public ChangeHandler {
   LoadedConfig& loaded_;
   std::optional<Clock::time_point> deadline_;
   ChangeStream stream_;
+  std::unique_ptr<TableBinder> binder_;
   std::unique_ptr<KeySink> sink_;
   std::vector<Action> actions_;
   std::vector<PublishedKey> published_;

@@ -98,6 +98,8 @@ Replicator::Replicator(Config config, RuleSet rules, std::optional<Lsn> endpos)
       state_(config_.state_dir, config_.postgres.slot),
       state_writer_(state_),
       local_(config_.targets.size()) {
+  binder_ = std::make_unique<TableBinder>(config_.postgres.dsn, pg_password_, config_.postgres.publication,
+                                          rules_, &metrics_.registry);
   for (std::size_t i = 0; i < config_.targets.size(); ++i) {
     const auto& t = config_.targets[i];
     queues_.push_back(std::make_unique<ActionQueue>(queue_capacity(config_.batch)));
@@ -157,6 +159,14 @@ std::pair<bool, std::string> Replicator::health() const {
                std::to_string(queues_[i]->size()) + " actions queued";
   }
   if (healthy) body = "streaming";
+  // A rule that cannot match leaves its keys stale: as unhealthy as a stopped stream.
+  const auto unbound = binder_->unbound_lines();
+  if (!unbound.empty() && healthy) {
+    healthy = false;
+    body = std::to_string(unbound.size()) + (unbound.size() == 1 ? " rule cannot" : " rules cannot") +
+           " match; the others keep invalidating";
+  }
+  for (const auto& line : unbound) targets += "\n" + line;
   return {healthy, body + targets};
 }
 
@@ -190,6 +200,8 @@ int Replicator::run() {
                                                        std::chrono::milliseconds(std::chrono::seconds(10))),
                                               metrics_);
   slot_poller_->start();
+  // Rules are bound before the first change: a rule that cannot match is reported at start.
+  (void)binder_->refresh();
   if (const auto wd = notifier_.watchdog_interval()) {
     next_watchdog_ = Clock::now();
     spdlog::info("systemd watchdog: pinging every {} ms while both threads make progress",
@@ -435,6 +447,7 @@ void Replicator::stream_loop() {
   while (!stopping()) {
     tick();
     if (!stream_.in_transaction()) maybe_reload();
+    binder_->tick(Clock::now());
     const ReplicationFrame frame = conn_.try_read();
     if (frame.kind != ReplicationFrame::Kind::None) last_received_ = Clock::now();
     switch (frame.kind) {
@@ -473,7 +486,7 @@ void Replicator::stream_loop() {
           last_reply_request_ = now;
         }
         auto deadline = std::min({next_status_, next_progress_, next_watchdog_, last_received_ + kReceiveTimeout / 2,
-                                  last_received_ + kReceiveTimeout});
+                                  last_received_ + kReceiveTimeout, binder_->next_refresh()});
         if (endpos_ && tracker_.idle()) {
           // Ask where the server is, so --endpos ends promptly on an idle database.
           if (now - last_reply_request_ >= kEndposProbe) {
@@ -509,7 +522,7 @@ void Replicator::on_change(const Change& change) {
   actions_.clear();
   failures_.clear();
   published_.clear();
-  rules_->plan(change, actions_, &failures_, &published_);
+  binder_->plan(change, actions_, &failures_, &published_);
   for (auto& action : actions_) {
     std::uint64_t mask = rule_targets_[action.rule];
     for (std::size_t t = 0; mask != 0; ++t, mask >>= 1) {
@@ -543,6 +556,8 @@ void Replicator::on_change(const Change& change) {
   // Large transactions stream through: their deletes go out while the rest is read.
   if (local_size() >= kLocalChunk && !flush_local()) Signals::request_stop();
 }
+
+void Replicator::on_relation(const Relation& relation) { binder_->on_relation(relation); }
 
 void Replicator::on_commit(const TransactionCommit& commit) {
   if (skip_transaction_) return;
@@ -644,6 +659,11 @@ void Replicator::report_progress(Clock::time_point now) {
     status_text_ = std::string(redis_up ? "streaming" : "streaming, Redis unreachable (nothing acknowledged)") +
                    fmt::format("; {:.0f} changes/s, {:.0f} keys/s; lag {:.0f} bytes; acked {}", change_rate, key_rate,
                                lag, format_lsn(flush));
+    const auto unbound = binder_->unbound_lines();
+    if (!unbound.empty()) {
+      status_text_ += fmt::format("; {} rule(s) cannot match: {}", unbound.size(), unbound.front());
+      if (unbound.size() > 1) status_text_ += ", ...";
+    }
   }
   notifier_.status(status_text_);
 }
@@ -664,6 +684,7 @@ void Replicator::maybe_reload() {
     rules_ = std::make_shared<const RuleSet>(std::move(*rules));
     rule_targets_ = rule_target_masks(*rules_, config_);
     warned_failures_.clear();
+    binder_->set_rules(rules_);
     for (const auto& name : restart_only_changes(config_, *config)) {
       spdlog::warn("reload: {} changed; that takes effect only after a restart", name);
     }

@@ -14,6 +14,7 @@
 #include "sink_worker.h"
 #include "slot_poller.h"
 #include "state_writer.h"
+#include "table_binder.h"
 #include "walbust/ack_tracker.h"
 #include "walbust/action_queue.h"
 #include "walbust/change_stream.h"
@@ -51,6 +52,7 @@ class Replicator final : public ChangeHandler {
   void on_begin(const TransactionBegin& begin) override;
   void on_change(const Change& change) override;
   void on_commit(const TransactionCommit& commit) override;
+  void on_relation(const Relation& relation) override;
 
   // Periodic duties, from every loop that may wait: status updates to PostgreSQL,
   // watchdog, readiness, progress lines and STATUS=.
@@ -91,6 +93,7 @@ class Replicator final : public ChangeHandler {
   SystemdNotifier notifier_;
   std::unique_ptr<MetricsServer> metrics_server_;
   std::unique_ptr<SlotPoller> slot_poller_;
+  std::unique_ptr<TableBinder> binder_;  // rules -> tables by OID; unbound rules made loud
   std::string system_id_;
   std::string database_;
   std::string status_text_ = "starting";

@@ -154,7 +154,9 @@ class Checker {
       }
       std::string fix = "CREATE PUBLICATION " + pub;
       if (!tables.empty()) fix += " FOR TABLE " + join(tables);
-      fix += " WITH (publish = " + sql_literal(ops_text(wanted)) + ");";
+      fix += " WITH (publish = " + sql_literal(ops_text(wanted));
+      if (wants_publish_via_root(needs_, facts_)) fix += ", publish_via_partition_root = true";
+      fix += ");";
       fail("publication " + name + " does not exist", fix);
       return;
     }
@@ -211,12 +213,32 @@ class Checker {
     if (!p.exists) return;  // the CREATE PUBLICATION fix lists the tables
     const std::string name = qualified(needs.schema, needs.name);
     const std::string pub = sql_identifier(needs_.publication);
+    if (!f.published_under.empty()) {
+      fail("publication " + needs_.publication + " publishes the changes of " + name +
+               " under its partition root " + f.published_under +
+               " (publish_via_partition_root = true), where rules on " + name +
+               " cannot tell its rows apart (named by " +
+               rules_on(needs_, needs.schema, needs.name) + ")",
+           "-- put these rules on " + f.published_under + ", or: ALTER PUBLICATION " + pub +
+               " SET (publish_via_partition_root = false);");
+      return;
+    }
     if (!f.in_publication) {
       fail("publication " + needs_.publication + " does not contain table " + name,
            "ALTER PUBLICATION " + pub + " ADD TABLE " + table_sql + ";");
       return;
     }
-    ok("publication " + needs_.publication + " contains table " + name);
+    if (f.relkind == 'p') {
+      ok("publication " + needs_.publication + " contains partitioned table " + name +
+         (p.via_root ? " with publish_via_partition_root = true: changes of every partition "
+                       "arrive under " +
+                           name
+                     : " with publish_via_partition_root = false: changes arrive under each "
+                       "partition's name, which walbust maps back to " +
+                           name));
+    } else {
+      ok("publication " + needs_.publication + " contains table " + name);
+    }
     if (!f.published_columns.empty()) {
       std::vector<std::string> unpublished;
       for (const auto& col : needs.columns) {
@@ -242,6 +264,10 @@ class Checker {
     // A publication walbust creates publishes what the rules listen to.
     const std::set<Op> published = p.exists ? published_ops(p) : ops_needed(needs_.tables);
     const bool publishes_ud = published.contains(Op::Update) || published.contains(Op::Delete);
+    if (f.relkind == 'p') {
+      partition_identities(needs, f, name, publishes_ud);
+      return;
+    }
     if (auto reason = replica_identity_full_reason(needs, f, publishes_ud)) {
       fail("table " + name + " has replica identity " + identity_text(f) +
                " but needs FULL: " + *reason,
@@ -255,6 +281,38 @@ class Checker {
       ok("table " + name + ": replica identity " + identity_text(f) +
          " carries the previous values the rules use");
     }
+  }
+
+  // A partitioned table holds no rows: every leaf partition sends its own previous rows,
+  // and a partition does not take the parent's replica identity, not even when created.
+  void partition_identities(const TableNeeds& needs, const TableFacts& f, const std::string& name,
+                            bool publishes_ud) {
+    TableFacts judged = f;
+    judged.replica_identity = 'd';
+    judged.identity_columns = f.primary_key;
+    const auto reason = replica_identity_full_reason(needs, judged, publishes_ud);
+    if (!reason) {
+      ok("partitioned table " + name + ": the rules use no previous values its key lacks");
+      return;
+    }
+    std::vector<std::string> lacking;
+    std::string fix;
+    for (const auto& [partition, identity] : f.partitions) {
+      if (identity == 'f') continue;
+      lacking.push_back(partition);
+      const auto dot = partition.find('.');
+      fix += (fix.empty() ? "" : " ") + std::string("ALTER TABLE ") +
+             sql_qualified(partition.substr(0, dot), partition.substr(dot + 1)) +
+             " REPLICA IDENTITY FULL;";
+    }
+    if (lacking.empty()) {
+      ok("every partition of " + name +
+         " has REPLICA IDENTITY FULL (partitions created later "
+         "need it too)");
+      return;
+    }
+    fail("partitions " + join(lacking) + " of " + name + " lack REPLICA IDENTITY FULL: " + *reason,
+         fix);
   }
 
   void slot() {
@@ -391,6 +449,21 @@ std::optional<std::string> replica_identity_full_reason(const TableNeeds& needs)
            "inspected)";
   }
   return std::nullopt;
+}
+
+bool wants_publish_via_root(const DatabaseNeeds& needs, const DatabaseFacts& facts) {
+  bool partitioned = false;
+  for (const auto& t : needs.tables) {
+    const TableFacts* f = facts.table(t.schema, t.name);
+    if (f == nullptr || !f->exists) continue;
+    if (f->relkind == 'p') partitioned = true;
+    for (const auto& a : f->ancestors) {
+      for (const auto& other : needs.tables) {
+        if (a == qualified(other.schema, other.name)) return false;
+      }
+    }
+  }
+  return partitioned;
 }
 
 std::string publish_option(const std::vector<TableNeeds>& tables) {

@@ -1046,9 +1046,16 @@ RuleSet RuleSet::load(const std::vector<RuleSource>& files, Diagnostics& diags) 
 void RuleSet::plan(const Change& change, std::vector<Action>& out,
                    std::vector<RenderFailure>* failures,
                    std::vector<PublishedKey>* published) const {
+  if (!change.relation) return;
+  plan_table(change.relation->schema, change.relation->name, change, out, failures, published);
+}
+
+void RuleSet::plan_table(std::string_view schema, std::string_view table, const Change& change,
+                         std::vector<Action>& out, std::vector<RenderFailure>* failures,
+                         std::vector<PublishedKey>* published) const {
   if (!change.relation || !tables_) return;
-  const auto it = tables_->rules.find(std::pair<std::string_view, std::string_view>(
-      change.relation->schema, change.relation->name));
+  const auto it =
+      tables_->rules.find(std::pair<std::string_view, std::string_view>(schema, table));
   if (it == tables_->rules.end()) return;
   Planner planner(change, out, failures, published);
   for (const std::uint32_t index : it->second) {
@@ -1066,9 +1073,30 @@ std::size_t RuleSet::size() const { return rules_.size(); }
 
 const RuleInfo& RuleSet::rule(std::uint32_t index) const { return rules_.at(index)->info; }
 
+std::set<std::string> RuleSet::rule_columns(std::uint32_t index) const {
+  const Rule& rule = *rules_.at(index);
+  std::set<std::string> columns(rule.changed.begin(), rule.changed.end());
+  columns.insert(rule.ignore_changes.begin(), rule.ignore_changes.end());
+  for (const auto& [col, value] : rule.when) columns.insert(col);
+  const auto add_template = [&](const KeyTemplate& t) {
+    for (const auto& p : t.placeholders()) columns.insert(p.column);
+  };
+  for (const auto* list : {&rule.deletes, &rule.patterns, &rule.bumps}) {
+    for (const auto& t : *list) add_template(t);
+  }
+  for (const auto& f : rule.fragments) {
+    for (const auto& t : f.vary_on) add_template(t);
+  }
+  for (const auto& p : rule.publish) {
+    for (const auto& t : p.keys) add_template(t);
+  }
+  return columns;
+}
+
 std::vector<TableNeeds> RuleSet::table_needs() const {
   std::map<std::pair<std::string, std::string>, TableNeeds> tables;
-  for (const auto& rule : rules_) {
+  for (std::uint32_t i = 0; i < rules_.size(); ++i) {
+    const auto& rule = rules_[i];
     TableNeeds& needs = tables[{rule->info.schema, rule->info.table}];
     needs.schema = rule->info.schema;
     needs.name = rule->info.table;
@@ -1077,16 +1105,13 @@ std::vector<TableNeeds> RuleSet::table_needs() const {
     }
     const bool on_update = rule->fires_on(Op::Update);
     const bool sees_old = on_update || rule->fires_on(Op::Delete);
-    for (const auto& col : rule->changed) needs.columns.insert(col);
-    for (const auto& col : rule->ignore_changes) needs.columns.insert(col);
-    for (const auto& [col, value] : rule->when) needs.columns.insert(col);
+    needs.columns.merge(rule_columns(i));
     if (on_update && (!rule->changed.empty() || !rule->ignore_changes.empty())) {
       needs.needs_old_row = true;
     }
     if (sees_old && !rule->when.empty()) needs.needs_old_row = true;
     const auto add_template = [&](const KeyTemplate& t) {
       for (const auto& p : t.placeholders()) {
-        needs.columns.insert(p.column);
         if (p.image == RowImage::Old) needs.needs_old_row = true;
         if (p.image == RowImage::Current && sees_old) needs.old_value_columns.insert(p.column);
       }

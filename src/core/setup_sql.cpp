@@ -101,14 +101,38 @@ class ScriptBuilder {
         "ALTER ROLE " + sql_identifier(facts_->role) + " REPLICATION;");
   }
 
+  // The rule tables as an oid[] resolved when the script runs (NULL for a missing one).
+  std::string rule_table_oids() const {
+    std::vector<std::string> items;
+    for (const auto& t : needs_.tables) {
+      items.push_back("pg_catalog.to_regclass(" + sql_literal(sql_qualified(t.schema, t.name)) +
+                      ")::pg_catalog.oid");
+    }
+    return "ARRAY[" + join(items) + "]::pg_catalog.oid[]";
+  }
+
+  // Decided when the script runs, as wants_publish_via_root() decides for check --db: a
+  // rule table is partitioned and none is a partition of another.
   void publication() {
     const std::string lit = sql_literal(needs_.publication);
     const std::string body =
-        "BEGIN\n  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = " + lit +
-        ") THEN\n    CREATE PUBLICATION " + sql_identifier(needs_.publication) +
-        " WITH (publish = " + sql_literal(publish_option(needs_.tables)) + ");\n  END IF;\nEND";
+        "DECLARE\n  rule_tables pg_catalog.oid[] := " + rule_table_oids() +
+        ";\nBEGIN\n  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = " +
+        lit +
+        ") THEN\n    EXECUTE pg_catalog.format('CREATE PUBLICATION %I WITH (publish = %L, "
+        "publish_via_partition_root = %s)',\n      " +
+        lit + ", " + sql_literal(publish_option(needs_.tables)) +
+        ",\n      CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = ANY "
+        "(rule_tables) AND c.relkind = 'p')\n      AND NOT EXISTS (SELECT 1 FROM "
+        "pg_catalog.unnest(rule_tables) r(oid), pg_catalog.pg_partition_ancestors(r.oid) a\n"
+        "        WHERE a.relid::pg_catalog.oid <> r.oid AND a.relid::pg_catalog.oid = ANY "
+        "(rule_tables))\n      THEN 'true' ELSE 'false' END);\n  END IF;\nEND";
     add({"Publication " + needs_.publication + ".",
-         "Created before the slot: decoding looks it up in the snapshot of the WAL it reads."},
+         "Created before the slot: decoding looks it up in the snapshot of the WAL it reads.",
+         "With publish_via_partition_root = true when a rule table is partitioned (and none is a",
+         "partition of another): every partition's changes, also of partitions created later,",
+         "then arrive under the partitioned table's name. An existing publication is left as it",
+         "is: walbust follows either form."},
         do_block(body), facts_ != nullptr && facts_->publication.exists);
   }
 
@@ -178,11 +202,18 @@ class ScriptBuilder {
       }
       ++count;
       if (facts_ != nullptr && !facts_->table(t.schema, t.name)->in_publication) in_place = false;
-      body += "  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication_tables WHERE pubname = " +
-              sql_literal(needs_.publication) + " AND schemaname = " + sql_literal(t.schema) +
-              " AND tablename = " + sql_literal(t.name) + ") THEN\n    ALTER PUBLICATION " +
-              sql_identifier(needs_.publication) + " ADD TABLE " + sql_qualified(t.schema, t.name) +
-              ";\n  END IF;\n";
+      // Membership, not pg_publication_tables: that lists a partitioned table's partitions
+      // instead of the table unless the publication publishes via the partition root.
+      body +=
+          "  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication_rel r JOIN "
+          "pg_catalog.pg_publication p ON p.oid = r.prpubid WHERE p.pubname = " +
+          sql_literal(needs_.publication) +
+          " AND r.prrelid = " + sql_literal(sql_qualified(t.schema, t.name)) +
+          "::pg_catalog.regclass)\n     AND NOT (SELECT puballtables FROM "
+          "pg_catalog.pg_publication WHERE pubname = " +
+          sql_literal(needs_.publication) + ") THEN\n    ALTER PUBLICATION " +
+          sql_identifier(needs_.publication) + " ADD TABLE " + sql_qualified(t.schema, t.name) +
+          ";\n  END IF;\n";
     }
     body += "END";
     if (!missing.empty()) {
@@ -213,10 +244,14 @@ class ScriptBuilder {
         // Already FULL: judge it as if it were the default, so the script keeps the statement
         // while the rules need it and stays the same before and after it ran.
         TableFacts judged = *f;
-        if (f->replica_identity == 'f') {
+        if (f->replica_identity == 'f' || f->relkind == 'p') {
           judged.replica_identity = 'd';
           judged.identity_columns = f->primary_key;
           in_place = true;
+        }
+        // A partitioned table's rows live in its partitions, each with its own identity.
+        if (f->relkind == 'p') {
+          for (const auto& [partition, identity] : f->partitions) in_place &= identity == 'f';
         }
         reason = replica_identity_full_reason(t, judged, publishes_ud);
       } else {
@@ -224,13 +259,26 @@ class ScriptBuilder {
       }
       if (!reason) continue;
       const std::string table = sql_qualified(t.schema, t.name);
-      const std::string body =
-          "BEGIN\n  IF (SELECT relreplident FROM pg_catalog.pg_class WHERE oid = " +
-          sql_literal(table) + "::pg_catalog.regclass) <> 'f' THEN\n    ALTER TABLE " + table +
-          " REPLICA IDENTITY FULL;\n  END IF;\nEND";
-      add({"Table " + t.schema + "." + t.name + " has REPLICA IDENTITY FULL.",
-           "Because " + *reason + "."},
-          do_block(body), in_place);
+      // A partition does not take its parent's replica identity, and it is the partition
+      // that sends the previous row: when the table is (or may be) partitioned, every one.
+      const bool partitioned = f == nullptr || f->relkind == 'p';
+      const std::string regclass = sql_literal(table) + "::pg_catalog.regclass";
+      std::string body = partitioned ? "DECLARE\n  r record;\n" : "";
+      body += "BEGIN\n  IF (SELECT relreplident FROM pg_catalog.pg_class WHERE oid = " + regclass +
+              ") <> 'f' THEN\n    ALTER TABLE " + table + " REPLICA IDENTITY FULL;\n  END IF;\n";
+      if (partitioned) {
+        body += "  FOR r IN SELECT p.relid FROM pg_catalog.pg_partition_tree(" + regclass +
+                ") p\n    JOIN pg_catalog.pg_class c ON c.oid = p.relid WHERE p.level > 0 AND "
+                "c.relkind IN ('r', 'p') AND c.relreplident <> 'f'\n  LOOP\n"
+                "    EXECUTE pg_catalog.format('ALTER TABLE %s REPLICA IDENTITY FULL', r.relid);\n"
+                "  END LOOP;\n";
+      }
+      body += "END";
+      std::vector<std::string> comment = {
+          "Table " + t.schema + "." + t.name + " has REPLICA IDENTITY FULL.",
+          "Because " + *reason + "."};
+      if (partitioned) comment.emplace_back("A partitioned table's partitions get it too.");
+      add(std::move(comment), do_block(body), in_place);
     }
   }
 

@@ -144,7 +144,8 @@ class Alerts(unittest.TestCase):
             rules = [r for g in yaml.safe_load(f)["groups"] for r in g["rules"]]
         exprs = " ".join(r["expr"] for r in rules)
         for needle in ("walbust_replication_lag_bytes", "walbust_redis_errors_total", "walbust_reconnects_total",
-                       "walbust_commit_to_delete_seconds_bucket", "up{", "walbust_config_reloads_total"):
+                       "walbust_commit_to_delete_seconds_bucket", "up{", "walbust_config_reloads_total",
+                       "walbust_rule_unbound"):
             self.assertIn(needle, exprs)
         for r in rules:
             self.assertIn("severity", r["labels"], r["alert"])
@@ -168,6 +169,8 @@ class Alerts(unittest.TestCase):
                          "values": "0 1 2 3 4 5"},
                         {"series": 'walbust_replication_lag_bytes{job="walbust",instance="a:9650"}',
                          "values": "9000000000x10"},
+                        {"series": 'walbust_rule_unbound{job="walbust",instance="a:9650",rule="post-pages"}',
+                         "values": "0 0 1x10"},
                     ],
                     "alert_rule_test": [
                         {"eval_time": "5m", "alertname": "WalbustDown", "exp_alerts": [
@@ -184,6 +187,16 @@ class Alerts(unittest.TestCase):
                                  "description": "A reload failed and the previous rules are still running. "
                                                 "See journalctl -u walbust and run walbust check."}}]},
                         {"eval_time": "1m", "alertname": "WalbustConfigReloadFailed", "exp_alerts": []},
+                        {"eval_time": "1m", "alertname": "WalbustRuleUnbound", "exp_alerts": []},
+                        {"eval_time": "4m", "alertname": "WalbustRuleUnbound", "exp_alerts": [
+                            {"exp_labels": {"severity": "critical", "job": "walbust", "instance": "a:9650",
+                                            "rule": "post-pages"},
+                             "exp_annotations": {
+                                 "summary": "walbust rule post-pages cannot match on a:9650",
+                                 "description": "Its table is missing, not in the publication, or lacks a column "
+                                                "the rule names (a migration renamed or dropped it): its keys go "
+                                                "stale. curl /healthz names the reason; fix the rule's table: or "
+                                                "the publication (walbust check --db)."}}]},
                         {"eval_time": "8m", "alertname": "WalbustSlotNearWalKeepLimit", "exp_alerts": [
                             {"exp_labels": {"severity": "critical", "job": "walbust", "instance": "a:9650"},
                              "exp_annotations": {

@@ -194,6 +194,36 @@ const ProblemCase kProblemCases[] = {
      [](DatabaseNeeds&, DatabaseFacts& f) { facts_table(f, "blog_post").in_publication = false; },
      {fail("publication walbust does not contain table public.blog_post",
            "ALTER PUBLICATION \"walbust\" ADD TABLE \"public\".\"blog_post\";")}},
+    {"leaf_published_under_its_root",
+     [](DatabaseNeeds&, DatabaseFacts& f) {
+       auto& t = facts_table(f, "blog_post");
+       t.in_publication = false;
+       t.published_under = "public.posts";
+     },
+     {fail("publication walbust publishes the changes of public.blog_post under its partition "
+           "root public.posts (publish_via_partition_root = true), where rules on "
+           "public.blog_post cannot tell its rows apart (named by rule post-pages at "
+           "rules/blog.yaml:16)",
+           "-- put these rules on public.posts, or: ALTER PUBLICATION \"walbust\" SET "
+           "(publish_via_partition_root = false);")}},
+    {"partitions_lacking_full_identity",
+     [](DatabaseNeeds&, DatabaseFacts& f) {
+       auto& t = facts_table(f, "blog_post");
+       t.relkind = 'p';
+       t.partitions = {{"public.post_a", 'f'}, {"public.post_b", 'd'}, {"shop.post_c", 'd'}};
+     },
+     {fail("partitions public.post_b, shop.post_c of public.blog_post lack REPLICA IDENTITY FULL: "
+           "rules compare old and new rows (changed, ignore_changes, when) or render {old.x}",
+           "ALTER TABLE \"public\".\"post_b\" REPLICA IDENTITY FULL; ALTER TABLE "
+           "\"shop\".\"post_c\" REPLICA IDENTITY FULL;")}},
+    {"partitions_with_full_identity",
+     [](DatabaseNeeds&, DatabaseFacts& f) {
+       auto& t = facts_table(f, "blog_post");
+       t.relkind = 'p';
+       t.replica_identity = 'd';
+       t.partitions = {{"public.post_a", 'f'}};
+     },
+     {}},
     {"all_tables_publication_needs_no_membership",
      [](DatabaseNeeds&, DatabaseFacts& f) { f.publication.all_tables = true; },
      {}},
@@ -441,6 +471,37 @@ TEST(DbCheck, ReplicaIdentityDecisionWithoutFacts) {
   TableNeeds inserts = n.tables[1];
   inserts.ops = {Op::Insert, Op::Truncate};
   EXPECT_EQ(replica_identity_full_reason(inserts), std::nullopt);
+}
+
+TEST(DbCheck, PartitionedTablesSayWhichPublicationFormIsInUse) {
+  DatabaseFacts f = good_facts();
+  facts_table(f, "blog_post").relkind = 'p';
+  const auto message = [&] {
+    for (const auto& finding : check_database(blog_needs(), f)) {
+      if (finding.message.find("partitioned table public.blog_post") != std::string::npos)
+        return finding.message;
+    }
+    return std::string();
+  };
+  EXPECT_EQ(message(),
+            "publication walbust contains partitioned table public.blog_post with "
+            "publish_via_partition_root = false: changes arrive under each partition's name, "
+            "which walbust maps back to public.blog_post");
+  f.publication.via_root = true;
+  EXPECT_EQ(message(),
+            "publication walbust contains partitioned table public.blog_post with "
+            "publish_via_partition_root = true: changes of every partition arrive under "
+            "public.blog_post");
+}
+
+TEST(DbCheck, PublishViaRootWhenARuleTableIsPartitionedAndNoneIsAPartitionOfAnother) {
+  const DatabaseNeeds n = blog_needs();
+  DatabaseFacts f = good_facts();
+  EXPECT_FALSE(wants_publish_via_root(n, f));
+  facts_table(f, "blog_post").relkind = 'p';
+  EXPECT_TRUE(wants_publish_via_root(n, f));
+  facts_table(f, "blog_comment").ancestors = {"public.blog_post"};
+  EXPECT_FALSE(wants_publish_via_root(n, f));
 }
 
 TEST(DbCheck, PublishOptionListsOperationsInCanonicalOrder) {

@@ -108,9 +108,23 @@ TEST(SetupSql, StatementsAreExact) {
   EXPECT_EQ(
       statement(s, "Publication walbust.").sql,
       "DO $walbust$\n"
+      "DECLARE\n"
+      "  rule_tables pg_catalog.oid[] := "
+      "ARRAY[pg_catalog.to_regclass('\"public\".\"blog_category\"')::pg_catalog.oid, "
+      "pg_catalog.to_regclass('\"public\".\"blog_comment\"')::pg_catalog.oid, "
+      "pg_catalog.to_regclass('\"public\".\"blog_post\"')::pg_catalog.oid]::pg_catalog.oid[];\n"
       "BEGIN\n"
       "  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = 'walbust') THEN\n"
-      "    CREATE PUBLICATION \"walbust\" WITH (publish = 'insert, update, delete, truncate');\n"
+      "    EXECUTE pg_catalog.format('CREATE PUBLICATION %I WITH (publish = %L, "
+      "publish_via_partition_root = %s)',\n"
+      "      'walbust', 'insert, update, delete, truncate',\n"
+      "      CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = ANY "
+      "(rule_tables) AND c.relkind = 'p')\n"
+      "      AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest(rule_tables) r(oid), "
+      "pg_catalog.pg_partition_ancestors(r.oid) a\n"
+      "        WHERE a.relid::pg_catalog.oid <> r.oid AND a.relid::pg_catalog.oid = ANY "
+      "(rule_tables))\n"
+      "      THEN 'true' ELSE 'false' END);\n"
       "  END IF;\n"
       "END\n"
       "$walbust$;");
@@ -128,17 +142,42 @@ TEST(SetupSql, StatementsAreExact) {
             "$walbust$;");
   EXPECT_EQ(statement(s, "Table public.blog_post has REPLICA IDENTITY FULL.").sql,
             "DO $walbust$\n"
+            "DECLARE\n"
+            "  r record;\n"
             "BEGIN\n"
             "  IF (SELECT relreplident FROM pg_catalog.pg_class WHERE oid = "
             "'\"public\".\"blog_post\"'::pg_catalog.regclass) <> 'f' THEN\n"
             "    ALTER TABLE \"public\".\"blog_post\" REPLICA IDENTITY FULL;\n"
             "  END IF;\n"
+            "  FOR r IN SELECT p.relid FROM pg_catalog.pg_partition_tree("
+            "'\"public\".\"blog_post\"'::pg_catalog.regclass) p\n"
+            "    JOIN pg_catalog.pg_class c ON c.oid = p.relid WHERE p.level > 0 AND c.relkind IN "
+            "('r', 'p') AND c.relreplident <> 'f'\n"
+            "  LOOP\n"
+            "    EXECUTE pg_catalog.format('ALTER TABLE %s REPLICA IDENTITY FULL', r.relid);\n"
+            "  END LOOP;\n"
             "END\n"
             "$walbust$;");
   EXPECT_EQ(statement(s, "Slot walbust exists (logical, pgoutput).").sql,
             "SELECT pg_catalog.pg_create_logical_replication_slot('walbust', 'pgoutput')\n"
             " WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = "
             "'walbust');");
+}
+
+TEST(SetupSql, APartitionedTableIsInPlaceOnlyWhenEveryPartitionIsFull) {
+  DatabaseFacts facts = prepared_facts();
+  for (auto& t : facts.tables) {
+    if (t.name != "blog_post") continue;
+    t.relkind = 'p';
+    t.replica_identity = 'd';
+    t.partitions = {{"public.post_a", 'f'}, {"public.post_b", 'd'}};
+  }
+  const std::string summary = "Table public.blog_post has REPLICA IDENTITY FULL.";
+  EXPECT_FALSE(statement(setup_script(blog_needs(), &facts), summary).in_place);
+  for (auto& t : facts.tables) {
+    if (t.name == "blog_post") t.partitions[1].second = 'f';
+  }
+  EXPECT_TRUE(statement(setup_script(blog_needs(), &facts), summary).in_place);
 }
 
 TEST(SetupSql, TablesBlockChecksMembershipAndQuotesNames) {
@@ -151,9 +190,11 @@ TEST(SetupSql, TablesBlockChecksMembershipAndQuotesNames) {
   EXPECT_EQ(statement(s, "Publication Pub \"x\" contains the tables the rules watch.").sql,
             "DO $walbust$\n"
             "BEGIN\n"
-            "  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication_tables WHERE pubname = 'Pub "
-            "\"x\"' AND "
-            "schemaname = 'Shop' AND tablename = 'it''s') THEN\n"
+            "  IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication_rel r JOIN "
+            "pg_catalog.pg_publication p ON p.oid = r.prpubid WHERE p.pubname = 'Pub \"x\"' AND "
+            "r.prrelid = '\"Shop\".\"it''s\"'::pg_catalog.regclass)\n"
+            "     AND NOT (SELECT puballtables FROM pg_catalog.pg_publication WHERE pubname = 'Pub "
+            "\"x\"') THEN\n"
             "    ALTER PUBLICATION \"Pub \"\"x\"\"\" ADD TABLE \"Shop\".\"it's\";\n"
             "  END IF;\n"
             "END\n"
@@ -172,7 +213,7 @@ TEST(SetupSql, PublishKeepsOperationsTheRulesDoNotNeed) {
           "CASE WHEN p.pubtruncate THEN 'truncate' END)"),
       std::string::npos)
       << sql;
-  EXPECT_NE(statement(s, "Publication walbust.").sql.find("WITH (publish = 'insert, delete')"),
+  EXPECT_NE(statement(s, "Publication walbust.").sql.find("'walbust', 'insert, delete',"),
             std::string::npos);
 }
 
