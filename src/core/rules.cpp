@@ -57,6 +57,7 @@ struct Rule {
   std::string pattern_prefix;  // key_prefix with glob characters escaped
   std::optional<std::string> null_literal;
   std::uint32_t redelete_after_ms = 0;
+  bool after_replay = true;
 
   [[nodiscard]] bool fires_on(Op op) const { return (ops & op_bit(op)) != 0; }
 };
@@ -86,6 +87,7 @@ struct KeyOptions {
   long long django_version = 1;
   std::optional<std::string> null_literal;
   std::uint32_t redelete_after_ms = 0;
+  bool after_replay = true;
 };
 
 std::size_t edit_distance(std::string_view a, std::string_view b) {
@@ -328,6 +330,14 @@ class FileLoader {
               "invalid duration for 'redelete_after' (expected e.g. 500ms, 2s, 1m, 1h or 0)");
       }
     }
+    if (const auto* replay = section.find("after_replay")) {
+      bool value = true;
+      if (replay->value.IsScalar() && YAML::convert<bool>::decode(replay->value, value)) {
+        options.after_replay = value;
+      } else {
+        error(replay->value, "'after_replay' must be true or false");
+      }
+    }
   }
 
   void load_django(const YAML::Node& node, KeyOptions& options) {
@@ -359,7 +369,7 @@ class FileLoader {
       error(node, "'defaults' must be a map");
       return;
     }
-    const Section section(node, {"key_format", "django", "null", "redelete_after"}, file_, diags_);
+    const Section section(node, {"key_format", "django", "null", "redelete_after", "after_replay"}, file_, diags_);
     load_key_options(section, defaults);
   }
 
@@ -372,7 +382,8 @@ class FileLoader {
     const Section s(
         node,
         {"name", "table", "on", "ignore_changes", "changed", "when", "delete", "delete_pattern",
-         "bump_version", "fragment", "key_format", "django", "null", "redelete_after", "targets"},
+         "bump_version", "fragment", "key_format", "django", "null", "redelete_after", "after_replay",
+         "targets"},
         file_, diags_);
     auto rule = std::make_unique<Rule>();
     rule->info.file = file_;
@@ -484,6 +495,7 @@ class FileLoader {
     }
     rule.null_literal = options.null_literal;
     rule.redelete_after_ms = options.redelete_after_ms;
+    rule.after_replay = options.after_replay;
   }
 
   void load_actions(const YAML::Node& node, const Section& s, Rule& rule) {
@@ -727,10 +739,10 @@ class Planner {
   // What a TRUNCATE produces for a rule: placeholders become '*'. Literal text of delete
   // and bump templates is a literal key part (escaped); delete_pattern text is a glob.
   static void plan_truncate(const Rule& rule, std::uint32_t index, std::vector<Action>& out,
-                            std::size_t begin, const std::string& lsn) {
+                            std::size_t begin, const std::string& lsn, bool with_versions = true) {
     const auto add = [&](ActionKind kind, std::string key, std::string value) {
       emit(out, begin,
-           Action{kind, index, std::move(key), std::move(value), rule.redelete_after_ms});
+           Action{kind, index, std::move(key), std::move(value), rule.redelete_after_ms, rule.after_replay});
     };
     const auto as_pattern = [&](const KeyTemplate& t, bool escape_literals) {
       return rule.pattern_prefix + t.as_pattern(escape_literals);
@@ -746,6 +758,7 @@ class Planner {
     // A templated version key cannot be SET by pattern: it is deleted, and the application
     // falls back to its default version for those keys.
     for (const auto& t : rule.bumps) {
+      if (!with_versions) break;
       if (t.has_placeholders()) {
         add(ActionKind::DeletePattern, as_pattern(t, true), {});
       } else {
@@ -772,6 +785,7 @@ class Planner {
     for (std::size_t i = begin; i < out.size(); ++i) {
       if (out[i].kind == action.kind && out[i].key == action.key) {
         out[i].redelete_after_ms = std::max(out[i].redelete_after_ms, action.redelete_after_ms);
+        out[i].after_replay = out[i].after_replay || action.after_replay;
         return;
       }
     }
@@ -859,7 +873,8 @@ class Planner {
       std::string value;
       if (kind == ActionKind::BumpVersion) value = std::to_string(change_.commit_lsn);
       emit(out_, begin_,
-           Action{kind, index_, std::move(key), std::move(value), rule_->redelete_after_ms});
+           Action{kind, index_, std::move(key), std::move(value), rule_->redelete_after_ms,
+                  rule_->after_replay});
     }, agree);
   }
 
@@ -886,7 +901,8 @@ class Planner {
                   index_,
                   rule_->key_prefix + django_fragment_key(f.name, values_),
                   {},
-                  rule_->redelete_after_ms});
+                  rule_->redelete_after_ms,
+                  rule_->after_replay});
     }, agree);
   }
 
@@ -987,6 +1003,12 @@ std::vector<Action> RuleSet::all_keys_as_patterns() const {
   for (std::uint32_t i = 0; i < rules_.size(); ++i) {
     Planner::plan_truncate(*rules_[i], i, out, 0, {});
   }
+  return out;
+}
+
+std::vector<Action> RuleSet::patterns_of(std::uint32_t rule) const {
+  std::vector<Action> out;
+  if (rule < rules_.size()) Planner::plan_truncate(*rules_[rule], rule, out, 0, {}, /*with_versions=*/false);
   return out;
 }
 

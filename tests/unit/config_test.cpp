@@ -91,7 +91,7 @@ logs: {}
   const std::string p = path;
   EXPECT_EQ(d.format(),
             p + ":11:1: error: unknown key 'logs' in configuration (expected one of: postgres, redis, targets, rules, "
-                "batch, state_dir, on_gap, metrics, log)\n" +
+                "batch, state_dir, on_gap, metrics, log, replicas)\n" +
             p + ":3:3: error: unknown key 'slott' in postgres (expected one of: dsn, password_file, slot, "
                 "publication, create_slot, status_interval)\n" +
             p + ":4:20: error: postgres.status_interval must be a duration with a unit, e.g. 500ms, 10s, 5m, 1h\n" +
