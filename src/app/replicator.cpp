@@ -117,7 +117,7 @@ Replicator::Replicator(Config config, RuleSet rules, std::optional<Lsn> endpos)
       endpos_(endpos),
       pg_password_(read_password_file(config_.postgres.password_file)),
       metrics_(target_names(config_)),
-      tracker_(config_.targets.size()),
+      tracker_(config_.targets.size(), /*after_replay=*/!config_.replicas.dsns.empty()),
       rule_targets_(rule_target_masks(*rules_, config_)),
       conn_(config_.postgres.dsn, pg_password_),
       state_(config_.state_dir, config_.postgres.slot),
@@ -182,7 +182,7 @@ std::pair<bool, std::string> Replicator::health() const {
                std::to_string(queues_[i]->size()) + " actions queued";
   }
   if (healthy) body = "streaming";
-  return {healthy, body + targets};
+  return {healthy, body + targets + replica_health()};
 }
 
 void Replicator::sleep_interruptibly(std::chrono::milliseconds delay) {
@@ -204,6 +204,7 @@ int Replicator::run() {
   spdlog::info("walbust {} starting: slot {}, publication {}, {} rules, {} Redis target(s), state {}", kVersion,
                config_.postgres.slot, config_.postgres.publication, rules_->size(), config_.targets.size(),
                state_.path());
+  if (const int code = start_replicas(); code >= 0) return code;
   if (!config_.metrics_listen.empty()) {
     metrics_server_ = std::make_unique<MetricsServer>(config_.metrics_listen, metrics_.registry,
                                                       [this] { return health(); });
@@ -256,6 +257,7 @@ int Replicator::run() {
       if (stopping()) break;
       metrics_.streaming.store(false);
       tracker_.abandon_transaction();
+      if (replay_) replay_->abandon();
       stream_.reset();
       skip_transaction_ = false;
       // Actions of a half-read transaction may sit in local_: deleting them is harmless
@@ -293,6 +295,7 @@ int Replicator::run() {
       break;
     }
   }
+  if (endpos_reached_ && exit_code_ == 0) drain_replayed();
   shutdown(endpos_reached_ && exit_code_ == 0);
   for (auto& sink : sinks_) {
     if (sink->failed()) exit_code_ = kExitFailure;
@@ -459,6 +462,10 @@ void Replicator::stream_loop() {
   while (!stopping()) {
     tick();
     if (!stream_.in_transaction()) maybe_reload();
+    if (replay_) {
+      release_replayed();
+      if (!stream_.in_transaction() && replay_->full()) wait_for_replay_room();
+    }
     const ReplicationFrame frame = conn_.try_read();
     if (frame.kind != ReplicationFrame::Kind::None) last_received_ = Clock::now();
     switch (frame.kind) {
@@ -497,7 +504,7 @@ void Replicator::stream_loop() {
           last_reply_request_ = now;
         }
         auto deadline = std::min({next_status_, next_progress_, next_watchdog_, last_received_ + kReceiveTimeout / 2,
-                                  last_received_ + kReceiveTimeout});
+                                  last_received_ + kReceiveTimeout, replay_deadline()});
         if (endpos_ && tracker_.idle()) {
           // Ask where the server is, so --endpos ends promptly on an idle database.
           if (now - last_reply_request_ >= kEndposProbe) {
@@ -533,6 +540,7 @@ void Replicator::on_change(const Change& change) {
   failures_.clear();
   rules_->plan(change, actions_, &failures_);
   for (auto& action : actions_) {
+    if (replay_) replay_->add(action, rule_targets_[action.rule]);
     std::uint64_t mask = rule_targets_[action.rule];
     for (std::size_t t = 0; mask != 0; ++t, mask >>= 1) {
       if ((mask & 1U) == 0) continue;
@@ -569,6 +577,10 @@ void Replicator::on_commit(const TransactionCommit& commit) {
   item.end_lsn = commit.end_lsn;
   item.commit_time_us = commit.commit_time_us;
   for (auto& local : local_) local.push_back(item);
+  if (replay_) {
+    replay_->commit(item.ticket, commit.end_lsn, commit.commit_time_us, Clock::now(), *rules_);
+    replica_poller_->want(replay_->wanted());
+  }
   metrics_.transactions.inc();
   metrics_.commit_to_receive.observe(static_cast<double>(pg_epoch_now_us() - commit.commit_time_us) / 1e6);
   if (endpos_ && commit.end_lsn >= *endpos_) endpos_reached_ = true;
@@ -646,7 +658,8 @@ void Replicator::report_progress(Clock::time_point now) {
     bool redis_up = std::all_of(metrics_.targets.begin(), metrics_.targets.end(), [](const auto& t) { return t->up.load(); });
     status_text_ = std::string(redis_up ? "streaming" : "streaming, Redis unreachable (nothing acknowledged)") +
                    fmt::format("; {:.0f} changes/s, {:.0f} keys/s; lag {:.0f} bytes; acked {}", change_rate, key_rate,
-                               lag, format_lsn(flush));
+                               lag, format_lsn(flush)) +
+                   replica_status();
   }
   notifier_.status(status_text_);
 }
@@ -723,6 +736,7 @@ void Replicator::shutdown(bool drain_fully) {
   state_writer_.stop();
   save_state();
   if (slot_poller_) slot_poller_->stop();
+  if (replica_poller_) replica_poller_->stop();
   if (metrics_server_) metrics_server_->stop();
   spdlog::info("stopped; acknowledged up to {}", format_lsn(tracker_.flush_lsn()));
 }
