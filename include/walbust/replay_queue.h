@@ -8,7 +8,9 @@
 //  - transactions leave in commit order, each once every replica reported a replay
 //    position >= its end LSN and `grace` passed since that was observed, or once
 //    `max_wait` passed since it was committed (then every lagging replica is reported);
-//  - a transaction with nothing to repeat leaves as soon as it is at the front;
+//  - a transaction with nothing to repeat leaves as soon as it is at the front, and so
+//    does one read when every replica had replayed it `grace` ago (its first delete,
+//    sent after that, already removes whatever a reader of the replicas wrote);
 //  - bump_version actions and actions whose rules opted out are never held;
 //  - memory is bounded: a transaction holding more than `transaction_keys` distinct keys
 //    is held as its rules' templates as patterns instead (coarser, never lost), and
@@ -93,6 +95,9 @@ class ReplayQueue {
   [[nodiscard]] std::size_t held_keys() const { return held_; }
   [[nodiscard]] std::size_t open_keys() const { return open_.size(); }
   [[nodiscard]] std::uint64_t overflows() const { return overflows_; }
+  // Transactions read after every replica had replayed them for `grace` already: their
+  // first delete comes after any stale refill, so nothing is repeated.
+  [[nodiscard]] std::uint64_t skipped() const { return skipped_; }
 
  private:
   struct Entry {
@@ -114,6 +119,7 @@ class ReplayQueue {
   void advance(std::size_t r, std::vector<std::int64_t>* replayed);
   void mark_replayed();
   void convert_to_patterns(const RuleSet& rules, std::vector<HeldAction>& out) const;
+  [[nodiscard]] bool replayed_before(Lsn end_lsn, Clock::time_point now) const;
 
   Settings settings_;
   std::deque<Entry> entries_;
@@ -123,6 +129,7 @@ class ReplayQueue {
   std::size_t waiting_with_keys_ = 0;
   Lsn last_with_keys_ = kInvalidLsn;
   std::uint64_t overflows_ = 0;
+  std::uint64_t skipped_ = 0;
 
   // The open transaction: deque for stable addresses, so the sets can view its keys.
   std::deque<HeldAction> open_;

@@ -55,6 +55,12 @@ void ReplayQueue::commit(Ticket ticket, Lsn end_lsn, std::int64_t commit_time_us
     e.end_lsn = std::max(e.end_lsn, entries_.back().end_lsn);
     e.deadline = std::max(e.deadline, entries_.back().deadline);
   }
+  if (replayed_before(e.end_lsn, now)) {
+    // Every replica had this commit for `grace` already when it was read: a stale refill
+    // from them happened before the first delete, which is sent after this moment.
+    e.actions.clear();
+    ++skipped_;
+  }
   held_ += e.actions.size();
   if (!e.actions.empty()) {
     ++waiting_with_keys_;
@@ -65,6 +71,15 @@ void ReplayQueue::commit(Ticket ticket, Lsn end_lsn, std::int64_t commit_time_us
   // A replica already known to be past this commit has replayed it.
   for (std::size_t r = 0; r < replicas_.size(); ++r) advance(r, nullptr);
   mark_replayed();
+}
+
+bool ReplayQueue::replayed_before(Lsn end_lsn, Clock::time_point now) const {
+  Clock::time_point at{};
+  for (const auto& r : replicas_) {
+    if (r.lsn == kInvalidLsn || r.lsn < end_lsn) return false;
+    at = std::max(at, r.at);
+  }
+  return at + settings_.grace <= now;
 }
 
 void ReplayQueue::abandon() {

@@ -121,6 +121,51 @@ class Postgres:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class Standby:
+    """A physical hot standby of a Postgres above (pg_basebackup -R -X stream), for the
+    read-replica comparison: walbust polls its replay position."""
+
+    def __init__(self, primary):
+        self.primary = primary
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="walbust-bench-standby-")
+        self.data = os.path.join(self.dir, "data")
+        self.log_path = os.path.join(self.dir, "postgres.log")
+        self.proc = None
+        self._as_user = []
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, user="postgres", group="postgres")
+            self._as_user = ["runuser", "-u", "postgres", "--"]
+
+    def start(self):
+        subprocess.run(
+            self._as_user + [f"{PG_BIN}/pg_basebackup", "-D", self.data, "-h", "127.0.0.1", "-p",
+                             str(self.primary.port), "-U", "postgres", "-R", "-X", "stream", "-c", "fast",
+                             "--no-sync"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
+            f.write(f"port = {self.port}\nunix_socket_directories = '{self.dir}'\nhot_standby = on\n")
+        log = open(self.log_path, "ab")
+        if self._as_user:
+            shutil.chown(self.log_path, user="postgres", group="postgres")
+        self.proc = subprocess.Popen(self._as_user + [f"{PG_BIN}/postgres", "-D", self.data],
+                                     stdout=log, stderr=log, start_new_session=True)
+        log.close()
+        _wait_for_port(self.port, self.proc, "standby")
+        deadline = time.monotonic() + 30
+        while subprocess.run([f"{PG_BIN}/pg_isready", "-h", "127.0.0.1", "-p", str(self.port)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError("standby is not ready; see " + self.log_path)
+            time.sleep(0.1)
+        return self
+
+    def dsn(self, dbname="bench"):
+        return f"host=127.0.0.1 port={self.port} dbname={dbname} user=postgres"
+
+    close = Postgres.close
+
+
 class Redis:
     """A Redis server without persistence, so deletes cost only what they cost in memory."""
 

@@ -164,9 +164,32 @@ TEST(ReplayQueue, AReplicaAlreadyPastACommitCountsAsHavingReplayedIt) {
   std::vector<std::int64_t> replayed;
   q.observe(0, 1000, t0, replayed);
   q.add(del("a"), 1);
-  q.commit(1, 500, 1000, t0 + milliseconds(500), set);
+  q.commit(1, 500, 1000, t0 + milliseconds(50), set);
   ReplayQueue::Released r;
-  EXPECT_TRUE(q.pop(t0 + milliseconds(500), r));
+  EXPECT_FALSE(q.pop(t0 + milliseconds(99), r));
+  ASSERT_TRUE(q.pop(t0 + milliseconds(100), r));
+  EXPECT_EQ(keys_of(r), std::vector<std::string>{"a"});
+}
+
+TEST(ReplayQueue, ACommitReadGraceAfterEveryReplicaReplayedItIsNotRepeated) {
+  const RuleSet set = rules();
+  ReplayQueue q(settings(2));
+  std::vector<std::int64_t> replayed;
+  q.observe(0, 1000, t0, replayed);
+  q.observe(1, 1000, t0 + milliseconds(20), replayed);
+  q.add(del("a"), 1);
+  q.commit(1, 500, 1000, t0 + milliseconds(120), set);
+  EXPECT_EQ(q.skipped(), 1u);
+  EXPECT_EQ(q.held_keys(), 0u);
+  EXPECT_EQ(q.wanted(), kInvalidLsn);
+  ReplayQueue::Released r;
+  ASSERT_TRUE(q.pop(t0 + milliseconds(120), r));
+  EXPECT_TRUE(r.actions.empty());
+  // One replica behind the commit: held as usual.
+  q.add(del("b"), 1);
+  q.commit(2, 2000, 1001, t0 + milliseconds(500), set);
+  EXPECT_EQ(q.skipped(), 1u);
+  EXPECT_EQ(q.held_keys(), 1u);
 }
 
 TEST(ReplayQueue, AReplicaReportingLessAfterARestartDoesNotUndoItsReplay) {
