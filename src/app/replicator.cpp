@@ -577,10 +577,7 @@ void Replicator::on_commit(const TransactionCommit& commit) {
   item.end_lsn = commit.end_lsn;
   item.commit_time_us = commit.commit_time_us;
   for (auto& local : local_) local.push_back(item);
-  if (replay_) {
-    replay_->commit(item.ticket, commit.end_lsn, commit.commit_time_us, Clock::now(), *rules_);
-    replica_poller_->want(replay_->wanted());
-  }
+  if (replay_) hold_for_replay(item.ticket, commit);
   metrics_.transactions.inc();
   metrics_.commit_to_receive.observe(static_cast<double>(pg_epoch_now_us() - commit.commit_time_us) / 1e6);
   if (endpos_ && commit.end_lsn >= *endpos_) endpos_reached_ = true;

@@ -77,6 +77,8 @@ class Replicator final : public ChangeHandler {
   // Takes new replica positions and hands every transaction that may be repeated now to
   // the sinks (into local_), followed by a marker that confirms it.
   void release_replayed();
+  // Ends the transaction in the replay queue and asks the replicas for its position.
+  void hold_for_replay(AckTracker::Ticket ticket, const TransactionCommit& commit);
   // Between transactions, while the held keys are at their limit: stop reading.
   void wait_for_replay_room();
   // --endpos: every read transaction is repeated before the run ends.

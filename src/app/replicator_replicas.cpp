@@ -84,6 +84,18 @@ int Replicator::start_replicas() {
   return -1;
 }
 
+void Replicator::hold_for_replay(AckTracker::Ticket ticket, const TransactionCommit& commit) {
+  const std::uint64_t overflows = replay_->overflows();
+  replay_->commit(ticket, commit.end_lsn, commit.commit_time_us, Clock::now(), *rules_);
+  if (replay_->overflows() != overflows) {
+    metrics_.replica_overflows->inc();
+    spdlog::warn("transaction ending at {} has more than {} keys to repeat after replay; its rules' templates are "
+                 "repeated as patterns instead (SCAN)",
+                 format_lsn(commit.end_lsn), kReplayTransactionKeys);
+  }
+  replica_poller_->want(replay_->wanted());
+}
+
 void Replicator::release_replayed() {
   const auto now = Clock::now();
   bool news = false;
@@ -121,7 +133,6 @@ void Replicator::release_replayed() {
           metrics_.replicas[r.timed_out.front()]->name, format_lsn(r.end_lsn),
           format_duration(config_.replicas.max_wait), format_duration(kTimeoutWarningInterval));
     }
-    if (r.overflowed) metrics_.replica_overflows->inc();
     metrics_.replica_redeletes->inc(static_cast<double>(r.actions.size()));
     for (auto& a : r.actions) {
       std::uint64_t mask = a.targets;
