@@ -62,7 +62,10 @@ class ReplayQueue {
 
   explicit ReplayQueue(Settings settings);
 
-  // The open transaction. add() keeps the action when it is to be repeated.
+  // The open transaction, whose commit record starts at `final_lsn`. When every replica
+  // had replayed it `grace` before `now`, nothing of it is held (see skipped()).
+  void begin(Lsn final_lsn, Clock::time_point now);
+  // Keeps the action when it is to be repeated.
   void add(const Action& action, std::uint64_t targets);
   // Ends the open transaction. `rules` turns an overflowed transaction into patterns.
   void commit(Ticket ticket, Lsn end_lsn, std::int64_t commit_time_us, Clock::time_point now,
@@ -137,6 +140,7 @@ class ReplayQueue {
   std::unordered_map<std::string_view, HeldAction*> open_patterns_;
   std::map<std::uint32_t, std::uint64_t> open_rules_;  // rule → targets, for overflow
   bool open_overflowed_ = false;
+  bool open_skipped_ = false;  // replayed everywhere long enough ago: hold nothing
 };
 
 }  // namespace walbust

@@ -530,6 +530,7 @@ void Replicator::on_begin(const TransactionBegin& begin) {
   }
   skip_transaction_ = false;
   tracker_.begin();
+  if (replay_) replay_->begin(begin.final_lsn, Clock::now());
 }
 
 void Replicator::on_change(const Change& change) {

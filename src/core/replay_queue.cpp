@@ -9,8 +9,16 @@ ReplayQueue::ReplayQueue(Settings settings)
   settings_.transaction_keys = std::max<std::size_t>(settings_.transaction_keys, 1);
 }
 
+void ReplayQueue::begin(Lsn final_lsn, Clock::time_point now) {
+  abandon();
+  // A replay position is a record boundary: past the commit record's start is past its end.
+  open_skipped_ = replayed_before(final_lsn + 1, now);
+}
+
 void ReplayQueue::add(const Action& action, std::uint64_t targets) {
-  if (!action.after_replay || action.kind == ActionKind::BumpVersion || targets == 0) return;
+  if (open_skipped_ || !action.after_replay || action.kind == ActionKind::BumpVersion ||
+      targets == 0)
+    return;
   open_rules_[action.rule] |= targets;
   if (open_overflowed_) return;
   auto& seen = action.kind == ActionKind::Delete ? open_keys_ : open_patterns_;
@@ -55,7 +63,7 @@ void ReplayQueue::commit(Ticket ticket, Lsn end_lsn, std::int64_t commit_time_us
     e.end_lsn = std::max(e.end_lsn, entries_.back().end_lsn);
     e.deadline = std::max(e.deadline, entries_.back().deadline);
   }
-  if (replayed_before(e.end_lsn, now)) {
+  if (open_skipped_ || replayed_before(e.end_lsn, now)) {
     // Every replica had this commit for `grace` already when it was read: a stale refill
     // from them happened before the first delete, which is sent after this moment.
     e.actions.clear();
@@ -88,6 +96,7 @@ void ReplayQueue::abandon() {
   open_.clear();
   open_rules_.clear();
   open_overflowed_ = false;
+  open_skipped_ = false;
 }
 
 void ReplayQueue::observe(std::size_t replica, Lsn lsn, Clock::time_point at,

@@ -12,6 +12,7 @@ import os
 import sys
 import time
 import unittest
+import urllib.request
 
 import fixtures
 from faultlib import metric, scrape
@@ -125,6 +126,9 @@ class TestReplayedRepeat(ReplicaCase):
         w.wait_confirmed(end, timeout=10 * SLOW)
         # A reader now gets the new row; nothing repeats it away any more.
         self.assertEqual(self.refill_from(standby), "new")
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/healthz", timeout=5) as resp:
+            health = resp.read().decode()
+        self.assertRegex(health, rf"replica 127\.0\.0\.1:{standby.port}: up, replayed \d+/[0-9A-F]+, lag ")
         m = self.metrics()
         self.assertGreaterEqual(metric(m, "walbust_replica_redeletes_total"), 1)
         self.assertGreaterEqual(metric(m, "walbust_replica_replay_lag_seconds_count"), 1)

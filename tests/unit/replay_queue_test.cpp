@@ -185,10 +185,19 @@ TEST(ReplayQueue, ACommitReadGraceAfterEveryReplicaReplayedItIsNotRepeated) {
   ReplayQueue::Released r;
   ASSERT_TRUE(q.pop(t0 + milliseconds(120), r));
   EXPECT_TRUE(r.actions.empty());
+  // Known at the Begin already: the keys are not even collected.
+  q.begin(800, t0 + milliseconds(200));
+  EXPECT_EQ(q.skipped(), 1u);
+  q.add(del("c"), 1);
+  EXPECT_EQ(q.open_keys(), 0u);
+  q.commit(2, 900, 1001, t0 + milliseconds(200), set);
+  EXPECT_EQ(q.skipped(), 2u);
+  ASSERT_TRUE(q.pop(t0 + milliseconds(200), r));
+  EXPECT_TRUE(r.actions.empty());
   // One replica behind the commit: held as usual.
   q.add(del("b"), 1);
-  q.commit(2, 2000, 1001, t0 + milliseconds(500), set);
-  EXPECT_EQ(q.skipped(), 1u);
+  q.commit(3, 2000, 1001, t0 + milliseconds(500), set);
+  EXPECT_EQ(q.skipped(), 2u);
   EXPECT_EQ(q.held_keys(), 1u);
 }
 
