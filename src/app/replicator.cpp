@@ -106,6 +106,9 @@ std::vector<std::string> restart_only_changes(const Config& a, const Config& b) 
   check(a.batch.max_keys != b.batch.max_keys || a.batch.max_delay != b.batch.max_delay, "batch");
   check(a.state_dir != b.state_dir, "state_dir");
   check(a.metrics_listen != b.metrics_listen, "metrics.listen");
+  check(a.replicas.dsns != b.replicas.dsns || a.replicas.poll_interval != b.replicas.poll_interval ||
+            a.replicas.grace != b.replicas.grace || a.replicas.max_wait != b.replicas.max_wait,
+        "replicas");
   return changed;
 }
 
