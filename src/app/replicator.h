@@ -116,6 +116,7 @@ class Replicator final : public ChangeHandler {
   ReplayQueue::Released released_scratch_;
   Clock::time_point next_lag_update_{};
   Clock::time_point next_timeout_warning_{};
+  Clock::time_point next_full_warning_{};
 
   std::vector<std::vector<QueueItem>> local_;  // per target, handed over in chunks
   std::vector<Action> actions_;

@@ -89,9 +89,10 @@ void Replicator::hold_for_replay(AckTracker::Ticket ticket, const TransactionCom
   replay_->commit(ticket, commit.end_lsn, commit.commit_time_us, Clock::now(), *rules_);
   if (replay_->overflows() != overflows) {
     metrics_.replica_overflows->inc();
-    spdlog::warn("transaction ending at {} has more than {} keys to repeat after replay; its rules' templates are "
-                 "repeated as patterns instead (SCAN)",
-                 format_lsn(commit.end_lsn), kReplayTransactionKeys);
+    spdlog::warn(
+        "transaction ending at {} has more than {} keys to repeat after replay; its rules' "
+        "templates are repeated as patterns instead (SCAN)",
+        format_lsn(commit.end_lsn), kReplayTransactionKeys);
   }
   replica_poller_->want(replay_->wanted());
 }
@@ -176,11 +177,13 @@ void Replicator::wait_for_replicas(Clock::time_point until) {
 }
 
 void Replicator::wait_for_replay_room() {
-  spdlog::warn(
-      "read replicas: {} keys wait for replay, the limit; not reading from PostgreSQL until "
-      "replicas catch "
-      "up or max_wait ({}) passes",
-      replay_->held_keys(), format_duration(config_.replicas.max_wait));
+  if (Clock::now() >= next_full_warning_) {
+    next_full_warning_ = Clock::now() + kTimeoutWarningInterval;
+    spdlog::warn(
+        "read replicas: {} keys wait for replay, the limit; not reading from PostgreSQL until "
+        "replicas catch up or max_wait ({}) passes",
+        replay_->held_keys(), format_duration(config_.replicas.max_wait));
+  }
   while (replay_->full() && !stopping()) {
     if (!flush_local()) return;
     tick();
