@@ -8,6 +8,7 @@ repeated delete must remove that refill once the standby replayed the commit, an
 slot must not be acknowledged past the transaction before that.
 """
 
+import json
 import os
 import sys
 import time
@@ -208,6 +209,38 @@ class TestReplayedRepeat(ReplicaCase):
         self.assertIn(f"replica 127.0.0.1:{self.replicas[0].port}", out.stdout)
         self.assertRegex(out.stdout, r"ok +replica .*in recovery")
         self.assertNotIn("FAIL  replica", out.stdout)
+
+
+class TestDryRun(ReplicaCase):
+    def test_dry_run_marks_the_actions_repeated_after_replay(self):
+        rules = os.path.join(self.pg.tmp, "replay-rules.yaml")
+        with open(rules, "w") as f:
+            f.write("""version: 1
+rules:
+  - name: pages
+    table: blog_post
+    delete: ["post_detail_{id}"]
+    bump_version: ["post_version_{id}"]
+  - name: counters
+    table: blog_post
+    after_replay: false
+    delete: ["post_count"]
+""")
+        self.metrics_port = fixtures.free_port()
+        w = Walbust(self.pg, self.redis, rules=[rules], marker=False,
+                    config={"replicas": {"dsns": [self.replicas[0].dsn]}})
+        self.addCleanup(w.close)
+        self.pg.create_slot(w.slot)
+        self.update_post("peeked")
+        out = w.run_cli(["dry-run", "--peek", "--format", "json"], timeout=60 * SLOW)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        lines = [json.loads(line) for line in out.stdout.splitlines()]
+        actions = {a["key"]: a for l in lines if l["type"] == "change" for a in l["actions"]}
+        self.assertTrue(actions["post_detail_1"]["after_replay"])
+        self.assertFalse(actions["post_version_1"]["after_replay"])
+        self.assertFalse(actions["post_count"]["after_replay"])
+        text = w.run_cli(["dry-run", "--peek"], timeout=60 * SLOW)
+        self.assertIn("post_detail_1  [again after replay]", text.stdout)
 
 
 class TestTwoReplicas(ReplicaCase):
