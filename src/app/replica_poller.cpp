@@ -76,8 +76,11 @@ void ReplicaPoller::stop() {
 void ReplicaPoller::want(Lsn lsn) {
   {
     std::lock_guard lock(mu_);
-    if (lsn <= wanted_) return;
+    // Lower too (kInvalidLsn once nothing waits): a lagging replica is not polled after
+    // max_wait released what waited for it.
+    const bool more = lsn > wanted_;
     wanted_ = lsn;
+    if (!more) return;
   }
   const std::uint64_t one = 1;
   (void)!::write(event_fd_, &one, sizeof one);

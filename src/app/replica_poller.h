@@ -36,7 +36,7 @@ class ReplicaPoller {
   void start();
   void stop();
 
-  // Replicas that have not reported `lsn` yet are asked until they do.
+  // Replicas that have not reported `lsn` yet are asked until they do; kInvalidLsn: stop.
   void want(Lsn lsn);
   // The newest report of replica `i` not taken yet.
   [[nodiscard]] std::optional<Report> take(std::size_t i);

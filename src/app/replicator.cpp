@@ -192,9 +192,14 @@ void Replicator::sleep_interruptibly(std::chrono::milliseconds delay) {
   const auto until = Clock::now() + delay;
   while (!Signals::stop_requested()) {
     tick();
+    // PostgreSQL being away does not delay the repeats of what was already read.
+    if (replay_) {
+      release_replayed();
+      (void)flush_local();
+    }
     const auto now = Clock::now();
     if (now >= until) return;
-    auto wake = std::min({until, next_progress_, next_watchdog_});
+    auto wake = std::min({until, next_progress_, next_watchdog_, replay_deadline()});
     pollfd pfd{Signals::wake_fd(), POLLIN, 0};
     const auto ms = std::chrono::ceil<std::chrono::milliseconds>(std::max(wake - now, Clock::duration::zero()));
     (void)::poll(&pfd, pfd.fd >= 0 ? 1 : 0, static_cast<int>(ms.count()));
