@@ -194,6 +194,24 @@ class TestReplayedRepeat(ReplicaCase):
         w.wait_for(lambda: not self.r.exists("post_detail_1"), 20 * SLOW, message="repeat after restart")
         w.wait_confirmed(end, timeout=10 * SLOW)
 
+    def test_an_idle_system_does_not_poll_its_replicas(self):
+        standby = self.replicas[0]
+        with open(os.path.join(standby.datadir, "postgresql.conf"), "a") as f:
+            f.write("log_statement = 'all'\n")
+        standby._pg("pg_ctl", "-D", standby.datadir, "reload")
+        w = self.start(self.make_walbust())
+
+        def polls():
+            return standby.log().count("pg_last_wal_replay_lsn()::text")
+
+        self.update_post("new")
+        w.wait_for(lambda: polls() >= 1, 10 * SLOW, message="a poll while the update waits")
+        time.sleep(1.0)  # the repeat is done (grace 200 ms)
+        before = polls()
+        time.sleep(2.0)
+        self.assertEqual(polls(), before, "replicas polled while nothing waited")
+        self.assertGreaterEqual(before, 1)
+
     def test_a_primary_listed_as_a_replica_is_refused_at_start_and_by_check(self):
         w = self.make_walbust(dsns=[self.pg.dsn])
         w.start()
