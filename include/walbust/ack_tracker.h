@@ -9,6 +9,9 @@
 //  - a keepalive's walEnd may be reported once everything sent before it is confirmed and
 //    no transaction was open when it arrived (it covers transactions PostgreSQL skipped
 //    because they touched no published table, so an idle slot keeps advancing);
+//  - with read replicas, a transaction also waits until every target confirmed its
+//    deletes repeated after the replicas replayed it (confirm_replayed), so a crash
+//    repeats them instead of losing them;
 //  - the reported position never moves backwards.
 #include <cstddef>
 #include <cstdint>
@@ -24,7 +27,8 @@ class AckTracker {
  public:
   using Ticket = std::uint64_t;
 
-  explicit AckTracker(std::size_t targets = 1);
+  // `after_replay`: every transaction also needs confirm_replayed() from every target.
+  explicit AckTracker(std::size_t targets = 1, bool after_replay = false);
 
   // The position the stream starts from (the slot's confirmed_flush_lsn): reported until
   // something newer is confirmed.
@@ -41,6 +45,9 @@ class AckTracker {
 
   // Sink side: target `target` confirmed every action up to and including `ticket`.
   void confirm(std::size_t target, Ticket ticket);
+  // Target `target` confirmed the deletes repeated after replay of every transaction up to
+  // and including `ticket`.
+  void confirm_replayed(std::size_t target, Ticket ticket);
 
   // The position to send as flush (and write/apply) in standby status updates.
   [[nodiscard]] Lsn flush_lsn() const;
@@ -56,8 +63,11 @@ class AckTracker {
     Lsn lsn;
   };
   void advance_locked();
+  void confirm_locked(std::size_t column, Ticket ticket);
 
   mutable std::mutex mu_;
+  std::size_t targets_;
+  // One column per target, then (with replicas) one per target for the repeated deletes.
   std::vector<Ticket> confirmed_;
   std::deque<Entry> entries_;
   Ticket issued_ = 0;

@@ -21,6 +21,9 @@ struct QueueItem {
   std::uint64_t ticket = 0;         // Kind::Commit: AckTracker ticket
   Lsn end_lsn = kInvalidLsn;        // Kind::Commit
   std::int64_t commit_time_us = 0;  // Kind::Commit: PostgreSQL epoch microseconds
+  // Action: a delete repeated after read replicas replayed its transaction. Commit: every
+  // repeated delete up to `ticket` was handed over (confirmed with confirm_replayed).
+  bool after_replay = false;
 };
 
 class ActionQueue {

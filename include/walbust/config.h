@@ -42,6 +42,15 @@ struct BatchSettings {
   std::chrono::milliseconds max_delay{0};
 };
 
+// Read replicas the application reads from: every delete is repeated once each of them
+// replayed the transaction (see README, "Read replicas").
+struct ReplicaSettings {
+  std::vector<std::string> dsns;  // empty: no replicas, nothing is repeated
+  std::chrono::milliseconds poll_interval{10};
+  std::chrono::milliseconds grace{100};
+  std::chrono::milliseconds max_wait{30000};
+};
+
 struct Config {
   std::string path;  // the file it was loaded from
   PostgresSettings postgres;
@@ -53,6 +62,7 @@ struct Config {
   std::string on_gap = "fail";  // fail | flush_rules | flushdb
   std::string metrics_listen = "127.0.0.1:9650";
   LogSettings log;
+  ReplicaSettings replicas;
 };
 
 // -c value, else $WALBUST_CONFIG, else /etc/walbust/walbust.yaml.

@@ -97,6 +97,19 @@ struct Finding {
   friend bool operator==(const Finding&, const Finding&) = default;
 };
 
+// What `check --db` and the start of `run` learn from a read replica.
+struct ReplicaFacts {
+  std::string name;  // host:port, never the password
+  bool reachable = false;
+  std::string error;  // why not reachable, or why the position cannot be read
+  bool in_recovery = false;
+  bool can_read_replay = false;  // the role may execute pg_last_wal_replay_lsn()
+  std::optional<Lsn> replay_lsn;
+};
+
+// One finding per replica: reachable, a standby in recovery, its position readable.
+[[nodiscard]] std::vector<Finding> check_replicas(const std::vector<ReplicaFacts>& replicas);
+
 // Every check, in a stable order: server settings, role, publication, tables, slot.
 [[nodiscard]] std::vector<Finding> check_database(const DatabaseNeeds& needs,
                                                   const DatabaseFacts& facts);

@@ -36,17 +36,28 @@ void append_publish_actions(const RuleSet& rules, const std::vector<PublishedKey
 // that cannot be known (not an update, no old row, or a value that was not sent).
 [[nodiscard]] std::optional<std::vector<std::string>> changed_columns(const Change& change);
 
+// Whether `walbust run` deletes this action again once read replicas replayed it.
+[[nodiscard]] inline bool repeated_after_replay(const Action& a) {
+  return a.after_replay && a.kind != ActionKind::BumpVersion;
+}
+
 // One line of JSON (no trailing newline). `probes` is empty without --check-redis,
 // otherwise aligned with `actions`. Bytes that are not UTF-8 are replaced (U+FFFD).
-[[nodiscard]] std::string format_change_json(const Change& change, const std::vector<Action>& actions,
-                                             const RuleSet& rules, const std::vector<ActionProbe>& probes,
-                                             std::size_t scan_limit);
+// `replicas`: read replicas are configured, so each action says whether it is repeated
+// after they replayed the commit ("after_replay").
+[[nodiscard]] std::string format_change_json(const Change& change,
+                                             const std::vector<Action>& actions,
+                                             const RuleSet& rules,
+                                             const std::vector<ActionProbe>& probes,
+                                             std::size_t scan_limit, bool replicas = false);
 [[nodiscard]] std::string format_summary_json(const DryRunSummary& summary);
 
 // A block of lines, ending with a newline.
-[[nodiscard]] std::string format_change_text(const Change& change, const std::vector<Action>& actions,
-                                             const RuleSet& rules, const std::vector<ActionProbe>& probes,
-                                             std::size_t scan_limit);
+[[nodiscard]] std::string format_change_text(const Change& change,
+                                             const std::vector<Action>& actions,
+                                             const RuleSet& rules,
+                                             const std::vector<ActionProbe>& probes,
+                                             std::size_t scan_limit, bool replicas = false);
 [[nodiscard]] std::string format_summary_text(const DryRunSummary& summary);
 
 }  // namespace walbust

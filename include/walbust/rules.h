@@ -33,6 +33,8 @@ struct Action {
   std::uint32_t redelete_after_ms = 0;  // 0: no second delete
   // Publish: the event; shared, so every target's copy of the action costs a pointer.
   std::shared_ptr<const PublishEvent> event;
+  // Repeated once read replicas replayed the transaction (unless the rule opted out).
+  bool after_replay = true;
 
   friend bool operator==(const Action&, const Action&) = default;
 };
@@ -114,7 +116,8 @@ class RuleSet {
   [[nodiscard]] static RuleSet load(const std::vector<RuleSource>& files, Diagnostics& diags);
 
   // Appends the actions a change causes. Identical (kind, key) pairs are produced once
-  // per change (attributed to the first rule, with the longest redelete_after). Templates
+  // per change (attributed to the first rule, with the longest redelete_after, repeated after
+  // replay when any of the rules asks for it). Templates
   // that cannot be rendered are skipped and reported in `failures` (when not null).
   // Never throws on any row content. Where an update's previous values are unknown (no
   // old row, or a value not sent), changed/ignore_changes/when match: err toward deleting.
@@ -147,6 +150,9 @@ class RuleSet {
   // The same for one rule, not deduplicated against other rules (audit names every rule
   // that covers a key).
   [[nodiscard]] std::vector<Action> rule_keys_as_patterns(std::uint32_t index) const;
+  // One rule's delete, delete_pattern and fragment templates as patterns, without its
+  // version keys: what stands in for a transaction's keys too many to hold one by one.
+  [[nodiscard]] std::vector<Action> patterns_of(std::uint32_t rule) const;
 
  private:
   struct TableIndex;  // rules by (schema, table), so plan() looks at candidates only

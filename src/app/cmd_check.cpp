@@ -6,6 +6,7 @@
 #include "database_checks.h"
 #include "exit_codes.h"
 #include "walbust/db_inspector.h"
+#include "walbust/replica_connection.h"
 
 namespace walbust {
 
@@ -23,6 +24,12 @@ int check_command(const CheckOptions& options) {
     auto conn = connect_for_inspection(loaded->config);
     DbInspector inspector(*conn);
     findings = check_database(needs, inspector.inspect(needs));
+    // Read replicas use the primary's password: the role is the same, replicated.
+    const std::string password = read_password_file(loaded->config.postgres.password_file);
+    std::vector<ReplicaFacts> replicas;
+    for (const auto& dsn : loaded->config.replicas.dsns)
+      replicas.push_back(inspect_replica(dsn, password));
+    for (auto& f : check_replicas(replicas)) findings.push_back(std::move(f));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "walbust check --db: %s\n", one_line(e.what()).c_str());
     return kExitFailure;

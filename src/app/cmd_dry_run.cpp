@@ -231,9 +231,11 @@ class DryRun final : public ChangeHandler {
     for (const auto& p : probes_) summary_.existing += p.exists ? 1 : 0;
     summary_.checked_redis = sink_ != nullptr;
     if (options_.format == "json") {
-      emit(format_change_json(change, actions_, loaded_.rules, probes_, kScanLimit) + "\n");
+      emit(format_change_json(change, actions_, loaded_.rules, probes_, kScanLimit,
+                                                    !loaded_.config.replicas.dsns.empty()) + "\n");
     } else {
-      emit(format_change_text(change, actions_, loaded_.rules, probes_, kScanLimit));
+      emit(format_change_text(change, actions_, loaded_.rules, probes_, kScanLimit,
+                                          !loaded_.config.replicas.dsns.empty()));
     }
   }
 

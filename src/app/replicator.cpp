@@ -81,6 +81,9 @@ std::vector<std::string> restart_only_changes(const Config& a, const Config& b) 
   check(a.batch.max_keys != b.batch.max_keys || a.batch.max_delay != b.batch.max_delay, "batch");
   check(a.state_dir != b.state_dir, "state_dir");
   check(a.metrics_listen != b.metrics_listen, "metrics.listen");
+  check(a.replicas.dsns != b.replicas.dsns || a.replicas.poll_interval != b.replicas.poll_interval ||
+            a.replicas.grace != b.replicas.grace || a.replicas.max_wait != b.replicas.max_wait,
+        "replicas");
   return changed;
 }
 
@@ -92,7 +95,7 @@ Replicator::Replicator(Config config, RuleSet rules, std::optional<Lsn> endpos)
       endpos_(endpos),
       pg_password_(read_password_file(config_.postgres.password_file)),
       metrics_(target_names(config_)),
-      tracker_(config_.targets.size()),
+      tracker_(config_.targets.size(), /*after_replay=*/!config_.replicas.dsns.empty()),
       rule_targets_(rule_target_masks(*rules_, config_)),
       conn_(config_.postgres.dsn, pg_password_),
       state_(config_.state_dir, config_.postgres.slot),
@@ -167,16 +170,21 @@ std::pair<bool, std::string> Replicator::health() const {
            " match; the others keep invalidating";
   }
   for (const auto& line : unbound) targets += "\n" + line;
-  return {healthy, body + targets};
+  return {healthy, body + targets + replica_health()};
 }
 
 void Replicator::sleep_interruptibly(std::chrono::milliseconds delay) {
   const auto until = Clock::now() + delay;
   while (!Signals::stop_requested()) {
     tick();
+    // PostgreSQL being away does not delay the repeats of what was already read.
+    if (replay_) {
+      release_replayed();
+      (void)flush_local();
+    }
     const auto now = Clock::now();
     if (now >= until) return;
-    auto wake = std::min({until, next_progress_, next_watchdog_});
+    auto wake = std::min({until, next_progress_, next_watchdog_, replay_deadline()});
     pollfd pfd{Signals::wake_fd(), POLLIN, 0};
     const auto ms = std::chrono::ceil<std::chrono::milliseconds>(std::max(wake - now, Clock::duration::zero()));
     (void)::poll(&pfd, pfd.fd >= 0 ? 1 : 0, static_cast<int>(ms.count()));
@@ -189,6 +197,7 @@ int Replicator::run() {
   spdlog::info("walbust {} starting: slot {}, publication {}, {} rules, {} Redis target(s), state {}", kVersion,
                config_.postgres.slot, config_.postgres.publication, rules_->size(), config_.targets.size(),
                state_.path());
+  if (const int code = start_replicas(); code >= 0) return code;
   if (!config_.metrics_listen.empty()) {
     metrics_server_ = std::make_unique<MetricsServer>(config_.metrics_listen, metrics_.registry,
                                                       [this] { return health(); });
@@ -244,6 +253,7 @@ int Replicator::run() {
       metrics_.streaming.store(false);
       tracker_.abandon_transaction();
       events_.reset();
+      if (replay_) replay_->abandon();
       stream_.reset();
       skip_transaction_ = false;
       // Actions of a half-read transaction may sit in local_: deleting them is harmless
@@ -281,6 +291,7 @@ int Replicator::run() {
       break;
     }
   }
+  if (endpos_reached_ && exit_code_ == 0) drain_replayed();
   shutdown(endpos_reached_ && exit_code_ == 0);
   for (auto& sink : sinks_) {
     if (sink->failed()) exit_code_ = kExitFailure;
@@ -448,6 +459,10 @@ void Replicator::stream_loop() {
     tick();
     if (!stream_.in_transaction()) maybe_reload();
     binder_->tick(Clock::now());
+    if (replay_) {
+      release_replayed();
+      if (!stream_.in_transaction() && replay_->full()) wait_for_replay_room();
+    }
     const ReplicationFrame frame = conn_.try_read();
     if (frame.kind != ReplicationFrame::Kind::None) last_received_ = Clock::now();
     switch (frame.kind) {
@@ -486,7 +501,8 @@ void Replicator::stream_loop() {
           last_reply_request_ = now;
         }
         auto deadline = std::min({next_status_, next_progress_, next_watchdog_, last_received_ + kReceiveTimeout / 2,
-                                  last_received_ + kReceiveTimeout, binder_->next_refresh()});
+                                  last_received_ + kReceiveTimeout, binder_->next_refresh(),
+                                  replay_deadline()});
         if (endpos_ && tracker_.idle()) {
           // Ask where the server is, so --endpos ends promptly on an idle database.
           if (now - last_reply_request_ >= kEndposProbe) {
@@ -513,6 +529,7 @@ void Replicator::on_begin(const TransactionBegin& begin) {
   skip_transaction_ = false;
   tracker_.begin();
   events_.begin(begin.final_lsn, begin.xid);
+  if (replay_) replay_->begin(begin.final_lsn, Clock::now());
 }
 
 void Replicator::on_change(const Change& change) {
@@ -524,6 +541,7 @@ void Replicator::on_change(const Change& change) {
   published_.clear();
   binder_->plan(change, actions_, &failures_, &published_);
   for (auto& action : actions_) {
+    if (replay_) replay_->add(action, rule_targets_[action.rule]);
     std::uint64_t mask = rule_targets_[action.rule];
     for (std::size_t t = 0; mask != 0; ++t, mask >>= 1) {
       if ((mask & 1U) == 0) continue;
@@ -571,6 +589,7 @@ void Replicator::on_commit(const TransactionCommit& commit) {
   item.end_lsn = commit.end_lsn;
   item.commit_time_us = commit.commit_time_us;
   for (auto& local : local_) local.push_back(item);
+  if (replay_) hold_for_replay(item.ticket, commit);
   metrics_.transactions.inc();
   metrics_.commit_to_receive.observe(static_cast<double>(pg_epoch_now_us() - commit.commit_time_us) / 1e6);
   if (endpos_ && commit.end_lsn >= *endpos_) endpos_reached_ = true;
@@ -658,7 +677,8 @@ void Replicator::report_progress(Clock::time_point now) {
     bool redis_up = std::all_of(metrics_.targets.begin(), metrics_.targets.end(), [](const auto& t) { return t->up.load(); });
     status_text_ = std::string(redis_up ? "streaming" : "streaming, Redis unreachable (nothing acknowledged)") +
                    fmt::format("; {:.0f} changes/s, {:.0f} keys/s; lag {:.0f} bytes; acked {}", change_rate, key_rate,
-                               lag, format_lsn(flush));
+                               lag, format_lsn(flush)) +
+                   replica_status();
     const auto unbound = binder_->unbound_lines();
     if (!unbound.empty()) {
       status_text_ += fmt::format("; {} rule(s) cannot match: {}", unbound.size(), unbound.front());
@@ -741,6 +761,7 @@ void Replicator::shutdown(bool drain_fully) {
   state_writer_.stop();
   save_state();
   if (slot_poller_) slot_poller_->stop();
+  if (replica_poller_) replica_poller_->stop();
   if (metrics_server_) metrics_server_->stop();
   spdlog::info("stopped; acknowledged up to {}", format_lsn(tracker_.flush_lsn()));
 }

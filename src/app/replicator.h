@@ -22,6 +22,8 @@
 #include "walbust/events.h"
 #include "walbust/metrics_server.h"
 #include "walbust/pg_replication.h"
+#include "walbust/replay_queue.h"
+#include "replica_poller.h"
 #include "walbust/rules.h"
 #include "walbust/state_store.h"
 #include "walbust/systemd_notify.h"
@@ -74,6 +76,23 @@ class Replicator final : public ChangeHandler {
   void sleep_interruptibly(std::chrono::milliseconds delay);
   [[nodiscard]] std::pair<bool, std::string> health() const;
 
+  // Read replicas (replicator_replicas.cpp): deletes repeated once replicas replayed.
+  // Checks every replica and starts the poller; an exit code >= 0 ends the run.
+  int start_replicas();
+  // Takes new replica positions and hands every transaction that may be repeated now to
+  // the sinks (into local_), followed by a marker that confirms it.
+  void release_replayed();
+  // Ends the transaction in the replay queue and asks the replicas for its position.
+  void hold_for_replay(AckTracker::Ticket ticket, const TransactionCommit& commit);
+  // Between transactions, while the held keys are at their limit: stop reading.
+  void wait_for_replay_room();
+  // --endpos: every read transaction is repeated before the run ends.
+  void drain_replayed();
+  void wait_for_replicas(Clock::time_point until);
+  [[nodiscard]] Clock::time_point replay_deadline() const;
+  [[nodiscard]] std::string replica_health() const;
+  [[nodiscard]] std::string replica_status() const;
+
   Config config_;
   std::shared_ptr<const RuleSet> rules_;
   std::optional<Lsn> endpos_;
@@ -97,6 +116,13 @@ class Replicator final : public ChangeHandler {
   std::string system_id_;
   std::string database_;
   std::string status_text_ = "starting";
+  std::unique_ptr<ReplayQueue> replay_;  // null without replicas
+  std::unique_ptr<ReplicaPoller> replica_poller_;
+  std::vector<std::int64_t> replayed_scratch_;
+  ReplayQueue::Released released_scratch_;
+  Clock::time_point next_lag_update_{};
+  Clock::time_point next_timeout_warning_{};
+  Clock::time_point next_full_warning_{};
 
   std::vector<std::vector<QueueItem>> local_;  // per target, handed over in chunks
   std::vector<Action> actions_;

@@ -78,6 +78,32 @@ RunMetrics::RunMetrics(const std::vector<std::string>& target_names)
   for (const auto& t : target_names) targets.push_back(std::make_unique<TargetMetrics>(registry, t));
 }
 
+ReplicaMetrics::ReplicaMetrics(MetricsRegistry& r, const std::string& replica)
+    : name(replica),
+      replay_lag(
+          r.histogram("walbust_replica_replay_lag_seconds",
+                      "Time from a transaction's commit to walbust seeing this replica replayed it",
+                      latency_buckets(), {{"replica", replica}})),
+      timeouts(r.counter(
+          "walbust_replica_timeouts_total",
+          "Transactions whose deletes were repeated after replicas.max_wait without this replica "
+          "having replayed them",
+          {{"replica", replica}})),
+      reconnects(r.counter("walbust_reconnects_total",
+                           "Connections re-established after an outage (one per outage)",
+                           {{"target", "replica:" + replica}})) {}
+
+void RunMetrics::add_replicas(const std::vector<std::string>& names) {
+  replica_redeletes =
+      &registry.counter("walbust_replica_redeletes_total",
+                        "Keys and patterns deleted again once every read replica replayed their "
+                        "transaction (or max_wait passed)");
+  replica_overflows = &registry.counter(
+      "walbust_replica_overflows_total",
+      "Transactions with too many keys to hold, repeated as their rules' patterns");
+  for (const auto& n : names) replicas.push_back(std::make_unique<ReplicaMetrics>(registry, n));
+}
+
 Counter& RunMetrics::changes_for(const std::shared_ptr<const Relation>& relation, Op op) {
   auto [it, inserted] = change_counters_.try_emplace(relation);
   auto& slot = it->second[static_cast<std::size_t>(op)];

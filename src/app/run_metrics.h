@@ -56,6 +56,20 @@ struct TargetMetrics {
   std::map<std::string, Gauge*> subscribers_;
 };
 
+// One read replica (the `replicas:` section), labelled host:port.
+struct ReplicaMetrics {
+  enum class Status : int { Connecting, Up, Unreachable, NotStandby };
+  ReplicaMetrics(MetricsRegistry& registry, const std::string& replica);
+
+  std::string name;
+  Histogram& replay_lag;  // commit → this replica replayed it
+  Counter& timeouts;      // transactions repeated after max_wait without this replica
+  Counter& reconnects;
+  std::atomic<Status> status{Status::Connecting};
+  std::atomic<double> lag_seconds{0};  // age of the oldest commit it has not replayed
+  std::atomic<Lsn> replay_lsn{0};
+};
+
 class RunMetrics {
  public:
   explicit RunMetrics(const std::vector<std::string>& targets);
@@ -73,6 +87,11 @@ class RunMetrics {
   Gauge& confirmed_flush_lsn;
   Gauge& slot_safe_wal_size;
   std::vector<std::unique_ptr<TargetMetrics>> targets;
+  // Empty without replicas; then replica_redeletes is null.
+  std::vector<std::unique_ptr<ReplicaMetrics>> replicas;
+  Counter* replica_redeletes = nullptr;
+  Counter* replica_overflows = nullptr;
+  void add_replicas(const std::vector<std::string>& names);
 
   std::atomic<std::uint64_t> changes{0};  // all tables, for progress lines
   std::atomic<Lsn> server_wal_end{0};

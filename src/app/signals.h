@@ -18,6 +18,7 @@ class Signals {
   static bool take_reload();  // true once per SIGHUP
   static void request_stop();  // from code (e.g. a fatal sink error)
   static int wake_fd();  // readable after any signal; drained by drain_wake_fd()
+  static void wake();          // makes wake_fd readable from another thread (news for the loop)
   static void drain_wake_fd();
 };
 

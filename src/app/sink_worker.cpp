@@ -240,13 +240,19 @@ void SinkWorker::confirmed(const std::vector<QueueItem>& batch, const std::vecto
     }
   }
   std::uint64_t last_ticket = 0;
+  std::uint64_t last_replayed = 0;  // markers of deletes repeated after replica replay
   const std::int64_t now_us = pg_epoch_now_us();
   for (const auto& item : batch) {
     if (item.kind != QueueItem::Kind::Commit) continue;
+    if (item.after_replay) {
+      last_replayed = item.ticket;
+      continue;
+    }
     last_ticket = item.ticket;
     metrics_.commit_to_delete.observe(static_cast<double>(now_us - item.commit_time_us) / 1e6);
   }
   if (last_ticket != 0) tracker_.confirm(target_index_, last_ticket);
+  if (last_replayed != 0) tracker_.confirm_replayed(target_index_, last_replayed);
 }
 
 void SinkWorker::apply_redeletes(Connection& c) {

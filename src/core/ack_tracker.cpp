@@ -5,7 +5,8 @@
 
 namespace walbust {
 
-AckTracker::AckTracker(std::size_t targets) : confirmed_(targets == 0 ? 1 : targets, 0) {}
+AckTracker::AckTracker(std::size_t targets, bool after_replay)
+    : targets_(targets == 0 ? 1 : targets), confirmed_(targets_ * (after_replay ? 2 : 1), 0) {}
 
 void AckTracker::start_from(Lsn lsn) {
   std::lock_guard lock(mu_);
@@ -51,8 +52,20 @@ void AckTracker::abandon_transaction() {
 
 void AckTracker::confirm(std::size_t target, Ticket ticket) {
   std::lock_guard lock(mu_);
-  if (target >= confirmed_.size()) throw std::out_of_range("AckTracker::confirm: unknown target");
-  confirmed_[target] = std::max(confirmed_[target], ticket);
+  if (target >= targets_) throw std::out_of_range("AckTracker::confirm: unknown target");
+  confirm_locked(target, ticket);
+}
+
+void AckTracker::confirm_replayed(std::size_t target, Ticket ticket) {
+  std::lock_guard lock(mu_);
+  if (target >= targets_ || confirmed_.size() == targets_) {
+    throw std::out_of_range("AckTracker::confirm_replayed: unknown target or no replicas");
+  }
+  confirm_locked(targets_ + target, ticket);
+}
+
+void AckTracker::confirm_locked(std::size_t column, Ticket ticket) {
+  confirmed_[column] = std::max(confirmed_[column], ticket);
   advance_locked();
 }
 

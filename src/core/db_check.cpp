@@ -470,4 +470,32 @@ std::string publish_option(const std::vector<TableNeeds>& tables) {
   return ops_text(ops_needed(tables));
 }
 
+std::vector<Finding> check_replicas(const std::vector<ReplicaFacts>& replicas) {
+  std::vector<Finding> out;
+  for (const auto& r : replicas) {
+    const std::string who = "replica " + r.name;
+    if (!r.reachable) {
+      out.push_back(Finding{false, who + " is unreachable: " + r.error,
+                            "-- check replicas.dsns, the replica's pg_hba.conf and the network"});
+    } else if (!r.in_recovery) {
+      out.push_back(Finding{false, who + " is not in recovery: it is a primary, not a read replica",
+                            "-- list only streaming standbys in replicas.dsns"});
+    } else if (!r.can_read_replay) {
+      out.push_back(Finding{
+          false,
+          who + ": the role may not call pg_last_wal_replay_lsn()" +
+              (r.error.empty() ? "" : " (" + r.error + ")"),
+          "GRANT EXECUTE ON FUNCTION pg_catalog.pg_last_wal_replay_lsn() TO <role>;  -- on the "
+          "primary; it reaches the replica by replication"});
+    } else {
+      out.push_back(
+          Finding{true,
+                  who + " is a standby in recovery, replayed up to " +
+                      (r.replay_lsn ? format_lsn(*r.replay_lsn) : std::string("nothing yet")),
+                  {}});
+    }
+  }
+  return out;
+}
+
 }  // namespace walbust

@@ -89,8 +89,9 @@ std::optional<std::vector<std::string>> changed_columns(const Change& change) {
   return changed;
 }
 
-std::string format_change_json(const Change& change, const std::vector<Action>& actions, const RuleSet& rules,
-                               const std::vector<ActionProbe>& probes, std::size_t scan_limit) {
+std::string format_change_json(const Change& change, const std::vector<Action>& actions,
+                               const RuleSet& rules, const std::vector<ActionProbe>& probes,
+                               std::size_t scan_limit, bool replicas) {
   const Relation& rel = *change.relation;
   json j = json::object();
   j["type"] = "change";
@@ -110,6 +111,7 @@ std::string format_change_json(const Change& change, const std::vector<Action>& 
     const Action& a = actions[i];
     json item = {{"rule", rules.rule(a.rule).name}, {"action", std::string(action_name(a.kind))}, {"key", a.key}};
     if (a.kind == ActionKind::BumpVersion) item["value"] = a.value;
+    if (replicas) item["after_replay"] = repeated_after_replay(a);
     if (a.kind == ActionKind::Publish && a.event) {
       item[std::string(publish_kind_name(a.event->destination.kind))] = a.event->destination.name;
       list.push_back(std::move(item));  // nothing to probe: the key is sent, not deleted
@@ -135,8 +137,9 @@ std::string format_summary_json(const DryRunSummary& s) {
   return dump(j);
 }
 
-std::string format_change_text(const Change& change, const std::vector<Action>& actions, const RuleSet& rules,
-                               const std::vector<ActionProbe>& probes, std::size_t scan_limit) {
+std::string format_change_text(const Change& change, const std::vector<Action>& actions,
+                               const RuleSet& rules, const std::vector<ActionProbe>& probes,
+                               std::size_t scan_limit, bool replicas) {
   std::string out = format_lsn(change.lsn) + "  xid " + std::to_string(change.xid) + "  " +
                     change.relation->qualified_name() + "  " + std::string(op_name(change.op));
   if (change.op == Op::Update) {
@@ -154,6 +157,7 @@ std::string format_change_text(const Change& change, const std::vector<Action>& 
     const Action& a = actions[i];
     out += "    " + rules.rule(a.rule).name + "  " + std::string(action_name(a.kind)) + "  " + printable(a.key);
     if (a.kind == ActionKind::BumpVersion) out += " = " + a.value;
+    if (replicas && repeated_after_replay(a)) out += "  [again after replay]";
     if (a.kind == ActionKind::Publish && a.event) {
       out += "  -> " + std::string(publish_kind_name(a.event->destination.kind)) + " " +
              printable(a.event->destination.name) + "\n";
@@ -161,7 +165,8 @@ std::string format_change_text(const Change& change, const std::vector<Action>& 
     }
     if (i < probes.size()) {
       if (a.kind == ActionKind::DeletePattern) {
-        out += "  [" + std::to_string(probes[i].matches) + (probes[i].truncated ? "+" : "") + " keys match";
+        out += "  [" + std::to_string(probes[i].matches) + (probes[i].truncated ? "+" : "") +
+               " keys match";
         if (probes[i].truncated) out += ", scan stopped at " + std::to_string(scan_limit) + " keys";
         out += "]";
       } else {
@@ -174,13 +179,15 @@ std::string format_change_text(const Change& change, const std::vector<Action>& 
 }
 
 std::string format_summary_text(const DryRunSummary& s) {
-  std::string out = std::to_string(s.changes) + " changes, " + std::to_string(s.matched) + " matched a rule, " +
-                    std::to_string(s.keys) + " keys";
+  std::string out = std::to_string(s.changes) + " changes, " + std::to_string(s.matched) +
+                    " matched a rule, " + std::to_string(s.keys) + " keys";
   if (s.checked_redis) {
-    const double share = s.keys == 0 ? 0.0 : 100.0 * static_cast<double>(s.existing) / static_cast<double>(s.keys);
+    const double share =
+        s.keys == 0 ? 0.0 : 100.0 * static_cast<double>(s.existing) / static_cast<double>(s.keys);
     char buf[64];
     std::snprintf(buf, sizeof buf, "%.1f", share);
-    out += " (" + std::to_string(s.existing) + " exist in Redis: " + buf + "% of deletes would hit)";
+    out +=
+        " (" + std::to_string(s.existing) + " exist in Redis: " + buf + "% of deletes would hit)";
   }
   return out + "\n";
 }

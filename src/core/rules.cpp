@@ -72,6 +72,7 @@ struct Rule {
   std::string pattern_prefix;  // key_prefix with glob characters escaped
   std::optional<std::string> null_literal;
   std::uint32_t redelete_after_ms = 0;
+  bool after_replay = true;
 
   [[nodiscard]] bool fires_on(Op op) const { return (ops & op_bit(op)) != 0; }
 };
@@ -101,6 +102,7 @@ struct KeyOptions {
   long long django_version = 1;
   std::optional<std::string> null_literal;
   std::uint32_t redelete_after_ms = 0;
+  bool after_replay = true;
 };
 
 std::string key_text(const YAML::Node& key) { return yaml_key_text(key); }
@@ -267,6 +269,14 @@ class FileLoader {
               "invalid duration for 'redelete_after' (expected e.g. 500ms, 2s, 1m, 1h or 0)");
       }
     }
+    if (const auto* replay = section.find("after_replay")) {
+      bool value = true;
+      if (replay->value.IsScalar() && YAML::convert<bool>::decode(replay->value, value)) {
+        options.after_replay = value;
+      } else {
+        error(replay->value, "'after_replay' must be true or false");
+      }
+    }
   }
 
   void load_django(const YAML::Node& node, KeyOptions& options) {
@@ -298,7 +308,7 @@ class FileLoader {
       error(node, "'defaults' must be a map");
       return;
     }
-    const Section section(node, {"key_format", "django", "null", "redelete_after"}, file_, diags_);
+    const Section section(node, {"key_format", "django", "null", "redelete_after", "after_replay"}, file_, diags_);
     load_key_options(section, defaults);
   }
 
@@ -311,7 +321,7 @@ class FileLoader {
     const Section s(node,
                     {"name", "table", "on", "ignore_changes", "changed", "when", "delete",
                      "delete_pattern", "bump_version", "fragment", "key_format", "django", "null",
-                     "redelete_after", "targets", "publish"},
+                     "redelete_after", "after_replay", "targets", "publish"},
                     file_, diags_);
     auto rule = std::make_unique<Rule>();
     rule->info.file = file_;
@@ -424,6 +434,7 @@ class FileLoader {
     }
     rule.null_literal = options.null_literal;
     rule.redelete_after_ms = options.redelete_after_ms;
+    rule.after_replay = options.after_replay;
   }
 
   void load_actions(const YAML::Node& node, const Section& s, Rule& rule) {
@@ -804,10 +815,10 @@ class Planner {
   // What a TRUNCATE produces for a rule: placeholders become '*'. Literal text of delete
   // and bump templates is a literal key part (escaped); delete_pattern text is a glob.
   static void plan_truncate(const Rule& rule, std::uint32_t index, std::vector<Action>& out,
-                            std::size_t begin, const std::string& lsn) {
+                            std::size_t begin, const std::string& lsn, bool with_versions = true) {
     const auto add = [&](ActionKind kind, std::string key, std::string value) {
       emit(out, begin,
-           Action{kind, index, std::move(key), std::move(value), rule.redelete_after_ms});
+           Action{kind, index, std::move(key), std::move(value), rule.redelete_after_ms, rule.after_replay});
     };
     const auto as_pattern = [&](const KeyTemplate& t, bool escape_literals) {
       return rule.pattern_prefix + t.as_pattern(escape_literals);
@@ -823,6 +834,7 @@ class Planner {
     // A templated version key cannot be SET by pattern: it is deleted, and the application
     // falls back to its default version for those keys.
     for (const auto& t : rule.bumps) {
+      if (!with_versions) break;
       if (t.has_placeholders()) {
         add(ActionKind::DeletePattern, as_pattern(t, true), {});
       } else {
@@ -840,6 +852,7 @@ class Planner {
     for (std::size_t i = begin; i < out.size(); ++i) {
       if (out[i].kind == action.kind && out[i].key == action.key) {
         out[i].redelete_after_ms = std::max(out[i].redelete_after_ms, action.redelete_after_ms);
+        out[i].after_replay = out[i].after_replay || action.after_replay;
         return;
       }
     }
@@ -941,7 +954,8 @@ class Planner {
       if (kind == ActionKind::BumpVersion) value = std::to_string(change_.commit_lsn);
       if (kind == ActionKind::Delete) publish_deleted(key);
       emit(out_, begin_,
-           Action{kind, index_, std::move(key), std::move(value), rule_->redelete_after_ms});
+           Action{kind, index_, std::move(key), std::move(value), rule_->redelete_after_ms,
+                  rule_->after_replay});
     });
   }
 
@@ -975,7 +989,8 @@ class Planner {
       std::string key = rule_->key_prefix + django_fragment_key(f.name, values_);
       publish_deleted(key);
       emit(out_, begin_,
-           Action{ActionKind::Delete, index_, std::move(key), {}, rule_->redelete_after_ms});
+           Action{ActionKind::Delete, index_, std::move(key), {}, rule_->redelete_after_ms,
+                  rule_->after_replay});
     }, agree);
   }
 
@@ -1142,6 +1157,12 @@ std::vector<Action> RuleSet::all_keys_as_patterns() const {
 std::vector<Action> RuleSet::rule_keys_as_patterns(std::uint32_t index) const {
   std::vector<Action> out;
   Planner::plan_truncate(*rules_.at(index), index, out, 0, {});
+  return out;
+}
+
+std::vector<Action> RuleSet::patterns_of(std::uint32_t rule) const {
+  std::vector<Action> out;
+  if (rule < rules_.size()) Planner::plan_truncate(*rules_[rule], rule, out, 0, {}, /*with_versions=*/false);
   return out;
 }
 

@@ -26,6 +26,32 @@ namespace fs = std::filesystem;
 // Config sections are read with the same walker as rules and test-case files.
 using Section = YamlSection;
 
+void load_replicas(const std::string& path, const YAML::Node& node, ReplicaSettings& out, Diagnostics& diags) {
+  if (!node.IsDefined() || node.IsNull()) return;
+  Section replicas(path, node, "replicas", diags);
+  replicas.allow_only({"dsns", "poll_interval", "grace", "max_wait"});
+  const YAML::Node dsns = replicas.get("dsns");
+  if (replicas.present() && (!dsns.IsDefined() || !dsns.IsSequence() || dsns.size() == 0)) {
+    diags.add(path, dsns.IsDefined() ? dsns : node, "replicas.dsns must be a non-empty list of conninfo strings");
+  } else if (replicas.present()) {
+    for (const auto& d : dsns) {
+      if (!d.IsScalar() || d.Scalar().empty()) {
+        diags.add(path, d, "replicas.dsns entries must be libpq conninfo strings or URIs");
+      } else {
+        out.dsns.push_back(d.Scalar());
+      }
+    }
+    if (out.dsns.size() > 32) diags.add(path, dsns, "at most 32 replicas");
+  }
+  replicas.duration("poll_interval", out.poll_interval, std::chrono::milliseconds{1});
+  replicas.duration("grace", out.grace);
+  replicas.duration("max_wait", out.max_wait, std::chrono::milliseconds{1});
+  if (out.max_wait < out.grace) {
+    diags.add(path, replicas.get("max_wait").IsDefined() ? replicas.get("max_wait") : node,
+              "replicas.max_wait must be at least replicas.grace");
+  }
+}
+
 std::string env_or(const char* name, const std::string& fallback) {
   const char* v = std::getenv(name);
   return (v != nullptr && *v != '\0') ? std::string(v) : fallback;
@@ -127,7 +153,8 @@ std::optional<Config> load_config(const std::string& path, Diagnostics& diags) {
     return std::nullopt;
   }
   Section top(path, root, "configuration", diags);
-  top.allow_only({"postgres", "redis", "targets", "rules", "batch", "state_dir", "on_gap", "metrics", "log"});
+  top.allow_only({"postgres", "redis", "targets", "rules", "batch", "state_dir", "on_gap", "metrics", "log",
+                  "replicas"});
 
   Section pg(path, top.get("postgres"), "postgres", diags);
   pg.allow_only({"dsn", "password_file", "slot", "publication", "create_slot", "status_interval"});
@@ -208,6 +235,8 @@ std::optional<Config> load_config(const std::string& path, Diagnostics& diags) {
   Section metrics(path, top.get("metrics"), "metrics", diags);
   metrics.allow_only({"listen"});
   metrics.string("listen", config.metrics_listen);
+
+  load_replicas(path, top.get("replicas"), config.replicas, diags);
 
   Section log(path, top.get("log"), "log", diags);
   log.allow_only({"level", "format"});

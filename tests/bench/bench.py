@@ -39,7 +39,7 @@ import latency  # noqa: E402
 import report  # noqa: E402
 import workload  # noqa: E402
 from measure import Child, WalsenderSampler, build_launcher, proc_cpu_seconds, wait_for_idle  # noqa: E402
-from fixtures import PG_BIN, PostgresServer, RedisServer, free_port  # noqa: E402
+from fixtures import PG_BIN, PostgresServer, RedisServer, StandbyServer, free_port  # noqa: E402
 
 # On top of the lab's PostgreSQL settings. Durability is not what is measured: fsync off
 # keeps backlog generation fast and the numbers independent of the disk. synchronous_commit
@@ -179,7 +179,7 @@ class Bench:
         self.run_counter += 1
         return f"{what}_{self.run_counter}"
 
-    def walbust_config(self, slot, rules, max_keys=DEFAULT_BATCH, metrics_port=None):
+    def walbust_config(self, slot, rules, max_keys=DEFAULT_BATCH, metrics_port=None, replica_dsn=None):
         state = tempfile.mkdtemp(prefix="state-", dir=self.work)
         path = os.path.join(self.work, f"{slot}.yaml")
         listen = f"127.0.0.1:{metrics_port}" if metrics_port else ""
@@ -198,10 +198,17 @@ state_dir: "{state}"
 metrics: {{listen: "{listen}"}}
 log: {{level: info}}
 """)
+            if replica_dsn:
+                f.write(f"""replicas:
+  dsns: ["{replica_dsn}"]
+  poll_interval: 10ms
+  grace: 100ms
+  max_wait: 30s
+""")
         return path
 
     def start(self, contender, slot, endpos=None, rules=None, max_keys=DEFAULT_BATCH, metrics_port=None,
-              wrap=None):
+              wrap=None, replica_dsn=None):
         logf = os.path.join(self.work, f"{slot}.log")
         if contender == "pg_recvlogical":
             cmd = [f"{PG_BIN}/pg_recvlogical", "-d", self.dsn, "--slot", slot, "--start", "--no-loop",
@@ -215,7 +222,8 @@ log: {{level: info}}
             if endpos:
                 cmd += ["--endpos", endpos]
         elif contender == "walbust":
-            cfg = self.walbust_config(slot, rules or os.path.join(REPO, "rules", "blog.yaml"), max_keys, metrics_port)
+            cfg = self.walbust_config(slot, rules or os.path.join(REPO, "rules", "blog.yaml"), max_keys, metrics_port,
+                                      replica_dsn)
             cmd = [self.walbust, "run", "-c", cfg]
             if endpos:
                 cmd += ["--endpos", endpos]
@@ -375,6 +383,25 @@ log: {{level: info}}
             res["max_keys"] = max_keys
             out["batch"].append(res)
         return out
+
+    def replicas(self):
+        """walbust on the backlog with one caught-up read replica configured and with none,
+        alternating in the same run: the cost of holding every key until the replica's
+        replay position is read and of deleting it a second time."""
+        standby = StandbyServer(self.pg)
+        try:
+            runs = []
+            for rep in range(self.sizes["repeat"]):
+                for label, dsn in (("none", None), ("one caught-up replica", standby.dsn())):
+                    log(f"replicas: {label}, run {rep + 1}/{self.sizes['repeat']}")
+                    res = self.measured_run("walbust", "backlog_src", self.backlog_endpos, self.backlog_changes,
+                                            workload.KEYS_PER_CHANGE, replica_dsn=dsn)
+                    res["replicas"] = label
+                    res["run"] = rep + 1
+                    runs.append(res)
+            return {"changes": self.backlog_changes, "runs": runs}
+        finally:
+            standby.close()
 
     def latency(self):
         """Runs the latency session `repeat` times per consumer, alternating them, and
@@ -553,8 +580,8 @@ def main():
     p.add_argument("--quick", action="store_true", help="small sizes, under 3 minutes")
     p.add_argument("--repeat", type=int, help="repetitions of the backlog comparison (quick 2, full 3)")
     p.add_argument("--walbust", help="walbust binary (default: build/walbust, built in Release if missing)")
-    p.add_argument("--sections", default="backlog,scaling,latency,large",
-                   help="comma-separated subset of backlog,scaling,latency,large")
+    p.add_argument("--sections", default="backlog,scaling,replicas,latency,large",
+                   help="comma-separated subset of backlog,scaling,replicas,latency,large")
     p.add_argument("--rates", default=DEFAULT_RATES,
                    help="latency: comma-separated txn/s of the paced phases, 'flat' for flat out "
                         f"(default {DEFAULT_RATES})")
@@ -598,12 +625,14 @@ def main():
         Child.launcher = build_launcher(work)
         bench = Bench(args, sizes, walbust, pg, rds, work)
         bench.load_posts()
-        if {"backlog", "scaling"} & set(sections):
+        if {"backlog", "scaling", "replicas"} & set(sections):
             bench.build_backlog()
         if "backlog" in sections:
             results["backlog"] = bench.backlog()
         if "scaling" in sections and sizes["scaling"]:
             results["scaling"] = bench.scaling()
+        if "replicas" in sections:
+            results["replicas"] = bench.replicas()
         if "latency" in sections:
             results["latency"] = bench.latency()
         if "large" in sections:

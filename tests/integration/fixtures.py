@@ -417,6 +417,54 @@ class PostgresServer:
         return self.query("SELECT pg_terminate_backend(%s)", (pid,), user=self.SUPERUSER)[0][0]
 
 
+class StandbyServer(PostgresServer):
+    """A physical hot standby of `primary`: pg_basebackup -R -X stream, its own port.
+
+    Read-only; pause_replay()/resume_replay() stop and restart WAL replay so a test can
+    hold it behind the primary. Roles and databases come from the primary.
+    """
+
+    def __init__(self, primary, start=True):
+        self.primary = primary
+        super().__init__(start=start)
+
+    def __repr__(self):
+        return f"StandbyServer(port={self.port}, primary={self.primary.port}, dir={self.tmp})"
+
+    def _initdb(self):
+        self._pg(
+            "pg_basebackup", "-D", self.datadir, "-h", "127.0.0.1", "-p", str(self.primary.port),
+            "-U", self.SUPERUSER, "-R", "-X", "stream", "-c", "fast", "--no-sync",
+        )
+        with open(os.path.join(self.datadir, "postgresql.conf"), "a") as f:
+            f.write("\n# walbust test fixture: standby\n")
+            f.write(f"unix_socket_directories = '{self.sockdir}'\n")
+            f.write("hot_standby = on\n")
+            f.write("wal_receiver_status_interval = '1s'\n")
+
+    def start(self):
+        if not self._initialized:
+            self._initdb()
+            self._initialized = True  # the primary's roles and database came with the copy
+        super().start()
+
+    def replay_lsn(self):
+        return Lsn.parse(self.query("SELECT pg_last_wal_replay_lsn()::text")[0][0])
+
+    def pause_replay(self):
+        self.execute("SELECT pg_wal_replay_pause()", user=self.SUPERUSER)
+        wait_for(lambda: self.query("SELECT pg_get_wal_replay_pause_state()", user=self.SUPERUSER)[0][0]
+                 == "paused", 10, message="replay paused")
+
+    def resume_replay(self):
+        self.execute("SELECT pg_wal_replay_resume()", user=self.SUPERUSER)
+
+    def wait_replayed(self, lsn, timeout=30.0):
+        lsn = int(lsn)
+        wait_for(lambda: self.replay_lsn() >= lsn, timeout,
+                 message=f"standby replayed {Lsn(lsn)}")
+
+
 def commit_and_get_end_lsn(conn):
     """Commits conn's transaction and returns an LSN >= its commit record's end.
 

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
 #include <random>
 
 namespace walbust {
@@ -203,6 +205,96 @@ TEST(AckTracker, RandomInterleavingsNeverReportUnconfirmedWork) {
           ASSERT_LT(report, commit_lsn) << "seed " << seed << ": reported past unconfirmed ticket " << ticket;
         }
       }
+    }
+  }
+}
+
+
+// With read replicas a transaction waits for its repeated deletes as well.
+
+TEST(AckTrackerWithReplicas, ACommitWaitsForTheRepeatedDeletesOfEveryTarget) {
+  AckTracker t(2, /*after_replay=*/true);
+  t.start_from(100);
+  t.begin();
+  const auto ticket = t.commit(200);
+  t.confirm(0, ticket);
+  t.confirm(1, ticket);
+  EXPECT_EQ(t.flush_lsn(), 100u);
+  EXPECT_FALSE(t.idle());
+  t.confirm_replayed(0, ticket);
+  EXPECT_EQ(t.flush_lsn(), 100u);
+  t.confirm_replayed(1, ticket);
+  EXPECT_EQ(t.flush_lsn(), 200u);
+  EXPECT_TRUE(t.idle());
+}
+
+TEST(AckTrackerWithReplicas, RepeatedDeletesConfirmedFirstStillWaitForTheFirstDeletes) {
+  AckTracker t(1, true);
+  t.begin();
+  const auto ticket = t.commit(200);
+  t.confirm_replayed(0, ticket);
+  EXPECT_EQ(t.flush_lsn(), 0u);
+  t.confirm(0, ticket);
+  EXPECT_EQ(t.flush_lsn(), 200u);
+}
+
+TEST(AckTrackerWithReplicas, AKeepaliveAfterAWaitingTransactionWaitsForItsRepeat) {
+  AckTracker t(1, true);
+  t.begin();
+  const auto ticket = t.commit(200);
+  t.keepalive(300);
+  t.confirm(0, ticket);
+  EXPECT_EQ(t.flush_lsn(), 0u);
+  t.confirm_replayed(0, ticket);
+  EXPECT_EQ(t.flush_lsn(), 300u);
+}
+
+TEST(AckTrackerWithReplicas, OnlyTheTransactionsWhoseRepeatIsConfirmedAreReported) {
+  AckTracker t(1, true);
+  t.begin();
+  const auto a = t.commit(200);
+  t.begin();
+  const auto b = t.commit(300);
+  t.confirm(0, b);
+  t.confirm_replayed(0, a);
+  EXPECT_EQ(t.flush_lsn(), 200u);
+  EXPECT_EQ(t.pending(), 1u);
+  t.confirm_replayed(0, b);
+  EXPECT_EQ(t.flush_lsn(), 300u);
+  EXPECT_EQ(t.pending(), 0u);
+}
+
+TEST(AckTrackerWithReplicas, ConfirmingARepeatWithoutReplicasIsAnError) {
+  AckTracker t(1);
+  EXPECT_THROW(t.confirm_replayed(0, 1), std::out_of_range);
+  AckTracker r(1, true);
+  EXPECT_THROW(r.confirm_replayed(1, 1), std::out_of_range);
+}
+
+TEST(AckTrackerWithReplicas, RandomConfirmationOrdersNeverReportAnUnrepeatedTransaction) {
+  std::mt19937 rng(7);
+  for (int round = 0; round < 200; ++round) {
+    AckTracker t(2, true);
+    std::vector<std::pair<AckTracker::Ticket, Lsn>> commits;
+    for (int i = 0; i < 20; ++i) {
+      t.begin();
+      const Lsn lsn = 100 + 10 * static_cast<Lsn>(i);
+      commits.emplace_back(t.commit(lsn), lsn);
+    }
+    // Each of the four columns confirms increasing tickets at its own pace.
+    std::array<AckTracker::Ticket, 4> done{};
+    while (std::any_of(done.begin(), done.end(), [](auto d) { return d < 20; })) {
+      const std::size_t col = rng() % 4;
+      if (done[col] >= 20) continue;
+      done[col] = std::min<AckTracker::Ticket>(20, done[col] + 1 + rng() % 3);
+      if (col < 2) {
+        t.confirm(col, done[col]);
+      } else {
+        t.confirm_replayed(col - 2, done[col]);
+      }
+      const auto safe = *std::min_element(done.begin(), done.end());
+      const Lsn expected = safe == 0 ? 0 : commits[safe - 1].second;
+      ASSERT_EQ(t.flush_lsn(), expected);
     }
   }
 }

@@ -34,6 +34,47 @@ class ConfigTest : public ::testing::Test {
   fs::path dir_;
 };
 
+TEST_F(ConfigTest, ReadReplicasAreOptionalAndValidated) {
+  const auto ok = write("r.yaml", R"(postgres: {dsn: "host=db"}
+rules: [rules.d/*.yaml]
+replicas:
+  dsns: ["host=r1 dbname=app", "host=r2 dbname=app"]
+  poll_interval: 5ms
+  grace: 250ms
+  max_wait: 1m
+)");
+  Diagnostics d;
+  auto c = load_config(ok, d);
+  ASSERT_TRUE(c) << d.format();
+  EXPECT_EQ(c->replicas.dsns, (std::vector<std::string>{"host=r1 dbname=app", "host=r2 dbname=app"}));
+  EXPECT_EQ(c->replicas.poll_interval, std::chrono::milliseconds(5));
+  EXPECT_EQ(c->replicas.grace, std::chrono::milliseconds(250));
+  EXPECT_EQ(c->replicas.max_wait, std::chrono::milliseconds(60000));
+
+  const auto none = write("n.yaml", "postgres: {dsn: \"host=db\"}\nrules: [rules.d/*.yaml]\n");
+  c = load_config(none, d);
+  ASSERT_TRUE(c) << d.format();
+  EXPECT_TRUE(c->replicas.dsns.empty());
+  EXPECT_EQ(c->replicas.grace, std::chrono::milliseconds(100));
+  EXPECT_EQ(c->replicas.max_wait, std::chrono::milliseconds(30000));
+
+  const auto bad = write("b.yaml", R"(postgres: {dsn: "host=db"}
+rules: [rules.d/*.yaml]
+replicas:
+  dsns: []
+  poll_intervall: 5ms
+  grace: 2s
+  max_wait: 1s
+)");
+  Diagnostics e;
+  EXPECT_FALSE(load_config(bad, e));
+  const std::string text = e.format();
+  EXPECT_NE(text.find("b.yaml:4:9: error: replicas.dsns must be a non-empty list"), std::string::npos) << text;
+  EXPECT_NE(text.find("b.yaml:5:3: error: unknown key 'poll_intervall' in replicas"), std::string::npos) << text;
+  EXPECT_NE(text.find("b.yaml:7:13: error: replicas.max_wait must be at least replicas.grace"), std::string::npos)
+      << text;
+}
+
 TEST_F(ConfigTest, LoadsEveryOptionAndDefaults) {
   const auto path = write("w.yaml", R"(postgres:
   dsn: "host=db dbname=app user=walbust"

@@ -511,5 +511,23 @@ TEST(DbCheck, PublishOptionListsOperationsInCanonicalOrder) {
   EXPECT_EQ(publish_option(tables), "insert, delete, truncate");
 }
 
+TEST(CheckReplicas, EachReplicaIsReachableInRecoveryAndItsPositionReadable) {
+  std::vector<ReplicaFacts> replicas(4);
+  replicas[0] = ReplicaFacts{"a:5432", true, "", true, true, Lsn{0x1000}};
+  replicas[1] = ReplicaFacts{"b:5432", false, "connection refused", false, false, std::nullopt};
+  replicas[2] = ReplicaFacts{"c:5432", true, "", false, true, std::nullopt};
+  replicas[3] = ReplicaFacts{"d:5432", true, "", true, false, std::nullopt};
+  const auto f = check_replicas(replicas);
+  ASSERT_EQ(f.size(), 4u);
+  EXPECT_TRUE(f[0].ok);
+  EXPECT_EQ(f[0].message, "replica a:5432 is a standby in recovery, replayed up to 0/1000");
+  EXPECT_FALSE(f[1].ok);
+  EXPECT_EQ(f[1].message, "replica b:5432 is unreachable: connection refused");
+  EXPECT_FALSE(f[2].ok);
+  EXPECT_EQ(f[2].message, "replica c:5432 is not in recovery: it is a primary, not a read replica");
+  EXPECT_FALSE(f[3].ok);
+  EXPECT_NE(f[3].fix.find("GRANT EXECUTE ON FUNCTION pg_catalog.pg_last_wal_replay_lsn()"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace walbust

@@ -83,6 +83,24 @@ TEST(DryRunFormat, ProbesAddExistsAndPatternCounts) {
             "    post-pages  delete_pattern  user:1:*  [10000+ keys match, scan stopped at 10000 keys]\n");
 }
 
+TEST(DryRunFormat, WithReadReplicasEachActionSaysWhetherItIsRepeatedAfterReplay) {
+  const RuleSet rules = blog_rules();
+  const Change c = moved_post();
+  std::vector<Action> actions;
+  rules.plan(c, actions);
+  actions[1].after_replay = false;  // as a rule with after_replay: false plans it
+  actions[2].kind = ActionKind::BumpVersion;
+  const std::string line = format_change_json(c, actions, rules, {}, 10000, /*replicas=*/true);
+  EXPECT_NE(line.find(R"("key":"post_detail_7","after_replay":true})"), std::string::npos) << line;
+  EXPECT_NE(line.find(R"("key":"category_posts_4","after_replay":false})"), std::string::npos) << line;
+  EXPECT_NE(line.find(R"("key":"category_posts_3","value":"","after_replay":false})"), std::string::npos) << line;
+  const std::string text = format_change_text(c, actions, rules, {}, 10000, true);
+  EXPECT_NE(text.find("    post-pages  delete  post_detail_7  [again after replay]\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("    post-pages  delete  category_posts_4\n"), std::string::npos) << text;
+  // Without replicas nothing changes.
+  EXPECT_EQ(format_change_json(c, actions, rules, {}, 10000).find("after_replay"), std::string::npos);
+}
+
 TEST(DryRunFormat, UnknownPreviousRowAndNoMatch) {
   const RuleSet rules = blog_rules();
   Change c = moved_post();

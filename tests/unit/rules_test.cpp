@@ -154,6 +154,44 @@ TEST(RulesPlan, IdenticalKeysAreProducedOnce) {
   EXPECT_EQ(actions.size(), 8u);
 }
 
+TEST(RulesPlan, AfterReplayIsOnByDefaultAndARuleOrItsFileMayOptOut) {
+  const RuleSet rules = load_ok(R"(version: 1
+defaults:
+  after_replay: false
+rules:
+  - name: quiet
+    table: blog_post
+    delete: ["post_detail_{id}", "only_quiet"]
+  - name: loud
+    table: blog_post
+    after_replay: true
+    delete: ["post_detail_{id}"]
+)");
+  ChangeBuilder insert(Op::Insert);
+  insert.new_row({{"id", T("8")}});
+  std::vector<Action> actions;
+  rules.plan(insert.change, actions);
+  ASSERT_EQ(actions.size(), 2u);
+  EXPECT_EQ(actions[0].key, "post_detail_8");
+  EXPECT_TRUE(actions[0].after_replay);  // a key two rules produce is repeated when either asks
+  EXPECT_EQ(actions[1].key, "only_quiet");
+  EXPECT_FALSE(actions[1].after_replay);
+  const RuleSet plain = load_ok(kBlogRule);
+  actions.clear();
+  plain.plan(insert.change, actions);
+  EXPECT_TRUE(std::all_of(actions.begin(), actions.end(), [](const Action& a) { return a.after_replay; }));
+}
+
+TEST(RulesLoad, AfterReplayMustBeABoolean) {
+  Diagnostics diags;
+  (void)RuleSet::load({{"r.yaml", "version: 1\nrules:\n  - name: r\n    table: t\n    after_replay: later\n"
+                                  "    delete: [k]\n"}},
+                      diags);
+  ASSERT_EQ(diags.size(), 1u);
+  EXPECT_NE(diags.format().find("r.yaml:5:19: error: 'after_replay' must be true or false"), std::string::npos)
+      << diags.format();
+}
+
 struct UpdateFilterCase {
   std::string name;
   std::string filter;  // YAML line(s) for the rule
