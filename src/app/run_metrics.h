@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -45,6 +46,20 @@ struct TargetMetrics {
   Histogram& commit_to_delete;
   std::atomic<bool> up{false};
   Heartbeat heartbeat;
+
+  // The master in use ("host:port") of a sentinel target, for /healthz; "" otherwise.
+  void set_master(std::string master) {
+    std::lock_guard lock(master_mu_);
+    master_ = std::move(master);
+  }
+  [[nodiscard]] std::string master() const {
+    std::lock_guard lock(master_mu_);
+    return master_;
+  }
+
+ private:
+  mutable std::mutex master_mu_;
+  std::string master_;
 };
 
 class RunMetrics {

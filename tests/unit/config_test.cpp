@@ -98,7 +98,7 @@ logs: {}
             p + ":7:19: error: redis.delete_command must be one of: unlink, del\n" +
             p + ":9:19: error: batch.max_keys must be an integer from 1 to 1000000\n" +
             p + ":10:9: error: configuration.on_gap must be one of: fail, flush_rules, flushdb\n" +
-            p + ":6:3: error: redis url: Redis URL must start with redis:// or unix://\n");
+            p + ":6:3: error: redis url: Redis URL must start with redis://, rediss://, valkey://, valkeys:// or unix://\n");
 }
 
 TEST_F(ConfigTest, InvalidYamlAndMissingFile) {
