@@ -95,8 +95,12 @@ std::string tls_failure_reason(ssl_st* ssl, int ssl_error) {
   }
   if (ssl_error == SSL_ERROR_SYSCALL || ssl_error == SSL_ERROR_ZERO_RETURN) {
     ERR_clear_error();
-    return "the server closed the connection during TLS (a server requiring a client certificate "
-           "does this when none is configured)";
+    // A server that requires a client certificate closes the connection when none came.
+    if (ssl != nullptr && SSL_get_certificate(ssl) == nullptr) {
+      return "the server closed the TLS connection (servers that require a client certificate "
+             "do this, and no cert_file is configured)";
+    }
+    return "the server closed the TLS connection";
   }
   return openssl_errors();
 }

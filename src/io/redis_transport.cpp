@@ -96,15 +96,12 @@ class TlsTransport final : public SocketTransport {
     const int err = SSL_get_error(ssl_, rc);
     if (err == SSL_ERROR_WANT_READ) return Io{0, Want::Read};
     if (err == SSL_ERROR_WANT_WRITE) return Io{0, Want::Write};
-    if (err == SSL_ERROR_ZERO_RETURN) {
-      throw RedisError(RedisErrorClass::Retry, "connection closed by the server");
-    }
     if (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && errno != 0 && errno != ECONNRESET &&
         errno != EPIPE) {
       io_error(what, errno);
     }
     throw RedisError(RedisErrorClass::Retry,
-                     std::string(what) + ": " + tls_failure_reason(nullptr, err));
+                     std::string(what) + ": " + tls_failure_reason(ssl_, err));
   }
 
   ssl_st* ssl_;
