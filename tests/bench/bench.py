@@ -160,8 +160,12 @@ class Bench:
         self.run_counter += 1
         return f"{what}_{self.run_counter}"
 
-    def walbust_config(self, slot, rules, max_keys=DEFAULT_BATCH, metrics_port=None):
+    def walbust_config(self, slot, rules, max_keys=DEFAULT_BATCH, metrics_port=None, tls=False):
         state = tempfile.mkdtemp(prefix="state-", dir=self.work)
+        redis_section = f'url: "{self.rds.url}"'
+        if tls:
+            redis_section = (f'url: "rediss://127.0.0.1:{self.rds.tls_port}/0"\n'
+                             f'  tls: {{ca_file: "{self.rds.tls["ca"]}"}}')
         path = os.path.join(self.work, f"{slot}.yaml")
         listen = f"127.0.0.1:{metrics_port}" if metrics_port else ""
         with open(path, "w") as f:
@@ -172,7 +176,7 @@ class Bench:
   create_slot: false
   status_interval: 1s
 redis:
-  url: "{self.rds.url}"
+  {redis_section}
 rules: ["{rules}"]
 batch: {{max_keys: {max_keys}}}
 state_dir: "{state}"
@@ -195,8 +199,9 @@ log: {{level: info}}
                    "--slot", slot, "--publication", workload.PUBLICATION, "--redis-url", self.rds.url]
             if endpos:
                 cmd += ["--endpos", endpos]
-        elif contender == "walbust":
-            cfg = self.walbust_config(slot, rules or os.path.join(REPO, "rules", "blog.yaml"), max_keys, metrics_port)
+        elif contender in ("walbust", "walbust_tls"):
+            cfg = self.walbust_config(slot, rules or os.path.join(REPO, "rules", "blog.yaml"), max_keys, metrics_port,
+                                      tls=contender == "walbust_tls")
             cmd = [self.walbust, "run", "-c", cfg]
             if endpos:
                 cmd += ["--endpos", endpos]
@@ -282,7 +287,8 @@ log: {{level: info}}
         runs = []
         for rep in range(self.sizes["repeat"]):
             log(f"backlog comparison, run {rep + 1}/{self.sizes['repeat']}")
-            for contender in ("pg_recvlogical", "naive", "walbust"):
+            # walbust_tls: the same walbust over rediss:// to the same Redis (its TLS port).
+            for contender in ("pg_recvlogical", "naive", "walbust", "walbust_tls"):
                 res = self.measured_run(contender, "backlog_src", self.backlog_endpos, self.backlog_changes,
                                         workload.KEYS_PER_CHANGE)
                 res["run"] = rep + 1
@@ -493,7 +499,7 @@ log: {{level: info}}
 def summarize_runs(runs):
     """Median and spread per contender over the repetitions."""
     out = {}
-    for contender in ("pg_recvlogical", "naive", "walbust"):
+    for contender in ("pg_recvlogical", "naive", "walbust", "walbust_tls"):
         rs = [r for r in runs if r["contender"] == contender and r["exit_code"] == 0]
         if not rs:
             continue
@@ -518,6 +524,9 @@ def summarize_runs(runs):
         for other in ("pg_recvlogical", "naive"):
             if other in out:
                 out[f"walbust/{other}"] = w / out[other]["wall_s"]
+        if "walbust_tls" in out:
+            out["walbust_tls/walbust"] = out["walbust_tls"]["wall_s"] / w
+            out["walbust_tls/walbust_cpu"] = out["walbust_tls"]["cpu_s"] / out["walbust"]["cpu_s"]
     return out
 
 

@@ -121,19 +121,44 @@ class Postgres:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def make_tls_certificates(directory):
+    """A CA and a server certificate for 127.0.0.1 made with openssl: {ca, cert, key}."""
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True, timeout=60)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+            "-days", "2", "-subj", "/CN=walbust bench CA")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+            "-subj", "/CN=127.0.0.1")
+    with open(os.path.join(directory, "san.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "server.crt", "-days", "2", "-extfile", "san.ext")
+    for key in ("ca.key", "server.key"):
+        os.chmod(os.path.join(directory, key), 0o600)
+    return {k: os.path.join(directory, f) for k, f in
+            (("ca", "ca.crt"), ("cert", "server.crt"), ("key", "server.key"))}
+
+
 class Redis:
-    """A Redis server without persistence, so deletes cost only what they cost in memory."""
+    """A Redis server without persistence, so deletes cost only what they cost in memory.
+    It also listens for TLS on `tls_port` (no client certificate required), so a TLS and
+    a plain contender measure against the same server process."""
 
     def __init__(self):
         self.port = free_port()
+        self.tls_port = free_port()
         self.dir = tempfile.mkdtemp(prefix="walbust-bench-redis-")
+        self.tls = None
         self.proc = None
 
     def start(self):
+        self.tls = make_tls_certificates(self.dir)
         log = open(os.path.join(self.dir, "redis.log"), "ab")
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir],
+             "--appendonly", "no", "--dir", self.dir, "--tls-port", str(self.tls_port),
+             "--tls-cert-file", self.tls["cert"], "--tls-key-file", self.tls["key"],
+             "--tls-ca-cert-file", self.tls["ca"], "--tls-auth-clients", "no"],
             stdout=log, stderr=log, start_new_session=True)
         log.close()
         _wait_for_port(self.port, self.proc, "redis-server")
