@@ -33,7 +33,20 @@ TargetMetrics::TargetMetrics(MetricsRegistry& r, const std::string& target)
                              {1, 4, 16, 64, 256, 1024, 4096, 16384, 65536}, {{"target", target}})),
       commit_to_delete(r.histogram("walbust_commit_to_delete_seconds",
                                    "Time from a transaction's commit in PostgreSQL to Redis confirming its deletes",
-                                   latency_buckets(), {{"target", target}})) {}
+                                   latency_buckets(), {{"target", target}})),
+      registry_(r) {}
+
+void TargetMetrics::set_master(const std::string& master) {
+  std::lock_guard lock(master_mu_);
+  if (master == master_) return;  // the common case: one comparison per batch
+  if (master_gauge_ != nullptr) master_gauge_->set(0);
+  master_ = master;
+  master_gauge_ = nullptr;
+  if (master.empty()) return;
+  master_gauge_ = &registry_.gauge("walbust_redis_master", "The master a sentinel target writes to (1: in use)",
+                                   {{"target", name}, {"master", master}});
+  master_gauge_->set(1);
+}
 
 RunMetrics::RunMetrics(const std::vector<std::string>& target_names)
     : transactions(registry.counter("walbust_transactions_total", "Committed transactions read from the slot")),

@@ -47,19 +47,19 @@ struct TargetMetrics {
   std::atomic<bool> up{false};
   Heartbeat heartbeat;
 
-  // The master in use ("host:port") of a sentinel target, for /healthz; "" otherwise.
-  void set_master(std::string master) {
-    std::lock_guard lock(master_mu_);
-    master_ = std::move(master);
-  }
+  // The master in use ("host:port") of a sentinel target, for /healthz and
+  // walbust_redis_master{target,master} (1 for the one in use, 0 for earlier ones).
+  void set_master(const std::string& master);
   [[nodiscard]] std::string master() const {
     std::lock_guard lock(master_mu_);
     return master_;
   }
 
  private:
+  MetricsRegistry& registry_;
   mutable std::mutex master_mu_;
   std::string master_;
+  Gauge* master_gauge_ = nullptr;
 };
 
 class RunMetrics {

@@ -9,6 +9,7 @@ The killed master, restarted on its port, comes back as a replica, after which W
 satisfied again and walbust acknowledges again.
 """
 
+import re
 import time
 import unittest
 
@@ -27,6 +28,24 @@ class ReplicatedKeyPool(KeyPool):
                  message="the replica to acknowledge the generated keys")
 
 
+class NamedMasterClient:
+    """set/exists on the master the sentinels name at each call. A pooled client may still
+    write to a master being demoted, whose data the resync then replaces: a marker SET
+    there vanishes without walbust, and Walbust.sync() would return too early."""
+
+    def __init__(self, group):
+        self.group = group
+
+    def set(self, key, value):
+        return self.group.current_master().client().set(key, value)
+
+    def exists(self, key):
+        return self.group.current_master().client().exists(key)
+
+    def close(self):
+        pass
+
+
 class SentinelRedis:
     """What the Walbust driver needs from a Redis (url, client) for a sentinel target."""
 
@@ -35,7 +54,7 @@ class SentinelRedis:
         self.url = ""
 
     def client(self, **kwargs):
-        return self.group.client(**kwargs)
+        return NamedMasterClient(self.group)
 
 
 class SentinelFailoverTest(FaultCase):
@@ -94,7 +113,8 @@ class SentinelFailoverTest(FaultCase):
         w, old = self.run_failover("sentinel-kill9", 7101, fault)
         wait_for(lambda: old.client().info("replication")["role"] == "slave", timeout=60 * SLOW,
                  message="the old master to come back as a replica")
-        self.assertRegex(w.log(), r"replicas acknowledged the batch|sentinels|no master|lost the Redis")
+        masters = set(re.findall(r"master is (127\.0\.0\.1:\d+)", w.log()))
+        self.assertEqual(len(masters), 2, f"the log names the old and the new master: {masters}")
 
     def test_sentinel_failover_mid_stream_loses_no_invalidation(self):
         def fault(old):

@@ -98,6 +98,43 @@ class TlsEndToEnd(TlsCase):
         self.assertEqual(ALL_KEYS - existing_keys(r, ALL_KEYS), keys & ALL_KEYS)
 
 
+class ClusterRedis:
+    """What the Walbust driver needs from a Redis (url, client) for a cluster target."""
+
+    url = ""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+
+    def client(self, **kwargs):
+        return self.cluster.client(**kwargs)
+
+
+class TlsCluster(TlsCase):
+    def test_a_tls_cluster_gets_exactly_the_expected_deletes_on_every_master(self):
+        # Three masters with --tls-cluster yes; each node's certificate is checked against
+        # the address CLUSTER SLOTS gives for it.
+        from cluster_fixtures import RedisCluster
+
+        cluster = RedisCluster(masters=3, replicas=0, tls=self.certs)
+        self.addCleanup(cluster.close)
+        target = {"cluster": True, "nodes": cluster.seeds[:1], "tls": self.certs.client_tls()}
+        w = Walbust(self.pg, ClusterRedis(cluster), rules=[blog_rules_path(self.pg.tmp)], slot="tls_cluster",
+                    config={"redis": fixtures.DELETE, "targets": {"cache": target}})
+        self.addCleanup(fixtures.finish_walbust, self, w, 10 * SLOW)
+        w.start()
+        w.wait_streaming(timeout=30 * SLOW)
+        cluster.set_keys(ALL_KEYS)
+        expected = set()
+        for first in (20, 26, 32):
+            keys, _ = self.change_posts(range(first, first + 3))
+            expected |= keys
+        w.sync(timeout=60 * SLOW)
+        self.assertGreater(len(expected), 10)
+        self.assertEqual(ALL_KEYS - cluster.existing(ALL_KEYS), expected & ALL_KEYS)
+        self.assertNotIn("retrying with backoff", w.log())
+
+
 class TlsFailures(TlsCase):
     def assert_refused_then_fixed(self, slot, reason, redis, tls, fix):
         """Starts walbust with a configuration the handshake refuses; checks the log line,
