@@ -54,6 +54,7 @@ class ClusterRouter final : public RedisRouter {
  private:
   struct Route;
   struct NodePlan;
+  struct Settlement;
   RedisClient& client(const ClusterNode& node);
   void refresh_slots();
   void ensure_map();
@@ -61,6 +62,10 @@ class ClusterRouter final : public RedisRouter {
                                        const std::vector<std::size_t>& pending,
                                        std::string_view delete_verb);
   void transmit(std::map<std::string, NodePlan>& plans, RouterCounts& counts);
+  // Follows one error reply of a command holding `cmd_ops` (MOVED, ASK, TRYAGAIN, READONLY).
+  void redirect(const NodePlan& plan, const RedisReply& reply,
+                const std::vector<std::size_t>& cmd_ops, std::vector<Route>& routes,
+                Settlement& out);
   // Reads the replies; returns the ops to send again (redirected).
   std::vector<std::size_t> settle(std::map<std::string, NodePlan>& plans, std::vector<RedisOp>& ops,
                                   std::vector<Route>& routes, RouterCounts& counts, int round);

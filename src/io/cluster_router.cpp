@@ -273,16 +273,65 @@ void ClusterRouter::transmit(std::map<std::string, NodePlan>& plans, RouterCount
   }
 }
 
+// What one round's error replies ask for.
+struct ClusterRouter::Settlement {
+  std::vector<std::size_t> next;  // ops to send again
+  std::vector<Redirection> moved;
+  std::string retry_error;  // the first error that needs a backoff
+  bool try_again = false;
+  std::size_t asks = 0;
+  std::size_t try_agains = 0;
+};
+
+void ClusterRouter::redirect(const NodePlan& plan, const RedisReply& r,
+                             const std::vector<std::size_t>& cmd_ops, std::vector<Route>& routes,
+                             Settlement& out) {
+  const RedisErrorClass kind = classify_redis_error(r.str);
+  if (kind == RedisErrorClass::Moved || kind == RedisErrorClass::Ask) {
+    auto redirection = parse_redirection(r.str);
+    if (!redirection)
+      throw RedisError(RedisErrorClass::Retry, "cluster: cannot parse '" + r.str + "'");
+    if (redirection->node.host.empty()) redirection->node.host = plan.node.host;
+    for (const std::size_t i : cmd_ops) {
+      routes[i].ask.reset();
+      if (kind == RedisErrorClass::Ask) {
+        // The slot is migrating and this key is not on the source any more.
+        routes[i].ask = redirection->node;
+        routes[i].single = true;
+      }
+      out.next.push_back(i);
+    }
+    if (kind == RedisErrorClass::Moved) {
+      out.moved.push_back(*redirection);
+    } else {
+      ++out.asks;
+    }
+  } else if (starts_with(r.str, "TRYAGAIN")) {
+    // A multi-key command in a migrating slot whose keys are split between the two
+    // nodes: one key per command never gets TRYAGAIN, it is served or redirected.
+    for (const std::size_t i : cmd_ops) {
+      routes[i].single = true;
+      out.next.push_back(i);
+    }
+    if (cmd_ops.size() == 1) out.try_again = true;
+    ++out.try_agains;
+  } else if (starts_with(r.str, "READONLY")) {
+    // A former master that became a replica: the map is stale.
+    for (const std::size_t i : cmd_ops) {
+      routes[i].ask.reset();
+      out.next.push_back(i);
+    }
+    out.moved.push_back(Redirection{Redirection::Kind::Moved, routes[cmd_ops.front()].slot, {}});
+  } else if (out.retry_error.empty()) {
+    out.retry_error = "cluster node " + plan.node.name() + ": " + r.str;
+  }
+}
+
 std::vector<std::size_t> ClusterRouter::settle(std::map<std::string, NodePlan>& plans,
                                                std::vector<RedisOp>& ops,
                                                std::vector<Route>& routes, RouterCounts& counts,
                                                int round) {
-  std::vector<std::size_t> next;
-  std::vector<Redirection> moved;
-  std::string retry_error;
-  bool try_again = false;
-  std::size_t asks = 0;
-  std::size_t try_agains = 0;
+  Settlement out;
   for (auto& [name, plan] : plans) {
     for (std::size_t c = 0; c < plan.commands.size(); ++c) {
       const RedisReply& r = plan.replies[c];
@@ -293,70 +342,33 @@ std::vector<std::size_t> ClusterRouter::settle(std::map<std::string, NodePlan>& 
         if (ops[cmd_ops.front()].kind == RedisOp::Kind::Delete) counts.existed += r.integer;
         continue;
       }
-      const RedisErrorClass kind = classify_redis_error(r.str);
-      if (kind == RedisErrorClass::Fatal)
-        throw RedisError(kind, "cluster node " + plan.node.name() + ": " + r.str);
-      if (cmd_ops.empty()) continue;  // ASKING itself failed: the paired command reports it too
-      if (kind == RedisErrorClass::Moved || kind == RedisErrorClass::Ask) {
-        auto redirection = parse_redirection(r.str);
-        if (!redirection)
-          throw RedisError(RedisErrorClass::Retry, "cluster: cannot parse '" + r.str + "'");
-        if (redirection->node.host.empty()) redirection->node.host = plan.node.host;
-        for (const std::size_t i : cmd_ops) {
-          routes[i].ask.reset();
-          if (kind == RedisErrorClass::Ask) {
-            // The slot is migrating and this key is not on the source any more.
-            routes[i].ask = redirection->node;
-            routes[i].single = true;
-          }
-          next.push_back(i);
-        }
-        if (kind == RedisErrorClass::Moved) {
-          moved.push_back(*redirection);
-        } else {
-          ++asks;
-        }
-      } else if (starts_with(r.str, "TRYAGAIN")) {
-        // A multi-key command in a migrating slot whose keys are split between the two
-        // nodes: one key per command never gets TRYAGAIN, it is served or redirected.
-        for (const std::size_t i : cmd_ops) {
-          routes[i].single = true;
-          next.push_back(i);
-        }
-        if (cmd_ops.size() == 1) try_again = true;
-        ++try_agains;
-      } else if (starts_with(r.str, "READONLY")) {
-        // A former master that became a replica: the map is stale.
-        for (const std::size_t i : cmd_ops) {
-          routes[i].ask.reset();
-          next.push_back(i);
-        }
-        moved.push_back(Redirection{Redirection::Kind::Moved, routes[cmd_ops.front()].slot, {}});
-      } else if (retry_error.empty()) {
-        retry_error = "cluster node " + plan.node.name() + ": " + r.str;
+      if (classify_redis_error(r.str) == RedisErrorClass::Fatal) {
+        throw RedisError(RedisErrorClass::Fatal, "cluster node " + plan.node.name() + ": " + r.str);
       }
+      if (cmd_ops.empty()) continue;  // ASKING itself failed: the paired command reports it too
+      redirect(plan, r, cmd_ops, routes, out);
     }
   }
   // CLUSTERDOWN, LOADING, MASTERDOWN...: back off and resend the batch.
-  if (!retry_error.empty()) throw RedisError(RedisErrorClass::Retry, retry_error);
-  if (!next.empty()) {
+  if (!out.retry_error.empty()) throw RedisError(RedisErrorClass::Retry, out.retry_error);
+  if (!out.next.empty()) {
     spdlog::debug("redis {}: {} MOVED, {} ASK, {} TRYAGAIN; resending {} keys", describe(),
-                  moved.size(), asks, try_agains, next.size());
+                  out.moved.size(), out.asks, out.try_agains, out.next.size());
   }
-  if (!moved.empty()) {
+  if (!out.moved.empty()) {
     // The redirections are the freshest news; the reloaded map completes them.
     try {
       refresh_slots();
     } catch (const RedisError& e) {
       if (e.fatal()) throw;
     }
-    for (const auto& m : moved) {
+    for (const auto& m : out.moved) {
       if (!m.node.host.empty()) map_.assign(m.slot, m.node);
     }
   }
-  if (try_again) std::this_thread::sleep_for(std::chrono::milliseconds(10 << round));
-  std::sort(next.begin(), next.end());
-  return next;
+  if (out.try_again) std::this_thread::sleep_for(std::chrono::milliseconds(10 << round));
+  std::sort(out.next.begin(), out.next.end());
+  return out.next;
 }
 
 void ClusterRouter::execute(std::vector<RedisOp>& ops, std::string_view delete_verb,
