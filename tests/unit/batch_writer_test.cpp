@@ -18,16 +18,18 @@ namespace {
 struct FakeNode {
   std::set<std::string> keys;
   std::string role = "master";
-  int replicas = 0;                   // what WAIT reports
-  std::string named_master;           // for a sentinel: "host:port", "" for nil
-  std::string error;                  // when set, every data command gets this error
-  bool down = false;                  // connections are refused
-  std::vector<std::string> log;       // commands received, arguments joined by spaces
+  int replicas = 0;              // what WAIT reports
+  std::string named_master;      // for a sentinel: "host:port", "" for nil
+  std::string error;             // when set, every data command gets this error
+  bool down = false;             // connections are refused
+  std::vector<std::string> log;  // commands received, arguments joined by spaces
 };
 
 using Cluster = std::map<std::string, FakeNode>;  // by "host:port"
 
-std::string bulk(const std::string& s) { return "$" + std::to_string(s.size()) + "\r\n" + s + "\r\n"; }
+std::string bulk(const std::string& s) {
+  return "$" + std::to_string(s.size()) + "\r\n" + s + "\r\n";
+}
 
 std::string reply_for(FakeNode& n, const std::vector<std::string>& argv) {
   const std::string& cmd = argv[0];
@@ -37,13 +39,15 @@ std::string reply_for(FakeNode& n, const std::vector<std::string>& argv) {
   if (cmd == "SENTINEL") {
     if (n.named_master.empty()) return "*-1\r\n";
     const auto colon = n.named_master.rfind(':');
-    return "*2\r\n" + bulk(n.named_master.substr(0, colon)) + bulk(n.named_master.substr(colon + 1));
+    return "*2\r\n" + bulk(n.named_master.substr(0, colon)) +
+           bulk(n.named_master.substr(colon + 1));
   }
   if (cmd == "WAIT") return ":" + std::to_string(n.replicas) + "\r\n";
   if (!n.error.empty()) return "-" + n.error + "\r\n";
   if (cmd == "UNLINK" || cmd == "DEL") {
     long long removed = 0;
-    for (std::size_t i = 1; i < argv.size(); ++i) removed += static_cast<long long>(n.keys.erase(argv[i]));
+    for (std::size_t i = 1; i < argv.size(); ++i)
+      removed += static_cast<long long>(n.keys.erase(argv[i]));
     return ":" + std::to_string(removed) + "\r\n";
   }
   if (cmd == "SET") {
@@ -158,7 +162,8 @@ std::vector<std::string> data_commands(const FakeNode& n) {
 class SingleServer : public ::testing::Test {
  protected:
   BatchWriter writer(const std::string& verb = "unlink", RedisWaitSettings wait = {}) {
-    return BatchWriter(std::make_unique<SingleRouter>(endpoint("r", 6379), fake_options(nodes)), verb, wait);
+    return BatchWriter(std::make_unique<SingleRouter>(endpoint("r", 6379), fake_options(nodes)),
+                       verb, wait);
   }
   FakeNode& node() { return nodes["r:6379"]; }
   Cluster nodes;
@@ -167,11 +172,13 @@ class SingleServer : public ::testing::Test {
 TEST_F(SingleServer, DeletesAreDeduplicatedAndASetKeepsItsPlace) {
   node().keys = {"a", "b", "c"};
   auto w = writer();
-  const std::vector<Action> actions = {make(ActionKind::Delete, "a"), make(ActionKind::Delete, "b"),
-                                       make(ActionKind::Delete, "a"), make(ActionKind::BumpVersion, "v", "42"),
-                                       make(ActionKind::Delete, "c"), make(ActionKind::Delete, "b")};
+  const std::vector<Action> actions = {
+      make(ActionKind::Delete, "a"), make(ActionKind::Delete, "b"),
+      make(ActionKind::Delete, "a"), make(ActionKind::BumpVersion, "v", "42"),
+      make(ActionKind::Delete, "c"), make(ActionKind::Delete, "b")};
   const BatchResult r = w.apply(pointers(actions));
-  EXPECT_EQ(data_commands(node()), (std::vector<std::string>{"UNLINK a b", "SET v 42", "UNLINK c"}));
+  EXPECT_EQ(data_commands(node()),
+            (std::vector<std::string>{"UNLINK a b", "SET v 42", "UNLINK c"}));
   EXPECT_EQ(r.keys, 3u);
   EXPECT_EQ(r.existed, 3);
   EXPECT_EQ(r.commands, 3u);
@@ -187,7 +194,8 @@ TEST_F(SingleServer, TheDeleteCommandIsConfigurable) {
 TEST_F(SingleServer, LongBatchesAreSplitIntoCommandsOf256Keys) {
   auto w = writer();
   std::vector<Action> actions;
-  for (int i = 0; i < 600; ++i) actions.push_back(make(ActionKind::Delete, "k" + std::to_string(i)));
+  for (int i = 0; i < 600; ++i)
+    actions.push_back(make(ActionKind::Delete, "k" + std::to_string(i)));
   const BatchResult r = w.apply(pointers(actions));
   EXPECT_EQ(r.commands, 3u);
   EXPECT_EQ(r.keys, 600u);
@@ -196,11 +204,13 @@ TEST_F(SingleServer, LongBatchesAreSplitIntoCommandsOf256Keys) {
 TEST_F(SingleServer, APatternIsScannedWhereItStandsAndOncePerBatch) {
   node().keys = {"a", "p:1", "p:2", "q"};
   auto w = writer();
-  const std::vector<Action> actions = {make(ActionKind::Delete, "a"), make(ActionKind::DeletePattern, "p:*"),
-                                       make(ActionKind::Delete, "q"), make(ActionKind::DeletePattern, "p:*")};
+  const std::vector<Action> actions = {
+      make(ActionKind::Delete, "a"), make(ActionKind::DeletePattern, "p:*"),
+      make(ActionKind::Delete, "q"), make(ActionKind::DeletePattern, "p:*")};
   const BatchResult r = w.apply(pointers(actions));
-  EXPECT_EQ(data_commands(node()), (std::vector<std::string>{"UNLINK a", "SCAN 0 MATCH p:* COUNT 1000",
-                                                             "UNLINK p:1 p:2", "UNLINK q"}));
+  EXPECT_EQ(data_commands(node()),
+            (std::vector<std::string>{"UNLINK a", "SCAN 0 MATCH p:* COUNT 1000", "UNLINK p:1 p:2",
+                                      "UNLINK q"}));
   EXPECT_EQ(r.patterns, 1u);
   EXPECT_EQ(r.existed, 4);
   EXPECT_TRUE(node().keys.empty());
@@ -311,9 +321,26 @@ TEST_F(Sentinels, NoSentinelNamingAMasterIsRetried) {
   }
 }
 
+TEST_F(Sentinels, SentinelsAndDataNodesEachGetTheirOwnPassword) {
+  nodes["s1:26379"].named_master = "m1:6379";
+  RedisConnectionOptions sentinel_options = fake_options(nodes);
+  sentinel_options.password = "sentinel secret";
+  RedisConnectionOptions data_options = fake_options(nodes);
+  data_options.password = "data secret";
+  RedisEndpoint data;
+  data.db = 3;
+  SentinelRouter router("mymaster", {{"s1", 26379}}, sentinel_options, data, data_options);
+  router.connect();
+  EXPECT_EQ(nodes["s1:26379"].log.front(), "AUTH sentinel secret");
+  EXPECT_EQ(nodes["m1:6379"].log[0], "AUTH data secret");
+  EXPECT_EQ(nodes["m1:6379"].log[1], "SELECT 3");
+}
+
 TEST(OpPipeline, ConsecutiveDeletesShareACommandUntilASetOrExists) {
-  std::vector<RedisOp> ops = {{RedisOp::Kind::Delete, "a"}, {RedisOp::Kind::Delete, "b"},
-                              {RedisOp::Kind::Set, "v", "1"}, {RedisOp::Kind::Delete, "c"},
+  std::vector<RedisOp> ops = {{RedisOp::Kind::Delete, "a"},
+                              {RedisOp::Kind::Delete, "b"},
+                              {RedisOp::Kind::Set, "v", "1"},
+                              {RedisOp::Kind::Delete, "c"},
                               {RedisOp::Kind::Exists, "d"}};
   const OpPipeline p = plan_pipeline(ops, "DEL");
   ASSERT_EQ(p.commands.size(), 4u);
