@@ -8,6 +8,7 @@
 
 #include "walbust/diagnostics.h"
 #include "walbust/logging.h"
+#include "walbust/redis_tls.h"
 #include "walbust/redis_url.h"
 #include "walbust/rules.h"
 
@@ -22,14 +23,31 @@ struct PostgresSettings {
   std::chrono::milliseconds status_interval{10000};
 };
 
+// wait: a batch counts as confirmed only once WAIT reports `replicas` replicas have it.
+struct RedisWaitSettings {
+  int replicas = 0;  // 0: no WAIT
+  std::chrono::milliseconds timeout{100};
+};
+
+// sentinel: the master is found through these sentinels.
+struct SentinelSettings {
+  std::string master;              // the name the sentinels monitor; empty: no sentinel
+  std::vector<std::string> nodes;  // host:port, asked in this order
+  std::string password_file;       // the sentinels' own password
+};
+
 struct RedisSettings {
   std::string url = "redis://127.0.0.1:6379/0";
-  RedisEndpoint endpoint;     // parsed from url
-  std::string password_file;  // resolved like PostgresSettings::password_file
+  RedisEndpoint endpoint;                 // parsed from url
+  std::string password_file;              // resolved like PostgresSettings::password_file
   std::string delete_command = "unlink";  // unlink | del
   std::chrono::milliseconds timeout{2000};
-  bool cluster = false;             // Redis Cluster: keys routed by hash slot (SPEC §8)
-  std::vector<std::string> nodes;   // cluster seed nodes, host:port
+  bool cluster = false;            // Redis Cluster: keys routed by hash slot (SPEC §8)
+  std::vector<std::string> nodes;  // cluster seed nodes, host:port
+  RedisTlsSettings tls;            // enabled by rediss:// / valkeys:// or a tls: section
+  RedisWaitSettings wait;
+  SentinelSettings sentinel;  // used when sentinel.master is set
+  int db = 0;                 // the database of a sentinel target (others: in the url)
 };
 
 struct RedisTarget {
@@ -58,7 +76,7 @@ struct Config {
   std::vector<RedisTarget> targets;
   std::vector<std::string> rules;  // patterns as written
   BatchSettings batch;
-  std::string state_dir;  // resolved: explicit, else $STATE_DIRECTORY, else "."
+  std::string state_dir;        // resolved: explicit, else $STATE_DIRECTORY, else "."
   std::string on_gap = "fail";  // fail | flush_rules | flushdb
   std::string metrics_listen = "127.0.0.1:9650";
   LogSettings log;
@@ -85,7 +103,8 @@ struct Config {
 void check_rule_targets(const Config& config, const RuleSet& rules, Diagnostics& diags);
 
 // Reads a whole file; nullopt with a diagnostic when it cannot be read.
-[[nodiscard]] std::optional<std::string> read_text_file(const std::string& path, Diagnostics& diags);
+[[nodiscard]] std::optional<std::string> read_text_file(const std::string& path,
+                                                        Diagnostics& diags);
 
 // Reads a password file (trailing newline removed). Empty path: no password. Throws
 // std::runtime_error with the path (never the content) when it cannot be read.

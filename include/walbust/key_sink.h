@@ -1,6 +1,7 @@
 #pragma once
-// What the pipeline needs from one Redis target, whatever its topology: a single server
-// (RedisSink) or a Redis Cluster. Every method throws RedisError (Retry or Fatal).
+// What the pipeline needs from one Redis target, whatever its topology: a single server,
+// a Redis Cluster or a Sentinel-managed master, over TCP, TLS or a unix socket (one
+// BatchWriter over a RedisRouter). Every method throws RedisError (Retry or Fatal).
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -11,6 +12,7 @@
 namespace walbust {
 
 struct RedisSettings;
+class RedisClient;
 
 // One invalidation event Redis confirmed.
 struct EventResult {
@@ -27,11 +29,6 @@ struct BatchResult {
   std::vector<EventResult> events;
 };
 
-// Publish actions, the same for every topology: the command (PUBLISH or XADD, see
-// events.h) and what its reply means. `integer_reply` is PUBLISH's subscriber count.
-[[nodiscard]] std::vector<std::string> publish_command(const Action& action);
-void note_event_reply(const Action& action, long long integer_reply, BatchResult& result);
-
 class KeySink {
  public:
   virtual ~KeySink() = default;
@@ -39,8 +36,10 @@ class KeySink {
   virtual void connect() = 0;
   virtual void close() = 0;
   [[nodiscard]] virtual bool connected() const = 0;
-  // "127.0.0.1:6379/0", or the cluster's seed nodes: never a password.
+  // "127.0.0.1:6379/0", the cluster's seed nodes, "sentinel NAME": never a password.
   [[nodiscard]] virtual std::string describe() const = 0;
+  // The master in use ("host:port") for a sentinel target, for health and metrics; "".
+  [[nodiscard]] virtual std::string current_master() const { return ""; }
 
   // Deletes keys (deduplicated), sets version keys, expands patterns (SCAN + delete) and
   // sends events after the deletes before them. Either everything was confirmed by Redis
@@ -55,9 +54,16 @@ class KeySink {
                                                    bool& truncated) = 0;
   // FLUSHDB on every node (on_gap: flushdb).
   virtual void flush_database() = 0;
+  // A connection to every master holding the target's data (the server, each cluster
+  // master, the master the sentinels name), for commands of one's own such as SCAN.
+  // Connects first when needed; the sink keeps ownership.
+  [[nodiscard]] virtual std::vector<RedisClient*> masters() = 0;
 };
 
-// The sink for a target's settings: RedisSink, or a cluster sink when settings.cluster.
-[[nodiscard]] std::unique_ptr<KeySink> make_key_sink(const RedisSettings& settings, const std::string& password);
+// The sink for a target's settings: a BatchWriter over the router its topology needs,
+// with TLS as configured. Never throws: a TLS or password file that cannot be used makes
+// connect() throw RedisError(Fatal) instead.
+[[nodiscard]] std::unique_ptr<KeySink> make_key_sink(const RedisSettings& settings,
+                                                     const std::string& password);
 
 }  // namespace walbust

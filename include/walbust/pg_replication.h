@@ -70,6 +70,8 @@ class PgReplicationConnection {
   [[nodiscard]] bool connected() const { return conn_ != nullptr; }
   // The connection's socket, or -1 (for shutdown(2) from another thread).
   [[nodiscard]] int socket() const;
+  // "TLSv1.3, TLS_AES_256_GCM_SHA384" when libpq negotiated TLS (the DSN's sslmode), else "".
+  [[nodiscard]] std::string encryption() const;
 
   [[nodiscard]] SystemIdentity identify_system();
   [[nodiscard]] std::optional<SlotInfo> slot_info(const std::string& slot);

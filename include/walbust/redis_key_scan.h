@@ -1,9 +1,9 @@
 #pragma once
 // Reads a Redis target's keys for `walbust audit`, read-only: SCAN with COUNT 1000 on each
-// master (a single server, or every master of a cluster from CLUSTER SLOTS), and the TTL
-// of each page's keys with PTTL in one pipeline. No other command is sent, ever: audits
-// run against production caches. All Redis I/O of audit is here, so it moves to another
-// connection layer in one place.
+// master (the server, every master of a cluster, the master the sentinels name; over TCP,
+// TLS or a unix socket, through the target's KeySink) and the TTL of each page's keys with
+// PTTL in one pipeline. No other command is sent, ever: audits run against production
+// caches.
 #include <cstddef>
 #include <memory>
 #include <optional>
@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "walbust/config.h"
+#include "walbust/key_sink.h"
 #include "walbust/redis_client.h"
 
 namespace walbust {
@@ -25,7 +26,8 @@ class RedisKeyScan {
   RedisKeyScan(const RedisSettings& settings, std::string password);
   ~RedisKeyScan();
 
-  // Connects to the server, or reads the masters of a cluster. Throws RedisError.
+  // Connects to the target's masters (discovering a cluster's or a sentinel's). Throws
+  // RedisError.
   void connect();
   // "127.0.0.1:6379/0", or "cluster a:1,b:2 (3 masters)": never a password.
   [[nodiscard]] std::string describe() const;
@@ -39,17 +41,15 @@ class RedisKeyScan {
 
  private:
   struct Master {
-    std::unique_ptr<RedisClient> client;
+    RedisClient* client = nullptr;  // owned by sink_
     std::string cursor = "0";
     bool done = false;
     // The reply to the SCAN sent with the previous page's PTTLs: one round trip a page.
     std::optional<RedisReply> prefetched;
   };
   static void check_scan(const RedisReply& reply, const Master& master);
-  void read_cluster_masters();
 
-  RedisSettings settings_;
-  std::string password_;
+  std::unique_ptr<KeySink> sink_;
   std::vector<Master> masters_;
   std::size_t turn_ = 0;
 };

@@ -31,10 +31,10 @@ struct Action {
                            // the channel or stream (Publish)
   std::string value;       // BumpVersion: the commit LSN as a decimal integer
   std::uint32_t redelete_after_ms = 0;  // 0: no second delete
-  // Publish: the event; shared, so every target's copy of the action costs a pointer.
-  std::shared_ptr<const PublishEvent> event;
   // Repeated once read replicas replayed the transaction (unless the rule opted out).
   bool after_replay = true;
+  // Publish: the event; shared, so every target's copy of the action costs a pointer.
+  std::shared_ptr<const PublishEvent> event;
 
   friend bool operator==(const Action&, const Action&) = default;
 };

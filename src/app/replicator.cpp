@@ -150,8 +150,11 @@ std::pair<bool, std::string> Replicator::health() const {
   for (std::size_t i = 0; i < metrics_.targets.size(); ++i) {
     const auto& t = *metrics_.targets[i];
     const auto& s = config_.targets[i].settings;
-    std::string where = s.cluster ? "cluster" : s.endpoint.describe();
+    std::string where = s.cluster ? "cluster"
+                        : s.sentinel.master.empty() ? s.endpoint.describe()
+                                                    : "sentinel " + s.sentinel.master;
     for (std::size_t n = 0; n < s.nodes.size(); ++n) where += (n == 0 ? " " : ",") + s.nodes[n];
+    if (const std::string master = t.master(); !master.empty()) where += ", master " + master;
     const bool up = t.up.load();
     if (!up && healthy) {
       healthy = false;

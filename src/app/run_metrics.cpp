@@ -52,6 +52,18 @@ Gauge& TargetMetrics::subscribers(const std::string& channel) {
   return *slot;
 }
 
+void TargetMetrics::set_master(const std::string& master) {
+  std::lock_guard lock(master_mu_);
+  if (master == master_) return;  // the common case: one comparison per batch
+  if (master_gauge_ != nullptr) master_gauge_->set(0);
+  master_ = master;
+  master_gauge_ = nullptr;
+  if (master.empty()) return;
+  master_gauge_ = &registry_.gauge("walbust_redis_master", "The master a sentinel target writes to (1: in use)",
+                                   {{"target", name}, {"master", master}});
+  master_gauge_->set(1);
+}
+
 RunMetrics::RunMetrics(const std::vector<std::string>& target_names)
     : transactions(registry.counter("walbust_transactions_total", "Committed transactions read from the slot")),
       commit_to_receive(registry.histogram("walbust_commit_to_receive_seconds",

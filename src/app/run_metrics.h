@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -51,9 +52,20 @@ struct TargetMetrics {
   std::atomic<bool> up{false};
   Heartbeat heartbeat;
 
+  // The master in use ("host:port") of a sentinel target, for /healthz and
+  // walbust_redis_master{target,master} (1 for the one in use, 0 for earlier ones).
+  void set_master(const std::string& master);
+  [[nodiscard]] std::string master() const {
+    std::lock_guard lock(master_mu_);
+    return master_;
+  }
+
  private:
   MetricsRegistry& registry_;
   std::map<std::string, Gauge*> subscribers_;
+  mutable std::mutex master_mu_;
+  std::string master_;
+  Gauge* master_gauge_ = nullptr;
 };
 
 // One read replica (the `replicas:` section), labelled host:port.

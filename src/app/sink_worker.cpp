@@ -13,8 +13,10 @@
 namespace walbust {
 
 struct SinkWorker::Connection {
-  Connection(const RedisSettings& s, const std::string& password)
-      : sink(make_key_sink(s, password)), where(sink->describe()) {}
+  // The log names the target and its servers, so a TLS or failover message says which.
+  Connection(const RedisTarget& t, const std::string& password)
+      : sink(make_key_sink(t.settings, password)),
+        where("target " + t.name + " (" + sink->describe() + ")") {}
   std::unique_ptr<KeySink> sink;
   std::string where;
   Backoff backoff{std::chrono::milliseconds(100), std::chrono::seconds(10)};
@@ -63,7 +65,7 @@ bool SinkWorker::sleep_for(std::chrono::milliseconds delay) {
 
 void SinkWorker::run() {
   Signals::block_in_this_thread();
-  Connection c(target_.settings, password_);
+  Connection c(target_, password_);
   // Connect eagerly: readiness (READY=1, /healthz) means Redis answered.
   while (!c.sink->connected() && !abandoned_.load()) {
     try {
@@ -113,6 +115,7 @@ bool SinkWorker::on_error(Connection& c, const RedisError& e) {
 
 void SinkWorker::on_success(Connection& c) {
   metrics_.up.store(true);
+  metrics_.set_master(c.sink->current_master());
   metrics_.heartbeat.beat();
   if (!c.outage) return;
   const std::chrono::duration<double> took = std::chrono::steady_clock::now() - c.outage_started;

@@ -25,7 +25,6 @@
 namespace walbust {
 
 class RedisClient;
-class RedisSink;
 class RedisError;
 struct BatchResult;
 

@@ -49,7 +49,6 @@ std::string RedisEndpoint::describe() const {
 
 std::optional<RedisEndpoint> parse_redis_url(std::string_view url, std::string& error) {
   RedisEndpoint ep;
-  constexpr std::string_view kTcp = "redis://";
   constexpr std::string_view kUnix = "unix://";
   if (url.substr(0, kUnix.size()) == kUnix) {
     std::string_view rest = url.substr(kUnix.size());
@@ -69,11 +68,21 @@ std::optional<RedisEndpoint> parse_redis_url(std::string_view url, std::string& 
     }
     return ep;
   }
-  if (url.substr(0, kTcp.size()) != kTcp) {
-    error = "Redis URL must start with redis:// or unix://";
+  std::string_view rest;
+  for (const auto& [scheme, tls] : {std::pair{std::string_view("redis://"), false},
+                                    {"rediss://", true},
+                                    {"valkey://", false},
+                                    {"valkeys://", true}}) {
+    if (url.substr(0, scheme.size()) == scheme) {
+      rest = url.substr(scheme.size());
+      ep.tls = tls;
+      break;
+    }
+  }
+  if (rest.data() == nullptr) {
+    error = "Redis URL must start with redis://, rediss://, valkey://, valkeys:// or unix://";
     return std::nullopt;
   }
-  std::string_view rest = url.substr(kTcp.size());
   const auto slash = rest.find('/');
   std::string_view authority = rest.substr(0, slash);
   if (slash != std::string_view::npos) {

@@ -2,6 +2,7 @@
 
 #include <glob.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -67,41 +68,140 @@ std::string resolve_password_file(const std::string& configured, const char* cre
   return fs::exists(candidate, ec) ? candidate : "";
 }
 
+// host:port entries (cluster seeds, sentinels).
+void load_node_list(const Section& s, const YAML::Node& nodes, const std::string& where,
+                    std::vector<std::string>& out) {
+  if (!nodes.IsDefined() || nodes.IsNull()) return;
+  if (!nodes.IsSequence()) {
+    s.error(nodes, where + " must be a list of host:port");
+    return;
+  }
+  for (const auto& n : nodes) {
+    const std::string v = n.IsScalar() ? n.Scalar() : "";
+    const auto colon = v.rfind(':');
+    const std::string port = colon == std::string::npos ? "" : v.substr(colon + 1);
+    const bool numeric =
+        !port.empty() && port.size() <= 5 &&
+        std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+        std::stoi(port) >= 1 && std::stoi(port) <= 65535;
+    if (colon == std::string::npos || colon == 0 || !numeric) {
+      s.error(n, where + " entries must be host:port with a port from 1 to 65535");
+    } else {
+      out.push_back(v);
+    }
+  }
+}
+
+// A file the TLS setup will read: it must be readable, and a private key not by others.
+void check_tls_file(const Section& s, const std::string& key, const std::string& path, bool secret,
+                    Diagnostics& diags, const std::string& file) {
+  if (path.empty()) return;
+  const std::string problem = secret ? key_file_problem(path)
+                              : ::access(path.c_str(), R_OK) != 0
+                                  ? std::string("cannot read it: ") + std::strerror(errno)
+                                  : "";
+  if (!problem.empty()) diags.add(file, s.get(key), s.where(key) + " " + path + ": " + problem);
+}
+
+void load_tls(const std::string& file, const YAML::Node& node, const std::string& name,
+              RedisTlsSettings& out, Diagnostics& diags) {
+  Section t(file, node, name + ".tls", diags);
+  if (!t.present()) return;
+  t.allow_only({"ca_file", "cert_file", "key_file", "server_name", "verify"});
+  out.enabled = true;
+  t.string("ca_file", out.ca_file);
+  t.string("cert_file", out.cert_file);
+  t.string("key_file", out.key_file);
+  t.string("server_name", out.server_name);
+  t.boolean("verify", out.verify);
+  check_tls_file(t, "ca_file", out.ca_file, false, diags, file);
+  check_tls_file(t, "cert_file", out.cert_file, false, diags, file);
+  check_tls_file(t, "key_file", out.key_file, true, diags, file);
+  if (out.cert_file.empty() != out.key_file.empty()) {
+    t.error(node,
+            name + ".tls: cert_file and key_file go together (a client certificate needs its key)");
+  }
+}
+
+void load_sentinel(const std::string& file, const YAML::Node& node, const std::string& name,
+                   SentinelSettings& out, Diagnostics& diags) {
+  Section t(file, node, name + ".sentinel", diags);
+  if (!t.present()) return;
+  t.allow_only({"master", "nodes", "password_file"});
+  t.string("master", out.master);
+  t.string("password_file", out.password_file);
+  load_node_list(t, t.get("nodes"), name + ".sentinel.nodes", out.nodes);
+  if (out.master.empty())
+    t.error(node, name + ".sentinel.master must name the master the sentinels monitor");
+  if (out.nodes.empty())
+    t.error(node, name + ".sentinel.nodes must list the sentinels (host:port)");
+}
+
+// A section has one of url, cluster + nodes, or sentinel (a cluster may keep a url for
+// its credentials); TLS settings must fit the topology.
+void check_redis_shape(const Section& s, const YAML::Node& node, const std::string& name,
+                       const RedisSettings& out) {
+  const YAML::Node url = s.get("url");
+  const bool sentinel = s.get("sentinel").IsDefined();
+  if (sentinel && url.IsDefined()) s.error(url, name + ": use url or sentinel, not both");
+  if (sentinel && (out.cluster || s.get("nodes").IsDefined())) {
+    s.error(s.get("sentinel"), name + ": use cluster/nodes or sentinel, not both");
+  }
+  if (s.get("db").IsDefined() && !sentinel) {
+    s.error(s.get("db"),
+            name + ".db is only used with sentinel (elsewhere the url carries the database)");
+  }
+  const YAML::Node tls = s.get("tls");
+  if (tls.IsDefined() && url.IsScalar()) {
+    const std::string& u = url.Scalar();
+    if (u.rfind("redis://", 0) == 0 || u.rfind("valkey://", 0) == 0) {
+      s.error(tls, name + ": tls: with a plain " + u.substr(0, u.find(':')) + ":// url; say " +
+                       u.substr(0, u.find(':')) + "s://");
+    } else if (u.rfind("unix://", 0) == 0) {
+      s.error(tls, name + ": tls: does not apply to a unix socket");
+    }
+  }
+  if (!out.tls.server_name.empty() && (out.cluster || sentinel)) {
+    s.error(tls,
+            name +
+                ".tls.server_name would verify every node against one name; each cluster node and "
+                "sentinel is verified against the name it is reached by");
+  }
+  (void)node;
+}
+
 void load_redis(const std::string& file, const YAML::Node& node, const std::string& name,
                 RedisSettings& out, Diagnostics& diags, bool allow_cluster) {
   Section s(file, node, name, diags);
   if (allow_cluster) {
-    s.allow_only({"url", "password_file", "delete_command", "timeout", "cluster", "nodes"});
+    s.allow_only({"url", "password_file", "delete_command", "timeout", "cluster", "nodes", "tls",
+                  "wait", "sentinel", "db"});
   } else {
-    s.allow_only({"url", "password_file", "delete_command", "timeout"});
+    s.allow_only(
+        {"url", "password_file", "delete_command", "timeout", "tls", "wait", "sentinel", "db"});
   }
   s.string("url", out.url);
   s.string("password_file", out.password_file);
   s.choice("delete_command", out.delete_command, {"unlink", "del"});
   s.duration("timeout", out.timeout, std::chrono::milliseconds{1});
   s.boolean("cluster", out.cluster);
-  const YAML::Node nodes = s.get("nodes");
-  if (nodes.IsDefined() && !nodes.IsNull()) {
-    if (!nodes.IsSequence()) {
-      s.error(nodes, name + ".nodes must be a list of host:port");
-    } else {
-      for (const auto& n : nodes) {
-        const std::string v = n.IsScalar() ? n.Scalar() : "";
-        const auto colon = v.rfind(':');
-        const std::string port = colon == std::string::npos ? "" : v.substr(colon + 1);
-        const bool numeric = !port.empty() && port.size() <= 5 &&
-                             std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
-                             std::stoi(port) >= 1 && std::stoi(port) <= 65535;
-        if (colon == std::string::npos || colon == 0 || !numeric) {
-          s.error(n, name + ".nodes entries must be host:port with a port from 1 to 65535");
-        } else {
-          out.nodes.push_back(v);
-        }
-      }
-    }
-  }
-  if (out.cluster && out.nodes.empty()) s.error(node, name + ": cluster: true needs nodes: [host:port, ...]");
-  if (!out.cluster && !out.nodes.empty()) s.error(nodes, name + ".nodes is only used with cluster: true");
+  load_node_list(s, s.get("nodes"), name + ".nodes", out.nodes);
+  if (out.cluster && out.nodes.empty())
+    s.error(node, name + ": cluster: true needs nodes: [host:port, ...]");
+  if (!out.cluster && !out.nodes.empty())
+    s.error(s.get("nodes"), name + ".nodes is only used with cluster: true");
+  load_tls(file, s.get("tls"), name, out.tls, diags);
+  Section wait(file, s.get("wait"), name + ".wait", diags);
+  wait.allow_only({"replicas", "timeout"});
+  std::size_t replicas = 0;
+  wait.size("replicas", replicas, 0, 100);
+  out.wait.replicas = static_cast<int>(replicas);
+  wait.duration("timeout", out.wait.timeout, std::chrono::milliseconds{1});
+  load_sentinel(file, s.get("sentinel"), name, out.sentinel, diags);
+  std::size_t db = 0;
+  s.size("db", db, 0, 1 << 20);
+  out.db = static_cast<int>(db);
+  check_redis_shape(s, node, name, out);
 }
 
 void finish_redis(const std::string& file, const YAML::Node& node, RedisSettings& r, Diagnostics& diags) {
@@ -112,6 +212,8 @@ void finish_redis(const std::string& file, const YAML::Node& node, RedisSettings
     return;
   }
   r.endpoint = *ep;
+  if (ep->tls) r.tls.enabled = true;
+  if (!r.sentinel.master.empty()) r.endpoint.db = r.db;
   r.password_file = resolve_password_file(r.password_file, "redis-password");
 }
 

@@ -92,6 +92,13 @@ void PgReplicationConnection::connect() {
 
 int PgReplicationConnection::socket() const { return conn_ != nullptr ? PQsocket(conn_) : -1; }
 
+std::string PgReplicationConnection::encryption() const {
+  if (conn_ == nullptr || PQsslInUse(conn_) == 0) return "";
+  const char* protocol = PQsslAttribute(conn_, "protocol");
+  const char* cipher = PQsslAttribute(conn_, "cipher");
+  return std::string(protocol != nullptr ? protocol : "TLS") + ", " + (cipher != nullptr ? cipher : "?");
+}
+
 void PgReplicationConnection::close() {
   free_buffer();
   if (conn_ != nullptr) {

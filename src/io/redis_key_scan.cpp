@@ -1,74 +1,22 @@
 #include "walbust/redis_key_scan.h"
 
-#include <stdexcept>
-
-#include "walbust/cluster_slots.h"
-#include "walbust/redis_cluster_sink.h"
-
 namespace walbust {
 
 RedisKeyScan::RedisKeyScan(const RedisSettings& settings, std::string password)
-    : settings_(settings), password_(std::move(password)) {}
+    : sink_(make_key_sink(settings, password)) {}
 
 RedisKeyScan::~RedisKeyScan() = default;
 
 void RedisKeyScan::connect() {
   masters_.clear();
   turn_ = 0;
-  if (settings_.cluster) {
-    read_cluster_masters();
-    return;
-  }
-  Master m;
-  m.client = std::make_unique<RedisClient>(settings_.endpoint, password_, settings_.timeout);
-  m.client->connect();
-  masters_.push_back(std::move(m));
-}
-
-void RedisKeyScan::read_cluster_masters() {
-  std::string last_error = "no valid nodes: [host:port] configured";
-  for (const auto& seed_text : settings_.nodes) {
-    const auto seed = parse_cluster_node(seed_text);
-    if (!seed || seed->host.empty()) continue;
-    RedisEndpoint ep = settings_.endpoint;
-    ep.host = seed->host;
-    ep.port = seed->port;
-    ep.socket_path.clear();
-    ep.db = 0;
-    try {
-      RedisClient client(ep, password_, settings_.timeout);
-      client.connect();
-      const auto ranges =
-          RedisClusterSink::slot_ranges(client.command({"CLUSTER", "SLOTS"}), seed->host);
-      for (const auto& node : SlotMap::from_ranges(ranges).masters()) {
-        RedisEndpoint m = ep;
-        m.host = node.host;
-        m.port = node.port;
-        Master master;
-        master.client = std::make_unique<RedisClient>(m, password_, settings_.timeout);
-        master.client->connect();
-        masters_.push_back(std::move(master));
-      }
-      if (!masters_.empty()) return;
-      last_error = seed->name() + " serves no slots";
-    } catch (const RedisError& e) {
-      last_error = seed->name() + ": " + e.what();
-      masters_.clear();
-    } catch (const std::invalid_argument& e) {
-      last_error = seed->name() + ": " + e.what();
-      masters_.clear();
-    }
-  }
-  throw RedisError(RedisErrorClass::Fatal,
-                   "cluster: no node returned the masters (" + last_error + ")");
+  for (RedisClient* client : sink_->masters()) masters_.push_back(Master{client});
+  if (masters_.empty()) throw RedisError(RedisErrorClass::Retry, sink_->describe() + ": no master serves data");
 }
 
 std::string RedisKeyScan::describe() const {
-  if (!settings_.cluster) return settings_.endpoint.describe();
-  std::string out = "cluster ";
-  for (std::size_t i = 0; i < settings_.nodes.size(); ++i)
-    out += (i == 0 ? "" : ",") + settings_.nodes[i];
-  return out + " (" + std::to_string(masters_.size()) + " masters)";
+  if (masters_.size() <= 1) return sink_->describe();
+  return sink_->describe() + " (" + std::to_string(masters_.size()) + " masters)";
 }
 
 bool RedisKeyScan::exhausted() const {
@@ -83,7 +31,7 @@ void RedisKeyScan::check_scan(const RedisReply& reply, const Master& master) {
       reply.elements[1].type != RedisReply::Type::Array) {
     throw RedisError(
         RedisErrorClass::Fatal,
-        "unexpected SCAN reply from " + master.client->endpoint().describe() + ": " +
+        "unexpected SCAN reply from " + master.client->describe() + ": " +
             (reply.type == RedisReply::Type::Error ? reply.str
                                                    : std::string("not a cursor and keys")));
   }

@@ -39,7 +39,7 @@ import latency  # noqa: E402
 import report  # noqa: E402
 import workload  # noqa: E402
 from measure import Child, WalsenderSampler, build_launcher, proc_cpu_seconds, wait_for_idle  # noqa: E402
-from fixtures import PG_BIN, PostgresServer, RedisServer, StandbyServer, free_port  # noqa: E402
+from fixtures import PG_BIN, PostgresServer, RedisServer, StandbyServer, TlsCertificates, free_port  # noqa: E402
 
 # On top of the lab's PostgreSQL settings. Durability is not what is measured: fsync off
 # keeps backlog generation fast and the numbers independent of the disk. synchronous_commit
@@ -165,8 +165,11 @@ def ensure_walbust(path):
 
 
 class Bench:
-    def __init__(self, args, sizes, walbust, pg, rds, work):
+    def __init__(self, args, sizes, walbust, pg, rds, work, certs, rds_tls_port):
         self.args, self.sizes, self.walbust, self.pg, self.rds, self.work = args, sizes, walbust, pg, rds, work
+        # The same Redis process also listens for TLS (no client certificate), so the TLS
+        # and the plain contender measure against one server.
+        self.certs, self.rds_tls_port = certs, rds_tls_port
         # Every contender connects as the superuser, as the harness itself does.
         self.dsn = pg.conninfo("postgres", workload.DATABASE)
         self.conn = workload.connect(self.dsn)
@@ -179,8 +182,12 @@ class Bench:
         self.run_counter += 1
         return f"{what}_{self.run_counter}"
 
-    def walbust_config(self, slot, rules, max_keys=DEFAULT_BATCH, metrics_port=None, replica_dsn=None):
+    def walbust_config(self, slot, rules, max_keys=DEFAULT_BATCH, metrics_port=None, replica_dsn=None, tls=False):
         state = tempfile.mkdtemp(prefix="state-", dir=self.work)
+        redis_section = f'url: "{self.rds.url}"'
+        if tls:
+            redis_section = (f'url: "rediss://127.0.0.1:{self.rds_tls_port}/0"\n'
+                             f'  tls: {{ca_file: "{self.certs.ca}"}}')
         path = os.path.join(self.work, f"{slot}.yaml")
         listen = f"127.0.0.1:{metrics_port}" if metrics_port else ""
         with open(path, "w") as f:
@@ -191,7 +198,7 @@ class Bench:
   create_slot: false
   status_interval: 1s
 redis:
-  url: "{self.rds.url}"
+  {redis_section}
 rules: ["{rules}"]
 batch: {{max_keys: {max_keys}}}
 state_dir: "{state}"
@@ -221,9 +228,9 @@ log: {{level: info}}
                    "--slot", slot, "--publication", workload.PUBLICATION, "--redis-url", self.rds.url]
             if endpos:
                 cmd += ["--endpos", endpos]
-        elif contender == "walbust":
+        elif contender in ("walbust", "walbust_tls"):
             cfg = self.walbust_config(slot, rules or os.path.join(REPO, "rules", "blog.yaml"), max_keys, metrics_port,
-                                      replica_dsn)
+                                      replica_dsn, tls=contender == "walbust_tls")
             cmd = [self.walbust, "run", "-c", cfg]
             if endpos:
                 cmd += ["--endpos", endpos]
@@ -309,7 +316,8 @@ log: {{level: info}}
         runs = []
         for rep in range(self.sizes["repeat"]):
             log(f"backlog comparison, run {rep + 1}/{self.sizes['repeat']}")
-            for contender in ("pg_recvlogical", "naive", "walbust"):
+            # walbust_tls: the same walbust over rediss:// to the same Redis (its TLS port).
+            for contender in ("pg_recvlogical", "naive", "walbust", "walbust_tls"):
                 res = self.measured_run(contender, "backlog_src", self.backlog_endpos, self.backlog_changes,
                                         workload.KEYS_PER_CHANGE)
                 res["run"] = rep + 1
@@ -539,7 +547,7 @@ log: {{level: info}}
 def summarize_runs(runs):
     """Median and spread per contender over the repetitions."""
     out = {}
-    for contender in ("pg_recvlogical", "naive", "walbust"):
+    for contender in ("pg_recvlogical", "naive", "walbust", "walbust_tls"):
         rs = [r for r in runs if r["contender"] == contender and r["exit_code"] == 0]
         if not rs:
             continue
@@ -564,6 +572,9 @@ def summarize_runs(runs):
         for other in ("pg_recvlogical", "naive"):
             if other in out:
                 out[f"walbust/{other}"] = w / out[other]["wall_s"]
+        if "walbust_tls" in out:
+            out["walbust_tls/walbust"] = out["walbust_tls"]["wall_s"] / w
+            out["walbust_tls/walbust_cpu"] = out["walbust_tls"]["cpu_s"] / out["walbust"]["cpu_s"]
     return out
 
 
@@ -607,7 +618,11 @@ def main():
     started = time.time()
     work = tempfile.mkdtemp(prefix="walbust-bench-")
     pg = PostgresServer(settings=PG_SETTINGS)
-    rds = RedisServer()
+    certs = TlsCertificates()
+    rds_tls_port = free_port()
+    rds = RedisServer(extra_args=["--tls-port", str(rds_tls_port), "--tls-cert-file", certs.server_cert,
+                                  "--tls-key-file", certs.server_key, "--tls-ca-cert-file", certs.ca,
+                                  "--tls-auth-clients", "no"])
     try:
         conn = workload.create_database(pg)
         r = redis.Redis.from_url(rds.url)
@@ -623,7 +638,7 @@ def main():
             f"load {results['machine']['load_avg_start'][0]:.2f}; walbust {results['walbust']['commit']} "
             f"({results['walbust']['build_type']})")
         Child.launcher = build_launcher(work)
-        bench = Bench(args, sizes, walbust, pg, rds, work)
+        bench = Bench(args, sizes, walbust, pg, rds, work, certs, rds_tls_port)
         bench.load_posts()
         if {"backlog", "scaling", "replicas"} & set(sections):
             bench.build_backlog()
@@ -652,6 +667,7 @@ def main():
             f"in {results['duration_s']:.0f} s")
     finally:
         rds.close()
+        certs.close()
         pg.close()
         if args.keep_work:
             log(f"contender configs and logs kept in {work}")

@@ -6,6 +6,7 @@ import statistics
 # The project's stated targets (reported, never enforced).
 RECVLOGICAL_RATIO = 1.05
 NAIVE_RATIO = 0.33
+TLS_RATIO = 1.10  # TLS to Redis may cost at most 10% wall time on the backlog
 RSS_MB = 32.0
 P99_PACED_MS = 1.0
 P99_FLAT_MS = 5.0
@@ -72,6 +73,9 @@ def targets(res):
     if "walbust/naive" in s:
         v = s["walbust/naive"]
         add("backlog wall time vs naive consumer", f"≤ {NAIVE_RATIO}×", f"{v:.2f}×", v <= NAIVE_RATIO)
+    if "walbust_tls/walbust" in s:
+        v = s["walbust_tls/walbust"]
+        add("backlog wall time over TLS (rediss://) vs plain", f"≤ {TLS_RATIO}×", f"{v:.2f}×", v <= TLS_RATIO)
     if "walbust" in s:
         v = s["walbust"]["max_rss_mb"]
         add("peak RSS on the backlog", f"≤ {RSS_MB:.0f} MB", f"{v:.1f} MB", v <= RSS_MB)
@@ -134,7 +138,7 @@ def markdown(res):
         L.append("| contender | wall s | changes/s | keys/s | CPU s (user+sys) | peak RSS MB | walsender CPU s | "
                  "Redis CPU s | Redis commands |")
         L.append("|---|---|---|---|---|---|---|---|---|")
-        for c in ("pg_recvlogical", "naive", "walbust"):
+        for c in ("pg_recvlogical", "naive", "walbust", "walbust_tls"):
             if c not in s:
                 continue
             x = s[c]
@@ -145,6 +149,9 @@ def markdown(res):
         L.append("")
         ratios = [f"walbust/{o} = **{s[f'walbust/{o}']:.2f}×**" for o in ("pg_recvlogical", "naive")
                   if f"walbust/{o}" in s]
+        if "walbust_tls/walbust" in s:
+            ratios.append(f"walbust_tls/walbust = **{s['walbust_tls/walbust']:.2f}×** "
+                          f"(CPU {s['walbust_tls/walbust_cpu']:.2f}×)")
         if ratios:
             L.append("Wall-time ratios: " + ", ".join(ratios) + ".")
             L.append("")

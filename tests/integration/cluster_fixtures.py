@@ -107,8 +107,9 @@ def wait_until(predicate, timeout, message):
 class ClusterNodeProcess:
     """One redis-server in cluster mode; its nodes.conf survives restarts."""
 
-    def __init__(self, port, tmp, node_timeout_ms):
+    def __init__(self, port, tmp, node_timeout_ms, tls=None):
         self.port = port
+        self.tls = tls
         self.dir = os.path.join(tmp, str(port))
         os.makedirs(self.dir, exist_ok=True)
         self.logfile = os.path.join(self.dir, "redis.log")
@@ -121,11 +122,22 @@ class ClusterNodeProcess:
 
     def client(self, **kwargs):
         kwargs.setdefault("socket_timeout", 10)
+        if self.tls:
+            kwargs.update(ssl=True, ssl_ca_certs=self.tls.ca, ssl_certfile=self.tls.client_cert,
+                          ssl_keyfile=self.tls.client_key, ssl_check_hostname=False)
         return redis_py.Redis(host="127.0.0.1", port=self.port, **kwargs)
+
+    def port_args(self):
+        if not self.tls:
+            return ["--port", str(self.port)]
+        # TLS for clients, the cluster bus and replication; client certificates required.
+        return ["--port", "0", "--tls-port", str(self.port), "--tls-cluster", "yes", "--tls-replication", "yes",
+                "--tls-cert-file", self.tls.server_cert, "--tls-key-file", self.tls.server_key,
+                "--tls-ca-cert-file", self.tls.ca, "--tls-auth-clients", "yes"]
 
     def start(self):
         argv = [
-            REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+            REDIS_SERVER, *self.port_args(), "--bind", "127.0.0.1",
             "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
             "--cluster-node-timeout", str(self.node_timeout_ms),
             "--save", "", "--appendonly", "no", "--dir", self.dir,
@@ -175,12 +187,14 @@ class ClusterNodeProcess:
 class RedisCluster:
     """`masters` masters with `replicas` replicas each, joined into one cluster."""
 
-    def __init__(self, masters=3, replicas=1, node_timeout_ms=1000, start=True):
+    def __init__(self, masters=3, replicas=1, node_timeout_ms=1000, start=True, tls=None):
+        """`tls`: a fixtures.TlsCertificates; the cluster then speaks TLS only."""
         self.tmp = tempfile.mkdtemp(prefix="walbust-cluster-")
+        self.tls = tls
         self.master_count = masters
         self.replicas = replicas
         ports = _cluster_ports(masters * (1 + replicas), set())
-        self.nodes = [ClusterNodeProcess(p, self.tmp, node_timeout_ms) for p in ports]
+        self.nodes = [ClusterNodeProcess(p, self.tmp, node_timeout_ms, tls) for p in ports]
         _live.add(self)
         if start:
             try:
@@ -200,7 +214,7 @@ class RedisCluster:
     def start(self):
         for n in self.nodes:
             n.start()
-        argv = [REDIS_CLI, "--cluster", "create", *[n.name for n in self.nodes],
+        argv = [REDIS_CLI, *self.cli_tls_args(), "--cluster", "create", *[n.name for n in self.nodes],
                 "--cluster-replicas", str(self.replicas), "--cluster-yes"]
         r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
         out = r.stdout.decode("utf-8", "replace")
@@ -209,6 +223,11 @@ class RedisCluster:
         self.wait_ok()
         if self.replicas:
             self.wait_replicas_synced()
+
+    def cli_tls_args(self):
+        if not self.tls:
+            return []
+        return ["--tls", "--cacert", self.tls.ca, "--cert", self.tls.client_cert, "--key", self.tls.client_key]
 
     def close(self):
         try:

@@ -41,8 +41,10 @@ class ProxiedCase(FaultCase):
         cfg = {
             "postgres": {"dsn": f"host=127.0.0.1 port={self.pg_proxy.port}"
                                 f" dbname={self.pg.DATABASE} user={self.pg.ROLE}"},
-            "redis": {"url": f"redis://127.0.0.1:{self.redis_proxy.port}/0"},
+            "redis": {"url": f"{self.redis.url.split(':')[0]}://127.0.0.1:{self.redis_proxy.port}/0"},
         }
+        if self.certs:
+            cfg["redis"]["tls"] = self.certs.client_tls()
         w = self.make_walbust(faultlib.fixtures.deep_merge(cfg, config or {}))
         w.start()
         w.wait_streaming(timeout=30 * SLOW)
@@ -145,6 +147,19 @@ class NetworkCutTest(ProxiedCase):
         self.scenario("net-redis-blackhole", fault, seed=6301, ack_check=True)
         warns = self.log_records(r" warning redis ")
         self.assertEqual(len(warns), REPEAT, "\n".join(warns))
+
+
+class RedisOverTlsNetworkCutTest(ProxiedCase):
+    """The Redis network faults again with TLS to Redis: a reset or a blackhole in the
+    middle of a TLS session loses nothing and acknowledges nothing meanwhile."""
+
+    redis_tls = True
+
+    def test_redis_connection_reset_over_tls(self):
+        NetworkCutTest.test_redis_connection_reset(self)
+
+    def test_redis_blackhole_then_heal_over_tls(self):
+        NetworkCutTest.test_redis_blackhole_then_heal(self)
 
 
 def intervals(times):

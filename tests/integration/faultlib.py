@@ -478,13 +478,17 @@ class FaultCase(unittest.TestCase):
     pg_settings = None
     wal_sender_timeout = "60s"
     redis_args = None  # e.g. AOF, so a Redis restart keeps the cache as production would
+    redis_tls = False  # True: Redis accepts TLS only, with a client certificate
 
     def setUp(self):
         self.t0 = time.monotonic()
         self.pg = PostgresServer(settings=self.pg_settings,
                                  wal_sender_timeout=self.wal_sender_timeout)
         self.addCleanup(self.pg.close)
-        self.redis = RedisServer(extra_args=self.redis_args)
+        self.certs = fixtures.TlsCertificates() if self.redis_tls else None
+        if self.certs:
+            self.addCleanup(self.certs.close)
+        self.redis = RedisServer(extra_args=self.redis_args, tls=self.certs)
         self.addCleanup(self.redis.close)
         self.r = self.redis.client()
         self.addCleanup(self.r.close)

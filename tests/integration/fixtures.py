@@ -325,6 +325,42 @@ class PostgresServer:
 
     # -- connections ----------------------------------------------------------------
 
+    def enable_tls(self, certs):
+        """Turns TLS on (certs: a TlsCertificates; the server presents its 127.0.0.1 and
+        localhost certificate) and lets walbust's role in over TCP only with TLS
+        (`hostssl`; `hostnossl` is rejected). Reloads, no restart."""
+        import pwd
+
+        pw = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+        for src, name in ((certs.server_cert, "server.crt"), (certs.server_key, "server.key")):
+            dst = os.path.join(self.datadir, name)
+            shutil.copyfile(src, dst)
+            os.chmod(dst, 0o600)
+            if pw:
+                os.chown(dst, pw.pw_uid, pw.pw_gid)
+        with open(os.path.join(self.datadir, "pg_hba.conf"), "w") as f:
+            f.write(
+                "local all all trust\n"
+                "local replication all trust\n"
+                f"hostssl all {self.ROLE} 127.0.0.1/32 trust\n"
+                f"hostssl replication {self.ROLE} 127.0.0.1/32 trust\n"
+                f"hostnossl all {self.ROLE} 127.0.0.1/32 reject\n"
+                f"hostnossl replication {self.ROLE} 127.0.0.1/32 reject\n"
+                "host all all 127.0.0.1/32 trust\n"
+                "host replication all 127.0.0.1/32 trust\n"
+            )
+        conn = self.connect(user=self.SUPERUSER, dbname="postgres")
+        try:
+            with conn.cursor() as cur:
+                cur.execute("ALTER SYSTEM SET ssl = on")
+                cur.execute("ALTER SYSTEM SET ssl_cert_file = 'server.crt'")
+                cur.execute("ALTER SYSTEM SET ssl_key_file = 'server.key'")
+                cur.execute("SELECT pg_reload_conf()")
+        finally:
+            conn.close()
+        wait_for(lambda: self.query("SHOW ssl", user=self.SUPERUSER, dbname="postgres")[0][0] == "on",
+                 timeout=30, message="ssl = on after the reload")
+
     @property
     def dsn(self):
         """libpq conninfo for walbust's own connection."""
@@ -509,14 +545,77 @@ def wait_redis_ping(proc, client, timeout=20.0):
     return False
 
 
-class RedisServer:
-    """A throwaway redis-server without persistence."""
+class TlsCertificates:
+    """Throwaway certificates made with the openssl command line: a CA; server certificates
+    signed by it for 127.0.0.1 and localhost (valid, expired, and one for another name); a
+    client certificate; and an unrelated CA. Keys are mode 0600. Attributes are paths:
+    ca, other_ca, server_cert/server_key, expired_cert/expired_key, wrong_name_cert/
+    wrong_name_key, client_cert/client_key."""
 
-    def __init__(self, notify_keyspace_events=None, extra_args=None, start=True):
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="walbust-tls-")
+        _live.add(self)
+        try:
+            self.ca, self.ca_key = self._ca("ca", "walbust test CA")
+            self.other_ca, _ = self._ca("other-ca", "unrelated CA")
+            san = "subjectAltName=IP:127.0.0.1,DNS:localhost"
+            self.server_cert, self.server_key = self._signed("server", "localhost", san, days=30)
+            self.expired_cert, self.expired_key = self._signed("expired", "localhost", san, days=-1)
+            self.wrong_name_cert, self.wrong_name_key = self._signed(
+                "wrong-name", "elsewhere.example", "subjectAltName=DNS:elsewhere.example", days=30)
+            self.client_cert, self.client_key = self._signed(
+                "client", "walbust", "extendedKeyUsage=clientAuth", days=30)
+        except BaseException:
+            self.close()
+            raise
+
+    def _openssl(self, *args):
+        res = subprocess.run(["openssl", *args], cwd=self.dir, capture_output=True, text=True, timeout=60)
+        if res.returncode != 0:
+            raise ServerError(f"openssl {' '.join(args)} failed:\n{res.stderr}")
+
+    def _ca(self, name, cn):
+        crt, key = os.path.join(self.dir, name + ".crt"), os.path.join(self.dir, name + ".key")
+        self._openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", crt,
+                      "-days", "30", "-subj", "/CN=" + cn)
+        os.chmod(key, 0o600)
+        return crt, key
+
+    def _signed(self, name, cn, extension, days):
+        # `-days -1` makes a certificate whose validity ended yesterday: expired.
+        crt, key = os.path.join(self.dir, name + ".crt"), os.path.join(self.dir, name + ".key")
+        csr, ext = os.path.join(self.dir, name + ".csr"), os.path.join(self.dir, name + ".ext")
+        with open(ext, "w") as f:
+            f.write(extension + "\n")
+        self._openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=" + cn)
+        self._openssl("x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.ca_key, "-CAcreateserial",
+                      "-out", crt, "-days", str(days), "-extfile", ext)
+        os.chmod(key, 0o600)
+        return crt, key
+
+    def client_tls(self, **override):
+        """walbust's tls: section for a server signed by this CA, with the client certificate."""
+        return dict({"ca_file": self.ca, "cert_file": self.client_cert, "key_file": self.client_key}, **override)
+
+    def close(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+        _live.discard(self)
+
+
+class RedisServer:
+    """A throwaway redis-server without persistence. With `tls` (a TlsCertificates) it
+    accepts TLS only (`--port 0 --tls-port P`) and requires a client certificate;
+    `server_cert` picks which of the certificates it presents ("server", "expired",
+    "wrong_name")."""
+
+    def __init__(self, notify_keyspace_events=None, extra_args=None, start=True, tls=None,
+                 server_cert="server"):
         self.tmp = tempfile.mkdtemp(prefix="walbust-redis-")
         self.logfile = os.path.join(self.tmp, "redis.log")
         self.notify_keyspace_events = notify_keyspace_events
         self.extra_args = list(extra_args or [])
+        self.tls = tls
+        self.server_cert = server_cert
         self.port = None
         self.proc = None
         _live.add(self)
@@ -538,11 +637,25 @@ class RedisServer:
 
     @property
     def url(self):
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}/0"
 
     def client(self, **kwargs):
         kwargs.setdefault("socket_timeout", 30)
+        if self.tls:
+            kwargs.update(ssl=True, ssl_ca_certs=self.tls.ca, ssl_certfile=self.tls.client_cert,
+                          ssl_keyfile=self.tls.client_key, ssl_check_hostname=False)
+            if self.server_cert != "server":
+                kwargs["ssl_cert_reqs"] = "none"  # the test's own client only fills and reads keys
         return redis_py.Redis(host="127.0.0.1", port=self.port, **kwargs)
+
+    def tls_args(self):
+        if not self.tls:
+            return ["--port", str(self.port)]
+        # The client checks this server's certificate; the server checks the client's.
+        cert = getattr(self.tls, self.server_cert + "_cert")
+        key = getattr(self.tls, self.server_cert + "_key")
+        return ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", cert, "--tls-key-file", key,
+                "--tls-ca-cert-file", self.tls.ca, "--tls-auth-clients", "yes"]
 
     def start(self):
         if self.proc is not None and self.proc.poll() is None:
@@ -551,7 +664,7 @@ class RedisServer:
             if self.port is None or attempt > 0:
                 self.port = free_port()
             argv = [
-                REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+                REDIS_SERVER, *self.tls_args(), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--dir", self.tmp,
                 "--logfile", self.logfile, "--daemonize", "no",
             ]
@@ -638,6 +751,94 @@ class RedisMonitor:
         except AttributeError:  # the reader thread's own disconnect got there first
             pass
         self._thread.join(5)
+class SentinelGroup:
+    """A master, `replicas` replicas and `sentinels` sentinels (redis-server --sentinel)
+    monitoring it as `name`, failing over about 3 s after the master stops answering
+    (down-after-milliseconds 1000). Servers are RedisServer objects; the sentinels'
+    addresses are `nodes` ("127.0.0.1:PORT")."""
+
+    def __init__(self, name="mymaster", replicas=1, sentinels=3):
+        self.name = name
+        self.master = RedisServer()
+        _live.add(self)
+        self.replicas = []
+        self.sentinels = []
+        try:
+            for _ in range(replicas):
+                self.replicas.append(RedisServer(extra_args=["--replicaof", "127.0.0.1", str(self.master.port)]))
+            for _ in range(sentinels):
+                self.sentinels.append(self._start_sentinel())
+            wait_for(lambda: self.named_master() == ("127.0.0.1", self.master.port), timeout=30,
+                     message="sentinels to agree on the master")
+            wait_for(lambda: self.master.client().info("replication")["connected_slaves"] >= replicas,
+                     timeout=30, message="replicas to connect")
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_sentinel(self):
+        tmp = tempfile.mkdtemp(prefix="walbust-sentinel-")
+        port = free_port()
+        conf = os.path.join(tmp, "sentinel.conf")
+        with open(conf, "w") as f:
+            f.write(f"port {port}\nbind 127.0.0.1\ndir {tmp}\nlogfile {tmp}/sentinel.log\n"
+                    f"sentinel monitor {self.name} 127.0.0.1 {self.master.port} 2\n"
+                    f"sentinel down-after-milliseconds {self.name} 1000\n"
+                    f"sentinel failover-timeout {self.name} 10000\n"
+                    f"sentinel parallel-syncs {self.name} 1\n")
+        proc = subprocess.Popen([REDIS_SERVER, conf, "--sentinel"], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.STDOUT)
+        sentinel = {"port": port, "proc": proc, "tmp": tmp}
+        client = lambda **kw: redis_py.Redis(host="127.0.0.1", port=port, **kw)  # noqa: E731
+        if not wait_redis_ping(proc, client):
+            proc.kill()
+            raise ServerError(f"redis sentinel failed to start:\n{log_tail(os.path.join(tmp, 'sentinel.log'))}")
+        return sentinel
+
+    @property
+    def nodes(self):
+        return [f"127.0.0.1:{s['port']}" for s in self.sentinels]
+
+    def named_master(self):
+        """(host, port) the first answering sentinel names, or None."""
+        for s in self.sentinels:
+            try:
+                addr = redis_py.Redis(host="127.0.0.1", port=s["port"], socket_timeout=2).execute_command(
+                    "SENTINEL", "get-master-addr-by-name", self.name)
+                if addr:
+                    return (addr[0].decode(), int(addr[1]))
+            except redis_py.exceptions.RedisError:
+                continue
+        return None
+
+    def server_at(self, port):
+        return next(s for s in [self.master, *self.replicas] if s.port == port)
+
+    def current_master(self):
+        """The RedisServer the sentinels name."""
+        addr = self.named_master()
+        return self.server_at(addr[1]) if addr else None
+
+    def client(self, **kwargs):
+        """A client that follows the master the sentinels name."""
+        from redis.sentinel import Sentinel
+        sentinel = Sentinel([("127.0.0.1", s["port"]) for s in self.sentinels], socket_timeout=5)
+        return sentinel.master_for(self.name, socket_timeout=kwargs.get("socket_timeout", 30))
+
+    def failover(self):
+        """SENTINEL FAILOVER on the first sentinel (a replica must be in sync)."""
+        redis_py.Redis(host="127.0.0.1", port=self.sentinels[0]["port"]).execute_command(
+            "SENTINEL", "FAILOVER", self.name)
+
+    def close(self):
+        for s in self.sentinels:
+            if s["proc"].poll() is None:
+                s["proc"].kill()
+                s["proc"].wait(10)
+            shutil.rmtree(s["tmp"], ignore_errors=True)
+        for r in [self.master, *self.replicas]:
+            r.close()
+        _live.discard(self)
 
 
 # ---------------------------------------------------------------------------------------

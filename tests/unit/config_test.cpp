@@ -137,7 +137,7 @@ logs: {}
             p + ":7:19: error: redis.delete_command must be one of: unlink, del\n" +
             p + ":9:19: error: batch.max_keys must be an integer from 1 to 1000000\n" +
             p + ":10:9: error: configuration.on_gap must be one of: fail, flush_rules, flushdb\n" +
-            p + ":6:3: error: redis url: Redis URL must start with redis:// or unix://\n");
+            p + ":6:3: error: redis url: Redis URL must start with redis://, rediss://, valkey://, valkeys:// or unix://\n");
 }
 
 TEST_F(ConfigTest, InvalidYamlAndMissingFile) {
@@ -247,6 +247,82 @@ TEST_F(ConfigTest, RulesMayOnlyNameConfiguredTargets) {
   check_rule_targets(*c, rules, d);
   ASSERT_EQ(d.size(), 1u);
   EXPECT_EQ(d.items()[0].format(), rules_path + ":3: error: rule t: unknown target 'moon' (configured: eu)");
+}
+
+}  // namespace
+}  // namespace walbust
+
+namespace walbust {
+namespace {
+
+TEST_F(ConfigTest, TlsWaitAndSentinelSections) {
+  const std::string key = write("client.key", "not a real key\n");
+  fs::permissions(key, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::replace);
+  const std::string ca = write("ca.pem", "ca\n");
+  const std::string cert = write("client.pem", "cert\n");
+  const std::string path =
+      write("w.yaml",
+            "postgres: {dsn: x}\nrules: [rules.d/*.yaml]\ntargets:\n"
+            "  managed:\n    url: valkeys://cache:6380/2\n"
+            "    tls: {ca_file: " +
+                ca + ", cert_file: " + cert + ", key_file: " + key +
+                ", server_name: cache.internal}\n"
+                "    wait: {replicas: 2, timeout: 50ms}\n"
+                "  ha:\n    sentinel: {master: mymaster, nodes: ['s1:26379', 's2:26379']}\n"
+                "    db: 3\n    tls: {}\n");
+  Diagnostics d;
+  const auto c = load_config(path, d);
+  ASSERT_TRUE(c) << d.format();
+  const RedisSettings& m = c->targets[0].settings;
+  EXPECT_TRUE(m.tls.enabled);
+  EXPECT_TRUE(m.endpoint.tls);
+  EXPECT_EQ(m.endpoint.db, 2);
+  EXPECT_EQ(m.tls.server_name, "cache.internal");
+  EXPECT_EQ(m.wait.replicas, 2);
+  EXPECT_EQ(m.wait.timeout, std::chrono::milliseconds(50));
+  const RedisSettings& h = c->targets[1].settings;
+  EXPECT_EQ(h.sentinel.master, "mymaster");
+  EXPECT_EQ(h.sentinel.nodes, (std::vector<std::string>{"s1:26379", "s2:26379"}));
+  EXPECT_EQ(h.endpoint.db, 3);
+  EXPECT_TRUE(h.tls.enabled);
+  EXPECT_TRUE(h.tls.verify);
+}
+
+TEST_F(ConfigTest, TlsAndSentinelMistakesArePositioned) {
+  const std::string key = write("open.key", "k\n");
+  fs::permissions(key, fs::perms::owner_read | fs::perms::owner_write | fs::perms::others_read,
+                  fs::perm_options::replace);
+  const std::string path =
+      write("w.yaml",
+            "postgres: {dsn: x}\nrules: [rules.d/*.yaml]\ntargets:\n"
+            "  a:\n    url: redis://h:1/0\n    tls: {verify: false}\n"
+            "  b:\n    url: rediss://h:1/0\n    sentinel: {master: m, nodes: ['s:1']}\n"
+            "  c:\n    url: rediss://h:1/0\n"
+            "    tls: {cert_file: /nonexistent.pem, key_file: " +
+                key +
+                "}\n"
+                "  d:\n    cluster: true\n    nodes: ['n:1']\n    tls: {server_name: x}\n"
+                "  e:\n    url: rediss://h:1/0\n    db: 1\n    sentinel: {nodes: []}\n");
+  Diagnostics d;
+  EXPECT_FALSE(load_config(path, d));
+  const std::string out = d.format();
+  EXPECT_NE(
+      out.find(path + ":6:10: error: targets.a: tls: with a plain redis:// url; say rediss://"),
+      std::string::npos)
+      << out;
+  EXPECT_NE(out.find(path + ":8:10: error: targets.b: use url or sentinel, not both"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("targets.c.tls.cert_file /nonexistent.pem: cannot read it"), std::string::npos)
+      << out;
+  EXPECT_NE(out.find("targets.c.tls.key_file " + key + ": it is readable by others"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("targets.d.tls.server_name would verify every node against one name"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("targets.e.sentinel.master must name the master"), std::string::npos) << out;
+  EXPECT_NE(out.find("targets.e.sentinel.nodes must list the sentinels"), std::string::npos) << out;
 }
 
 }  // namespace

@@ -1,9 +1,10 @@
-#include "walbust/redis_cluster_sink.h"
+#include "walbust/cluster_router.h"
 
 #include <gtest/gtest.h>
 
 #include <stdexcept>
 
+#include "walbust/batch_writer.h"
 #include "walbust/config.h"
 
 namespace walbust {
@@ -42,7 +43,7 @@ TEST(ClusterSlotsReply, ParsesRangesMastersAndReplicas) {
       array({integer(10923), integer(16383), node("127.0.0.1", 7002), node("127.0.0.1", 7004),
              node("127.0.0.1", 7005)}),
   });
-  const auto ranges = RedisClusterSink::slot_ranges(reply, "10.0.0.1");
+  const auto ranges = ClusterRouter::slot_ranges(reply, "10.0.0.1");
   ASSERT_EQ(ranges.size(), 3u);
   EXPECT_EQ(ranges[0].first, 0);
   EXPECT_EQ(ranges[0].last, 5460);
@@ -64,7 +65,7 @@ TEST(ClusterSlotsReply, UnknownEndpointMeansTheNodeAsked) {
       array({integer(4), integer(5), array({nil, integer(7002)})}),
       array({integer(6), integer(7), node("redis-a", 7003)}),  // hostnames are kept
   });
-  const auto ranges = RedisClusterSink::slot_ranges(reply, "10.0.0.9");
+  const auto ranges = ClusterRouter::slot_ranges(reply, "10.0.0.9");
   ASSERT_EQ(ranges.size(), 4u);
   EXPECT_EQ(ranges[0].master.name(), "10.0.0.9:7000");
   EXPECT_EQ(ranges[1].master.name(), "10.0.0.9:7001");
@@ -73,7 +74,7 @@ TEST(ClusterSlotsReply, UnknownEndpointMeansTheNodeAsked) {
 }
 
 TEST(ClusterSlotsReply, EmptyClusterHasNoRanges) {
-  EXPECT_TRUE(RedisClusterSink::slot_ranges(array({}), "h").empty());
+  EXPECT_TRUE(ClusterRouter::slot_ranges(array({}), "h").empty());
 }
 
 TEST(ClusterSlotsReply, RejectsMalformedReplies) {
@@ -90,7 +91,7 @@ TEST(ClusterSlotsReply, RejectsMalformedReplies) {
   };
   for (std::size_t i = 0; i < bad.size(); ++i) {
     SCOPED_TRACE(i);
-    EXPECT_THROW((void)RedisClusterSink::slot_ranges(bad[i], "h"), std::invalid_argument);
+    EXPECT_THROW((void)ClusterRouter::slot_ranges(bad[i], "h"), std::invalid_argument);
   }
 }
 
@@ -99,13 +100,17 @@ TEST(MakeKeySink, ClusterSettingsGiveTheClusterSink) {
   s.cluster = true;
   s.nodes = {"127.0.0.1:7000", "127.0.0.1:7001"};
   auto sink = make_key_sink(s, "");
-  ASSERT_NE(dynamic_cast<RedisClusterSink*>(sink.get()), nullptr);
+  auto* writer = dynamic_cast<BatchWriter*>(sink.get());
+  ASSERT_NE(writer, nullptr);
+  EXPECT_NE(dynamic_cast<ClusterRouter*>(&writer->router()), nullptr);
   EXPECT_EQ(sink->describe(), "cluster 127.0.0.1:7000,127.0.0.1:7001");
   EXPECT_FALSE(sink->connected());
 
   RedisSettings single;
   auto plain = make_key_sink(single, "");
-  EXPECT_EQ(dynamic_cast<RedisClusterSink*>(plain.get()), nullptr);
+  auto* plain_writer = dynamic_cast<BatchWriter*>(plain.get());
+  ASSERT_NE(plain_writer, nullptr);
+  EXPECT_EQ(dynamic_cast<ClusterRouter*>(&plain_writer->router()), nullptr);
 }
 
 TEST(MakeKeySink, ClusterWithADatabaseOrNoNodesIsAConfigurationError) {
