@@ -65,6 +65,10 @@ class PgReplicationConnection {
   PgReplicationConnection(const PgReplicationConnection&) = delete;
   PgReplicationConnection& operator=(const PgReplicationConnection&) = delete;
 
+  // For connections that must give up quickly on a dead network whatever the DSN says
+  // (tcp_user_timeout, and connect_timeout rounded up to seconds): set before connect().
+  void set_io_timeout(std::chrono::milliseconds timeout) { io_timeout_ = timeout; }
+
   void connect();  // throws PgError
   void close();
   [[nodiscard]] bool connected() const { return conn_ != nullptr; }
@@ -110,6 +114,7 @@ class PgReplicationConnection {
   std::string conninfo_;
   std::string password_;
   bool replication_ = true;
+  std::optional<std::chrono::milliseconds> io_timeout_;
   pg_conn* conn_ = nullptr;
   char* buffer_ = nullptr;  // last CopyData buffer from libpq
   bool streaming_ = false;

@@ -1,9 +1,11 @@
 #include "table_binder.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <set>
 
+#include "signals.h"
 #include "walbust/db_inspector.h"
 
 namespace walbust {
@@ -25,12 +27,27 @@ TableBinder::TableBinder(std::string conninfo, std::string password, std::string
       rules_(std::move(rules)),
       binding_(*rules_),
       registry_(registry) {
+  // A read stuck on a dead network gives up after this, so shutdown never waits long.
+  conn_.set_io_timeout(std::chrono::milliseconds(kWaitLimit));
   if (registry_ != nullptr) {
     registry_->declare_counter("walbust_schema_changes_total", kSchemaChangesHelp);
     for (std::uint32_t i = 0; i < rules_->size(); ++i) {
       registry_->gauge("walbust_rule_unbound", kUnboundHelp, {{"rule", rules_->rule(i).name}});
     }
   }
+  reader_ = std::thread([this] { reader_loop(); });
+}
+
+TableBinder::~TableBinder() {
+  {
+    std::lock_guard lock(reader_mu_);
+    stop_ = true;
+    // A query blocked on a silent network would never return: shutting the socket down
+    // makes it fail at once, so stopping never hangs.
+    if (socket_ >= 0) ::shutdown(socket_, SHUT_RDWR);
+  }
+  reader_cv_.notify_all();
+  reader_.join();
 }
 
 void TableBinder::set_rules(std::shared_ptr<const RuleSet> rules) {
@@ -39,38 +56,125 @@ void TableBinder::set_rules(std::shared_ptr<const RuleSet> rules) {
   (void)refresh();
 }
 
+std::uint64_t TableBinder::post_request() {
+  Request r{0, binding_.rule_tables(), binding_.bound_oids()};
+  {
+    std::lock_guard lock(reader_mu_);
+    r.id = current_id_ = ++next_id_;
+    request_ = std::move(r);
+  }
+  in_flight_ = true;
+  posted_ = Clock::now();
+  next_refresh_ = posted_ + kCatalogInterval;
+  reader_cv_.notify_all();
+  return current_id_;
+}
+
 bool TableBinder::refresh() {
-  next_refresh_ = Clock::now() + kCatalogInterval;
-  try {
-    if (!conn_.connected()) conn_.connect();
-    DbInspector inspector(conn_);
-    const auto started = Clock::now();
-    const CatalogSnapshot snapshot =
-        inspector.read_catalog(publication_, binding_.rule_tables(), binding_.bound_oids());
-    report(binding_.update(snapshot));
-    spdlog::debug(
-        "catalog read and rules bound in {} ms ({} relations)",
-        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count(),
-        snapshot.tables.size());
-    read_once_ = true;
-    if (failing_) spdlog::info("postgres: reading the catalog again to bind rules to tables");
-    failing_ = false;
-  } catch (const PgError& e) {
+  const std::uint64_t id = post_request();
+  std::optional<Outcome> outcome;
+  {
+    std::unique_lock lock(reader_mu_);
+    reader_cv_.wait_for(lock, kWaitLimit, [&] { return outcome_ && outcome_->id == id; });
+    if (outcome_ && outcome_->id == id) outcome = std::exchange(outcome_, std::nullopt);
+  }
+  if (!outcome) {
     if (!failing_) {
       spdlog::warn(
-          "postgres: cannot read the catalog to bind rules to tables: {}; the binding "
-          "stays as it was, retrying every {} s",
-          e.what(), kCatalogInterval.count());
+          "postgres: the catalog read to bind rules to tables takes longer than {} s; the binding "
+          "stays as it was until it completes",
+          kWaitLimit.count());
     }
     failing_ = true;
-    conn_.close();
+    return false;
   }
-  publish_unbound();
+  apply(*outcome);
   return !failing_;
 }
 
 void TableBinder::tick(Clock::time_point now) {
-  if (now >= next_refresh_) (void)refresh();
+  std::optional<Outcome> outcome;
+  {
+    std::lock_guard lock(reader_mu_);
+    if (outcome_) outcome = std::exchange(outcome_, std::nullopt);
+  }
+  if (outcome && outcome->id == current_id_) apply(*outcome);
+  if (in_flight_ && now - posted_ > kStuckLimit) {
+    spdlog::warn(
+        "postgres: the catalog read has not answered for {} s; reconnecting its connection",
+        kStuckLimit.count());
+    std::lock_guard lock(reader_mu_);
+    if (socket_ >= 0) ::shutdown(socket_, SHUT_RDWR);
+    posted_ = now;  // once per stuck read
+  }
+  if (!in_flight_ && now >= next_refresh_) (void)post_request();
+}
+
+void TableBinder::apply(Outcome& outcome) {
+  in_flight_ = false;
+  if (outcome.snapshot) {
+    report(binding_.update(*outcome.snapshot));
+    read_once_ = true;
+    if (failing_) spdlog::info("postgres: reading the catalog again to bind rules to tables");
+    failing_ = false;
+  } else {
+    if (!failing_) {
+      // A lost connection is an outage the replication stream reports once already; a
+      // query the server refuses (privileges, a missing catalog) is this reader's own.
+      const auto level = outcome.connection_failed ? spdlog::level::info : spdlog::level::warn;
+      spdlog::log(level,
+                  "postgres: cannot read the catalog to bind rules to tables: {}; the binding "
+                  "stays as it was, "
+                  "retrying every {} s",
+                  outcome.error, kCatalogInterval.count());
+    }
+    failing_ = true;
+  }
+  publish_unbound();
+}
+
+void TableBinder::reader_loop() {
+  Signals::block_in_this_thread();
+  std::unique_lock lock(reader_mu_);
+  for (;;) {
+    reader_cv_.wait(lock, [&] { return stop_ || request_.has_value(); });
+    if (stop_) return;
+    const Request request = std::exchange(request_, std::nullopt).value();
+    lock.unlock();
+    Outcome outcome = read(request);
+    lock.lock();
+    outcome_ = std::move(outcome);
+    reader_cv_.notify_all();
+    Signals::wake();  // the stream's loop applies it now, not at its next deadline
+  }
+}
+
+TableBinder::Outcome TableBinder::read(const Request& request) {
+  Outcome out;
+  out.id = request.id;
+  try {
+    if (!conn_.connected()) {
+      conn_.connect();
+      std::lock_guard lock(reader_mu_);
+      socket_ = conn_.socket();
+    }
+    DbInspector inspector(conn_);
+    const auto started = Clock::now();
+    out.snapshot = inspector.read_catalog(publication_, request.tables, request.oids);
+    spdlog::debug(
+        "catalog read in {} ms ({} relations)",
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count(),
+        out.snapshot->tables.size());
+  } catch (const PgError& e) {
+    out.error = e.what();
+    out.connection_failed = e.sqlstate().empty();
+    {
+      std::lock_guard lock(reader_mu_);
+      socket_ = -1;
+    }
+    conn_.close();
+  }
+  return out;
 }
 
 void TableBinder::on_relation(const Relation& relation) {

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -69,6 +70,14 @@ void PgReplicationConnection::connect() {
   std::vector<const char*> keys = {"connect_timeout", "keepalives_idle", "keepalives_interval", "keepalives_count",
                                    "tcp_user_timeout", "dbname", "fallback_application_name"};
   std::vector<const char*> values = {"10", "10", "5", "3", "30000", conninfo_.c_str(), "walbust"};
+  // After dbname, so they override the DSN's own values.
+  const std::string user_timeout = io_timeout_ ? std::to_string(io_timeout_->count()) : "";
+  const std::string connect_timeout =
+      io_timeout_ ? std::to_string(std::max<long long>(2, (io_timeout_->count() + 999) / 1000)) : "";
+  if (io_timeout_) {
+    keys.insert(keys.end(), {"tcp_user_timeout", "connect_timeout"});
+    values.insert(values.end(), {user_timeout.c_str(), connect_timeout.c_str()});
+  }
   if (replication_) {
     keys.push_back("replication");
     values.push_back("database");

@@ -13,6 +13,7 @@ type's text output. walbust must never crash, never lose an invalidation for a r
 can render, and a value must never widen a delete_pattern.
 """
 
+import re
 import unittest
 
 import faultlib
@@ -168,7 +169,7 @@ class BadDataTest(FaultCase):
                                  "a value widened a delete_pattern")
                 keys_checked += len(keys)
         self.assertTrue(w.running())
-        self.assertEqual(self.log_records(r" (error|critical) "), [])
+        self.assertEqual(self.unexpected_errors(), [])
         summary("bad-data-values", REPEAT, keys_checked, self.lost)
 
     def test_unchanged_toast_without_full_identity(self):
@@ -244,8 +245,23 @@ class BadDataTest(FaultCase):
             self.pg.execute("INSERT INTO fault_late (v) VALUES ('unpublished')")
             w.sync(timeout=30 * SLOW)
         self.assertTrue(w.running())
-        self.assertEqual(self.log_records(r" (error|critical) "), [])
+        self.assertEqual(self.unexpected_errors(), [])
+        # The table left the publication: the rule that reads it cannot match, and says so.
+        self.assertTrue(self.late_unbound_errors(), "no error line for the unpublished table")
         summary("bad-data-schema-changes", REPEAT, checked, self.lost)
+
+    LATE_UNBOUND = re.compile(r" error rule late \(.*\) cannot match: table public\.fault_late is not in publication")
+    RENAMED_UNBOUND = re.compile(r" error rule renamed \(.*\) cannot match: column v of table public\.fault_ren")
+
+    def late_unbound_errors(self):
+        return [r for r in self.log_records(r" (error|critical) ") if self.LATE_UNBOUND.search(r)]
+
+    def unexpected_errors(self):
+        """Error records other than the unbound rules this file makes on purpose: `late`,
+        whose table is out of the publication at start and between the steps that add it,
+        and `renamed`, whose column is renamed. walbust must say so for both."""
+        return [r for r in self.log_records(r" (error|critical) ")
+                if not (self.LATE_UNBOUND.search(r) or self.RENAMED_UNBOUND.search(r))]
 
 
 if __name__ == "__main__":
