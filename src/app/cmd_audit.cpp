@@ -11,10 +11,10 @@
 #include "config_loading.h"
 #include "database_checks.h"
 #include "exit_codes.h"
-#include "walbust/audit_report.h"
-#include "walbust/db_inspector.h"
-#include "walbust/key_family.h"
-#include "walbust/redis_key_scan.h"
+#include "walbust/core/audit_report.h"
+#include "walbust/io/db_inspector.h"
+#include "walbust/core/key_family.h"
+#include "walbust/io/redis_key_scan.h"
 
 namespace walbust {
 namespace {

@@ -5,8 +5,8 @@
 #include "config_loading.h"
 #include "database_checks.h"
 #include "exit_codes.h"
-#include "walbust/db_inspector.h"
-#include "walbust/replica_connection.h"
+#include "walbust/io/db_inspector.h"
+#include "walbust/io/replica_connection.h"
 
 namespace walbust {
 

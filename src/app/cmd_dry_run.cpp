@@ -12,11 +12,11 @@
 #include "exit_codes.h"
 #include "signals.h"
 #include "table_binder.h"
-#include "walbust/change_stream.h"
-#include "walbust/dry_run_format.h"
-#include "walbust/pg_replication.h"
-#include "walbust/key_sink.h"
-#include "walbust/redis_client.h"
+#include "walbust/core/change_stream.h"
+#include "walbust/core/dry_run_format.h"
+#include "walbust/io/pg_replication.h"
+#include "walbust/io/key_sink.h"
+#include "walbust/io/redis_client.h"
 
 namespace walbust {
 namespace {

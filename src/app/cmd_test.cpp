@@ -3,7 +3,7 @@
 #include "commands.h"
 #include "config_loading.h"
 #include "exit_codes.h"
-#include "walbust/rule_cases.h"
+#include "walbust/core/rule_cases.h"
 
 namespace walbust {
 

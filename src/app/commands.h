@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "walbust/lsn.h"
+#include "walbust/core/lsn.h"
 
 namespace walbust {
 

@@ -3,8 +3,8 @@
 #include <cstdio>
 #include <stdexcept>
 
-#include "walbust/logging.h"
-#include "walbust/state_store.h"
+#include "walbust/io/logging.h"
+#include "walbust/io/state_store.h"
 
 namespace walbust {
 

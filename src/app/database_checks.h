@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "config_loading.h"
-#include "walbust/db_check.h"
-#include "walbust/pg_replication.h"
+#include "walbust/core/db_check.h"
+#include "walbust/io/pg_replication.h"
 
 namespace walbust {
 

@@ -11,7 +11,7 @@
 
 #include "commands.h"
 #include "exit_codes.h"
-#include "walbust/config.h"
+#include "walbust/io/config.h"
 #include "walbust/version.h"
 
 namespace walbust {

@@ -8,10 +8,10 @@
 #include <random>
 
 #include "signals.h"
-#include "walbust/backoff.h"
-#include "walbust/duration.h"
-#include "walbust/pg_replication.h"
-#include "walbust/replica_connection.h"
+#include "walbust/core/backoff.h"
+#include "walbust/core/duration.h"
+#include "walbust/io/pg_replication.h"
+#include "walbust/io/replica_connection.h"
 
 namespace walbust {
 

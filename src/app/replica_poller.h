@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "run_metrics.h"
-#include "walbust/config.h"
-#include "walbust/lsn.h"
+#include "walbust/io/config.h"
+#include "walbust/core/lsn.h"
 
 namespace walbust {
 

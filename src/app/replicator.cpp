@@ -10,10 +10,10 @@
 
 #include "exit_codes.h"
 #include "signals.h"
-#include "walbust/backoff.h"
-#include "walbust/key_sink.h"
-#include "walbust/redis_client.h"
-#include "walbust/duration.h"
+#include "walbust/core/backoff.h"
+#include "walbust/io/key_sink.h"
+#include "walbust/io/redis_client.h"
+#include "walbust/core/duration.h"
 #include "walbust/version.h"
 
 namespace walbust {

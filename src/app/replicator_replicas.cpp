@@ -8,8 +8,8 @@
 #include "exit_codes.h"
 #include "replicator.h"
 #include "signals.h"
-#include "walbust/duration.h"
-#include "walbust/replica_connection.h"
+#include "walbust/core/duration.h"
+#include "walbust/io/replica_connection.h"
 
 namespace walbust {
 namespace {

@@ -13,9 +13,9 @@
 #include <unordered_map>
 #include <vector>
 
-#include "walbust/change.h"
-#include "walbust/lsn.h"
-#include "walbust/metrics.h"
+#include "walbust/core/change.h"
+#include "walbust/core/lsn.h"
+#include "walbust/core/metrics.h"
 
 namespace walbust {
 

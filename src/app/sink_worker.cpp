@@ -5,10 +5,10 @@
 #include <random>
 
 #include "signals.h"
-#include "walbust/backoff.h"
-#include "walbust/pg_replication.h"
-#include "walbust/redis_client.h"
-#include "walbust/key_sink.h"
+#include "walbust/core/backoff.h"
+#include "walbust/io/pg_replication.h"
+#include "walbust/io/redis_client.h"
+#include "walbust/io/key_sink.h"
 
 namespace walbust {
 

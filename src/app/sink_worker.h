@@ -17,10 +17,10 @@
 #include <thread>
 
 #include "run_metrics.h"
-#include "walbust/ack_tracker.h"
-#include "walbust/action_queue.h"
-#include "walbust/config.h"
-#include "walbust/redelete_queue.h"
+#include "walbust/core/ack_tracker.h"
+#include "walbust/core/action_queue.h"
+#include "walbust/io/config.h"
+#include "walbust/core/redelete_queue.h"
 
 namespace walbust {
 

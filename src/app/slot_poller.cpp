@@ -4,7 +4,7 @@
 #include <sys/socket.h>
 
 #include "signals.h"
-#include "walbust/pg_replication.h"
+#include "walbust/io/pg_replication.h"
 
 namespace walbust {
 

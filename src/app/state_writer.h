@@ -10,7 +10,7 @@
 #include <optional>
 #include <thread>
 
-#include "walbust/state_store.h"
+#include "walbust/io/state_store.h"
 
 namespace walbust {
 

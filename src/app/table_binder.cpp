@@ -6,7 +6,7 @@
 #include <set>
 
 #include "signals.h"
-#include "walbust/db_inspector.h"
+#include "walbust/io/db_inspector.h"
 
 namespace walbust {
 

@@ -21,10 +21,10 @@
 #include <utility>
 #include <vector>
 
-#include "walbust/metrics.h"
-#include "walbust/pg_replication.h"
-#include "walbust/rule_binding.h"
-#include "walbust/rules.h"
+#include "walbust/core/metrics.h"
+#include "walbust/io/pg_replication.h"
+#include "walbust/core/rule_binding.h"
+#include "walbust/core/rules.h"
 
 namespace walbust {
 

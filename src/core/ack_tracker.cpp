@@ -1,4 +1,4 @@
-#include "walbust/ack_tracker.h"
+#include "walbust/core/ack_tracker.h"
 
 #include <algorithm>
 #include <stdexcept>

@@ -1,4 +1,4 @@
-#include "walbust/action_queue.h"
+#include "walbust/core/action_queue.h"
 
 namespace walbust {
 

@@ -1,4 +1,4 @@
-#include "walbust/audit_report.h"
+#include "walbust/core/audit_report.h"
 
 #include <algorithm>
 #include <cstdio>

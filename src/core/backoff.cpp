@@ -1,4 +1,4 @@
-#include "walbust/backoff.h"
+#include "walbust/core/backoff.h"
 
 #include <algorithm>
 

@@ -1,4 +1,4 @@
-#include "walbust/batch_dedup.h"
+#include "walbust/core/batch_dedup.h"
 
 #include <functional>
 #include <string_view>

@@ -1,4 +1,4 @@
-#include "walbust/change.h"
+#include "walbust/core/change.h"
 
 namespace walbust {
 

@@ -1,9 +1,9 @@
-#include "walbust/change_stream.h"
+#include "walbust/core/change_stream.h"
 
 #include <utility>
 #include <variant>
 
-#include "walbust/pgoutput.h"
+#include "walbust/core/pgoutput.h"
 
 namespace walbust {
 namespace {

@@ -1,9 +1,9 @@
-#include "walbust/db_check.h"
+#include "walbust/core/db_check.h"
 
 #include <algorithm>
 #include <set>
 
-#include "walbust/sql_quote.h"
+#include "walbust/core/sql_quote.h"
 
 namespace walbust {
 

@@ -1,4 +1,4 @@
-#include "walbust/diagnostics.h"
+#include "walbust/core/diagnostics.h"
 
 #include <yaml-cpp/yaml.h>
 

@@ -1,4 +1,4 @@
-#include "walbust/django_keys.h"
+#include "walbust/core/django_keys.h"
 
 #include <openssl/evp.h>
 

@@ -1,10 +1,10 @@
-#include "walbust/dry_run_format.h"
+#include "walbust/core/dry_run_format.h"
 
 #include <algorithm>
 #include <memory>
 #include <nlohmann/json.hpp>
 
-#include "walbust/events.h"
+#include "walbust/core/events.h"
 
 namespace walbust {
 namespace {

@@ -1,4 +1,4 @@
-#include "walbust/duration.h"
+#include "walbust/core/duration.h"
 
 #include <array>
 #include <charconv>

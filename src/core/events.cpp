@@ -1,4 +1,4 @@
-#include "walbust/events.h"
+#include "walbust/core/events.h"
 
 #include <algorithm>
 #include <memory>

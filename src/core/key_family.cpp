@@ -1,4 +1,4 @@
-#include "walbust/key_family.h"
+#include "walbust/core/key_family.h"
 
 #include <algorithm>
 

@@ -1,8 +1,8 @@
-#include "walbust/key_template.h"
+#include "walbust/core/key_template.h"
 
 #include <array>
 
-#include "walbust/django_keys.h"
+#include "walbust/core/django_keys.h"
 
 namespace walbust {
 namespace {

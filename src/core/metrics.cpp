@@ -1,4 +1,4 @@
-#include "walbust/metrics.h"
+#include "walbust/core/metrics.h"
 
 #include <algorithm>
 #include <charconv>

@@ -1,9 +1,9 @@
-#include "walbust/pgoutput.h"
+#include "walbust/core/pgoutput.h"
 
 #include <algorithm>
 #include <cstdio>
 
-#include "walbust/byte_reader.h"
+#include "walbust/core/byte_reader.h"
 
 namespace walbust::pgoutput {
 namespace {

@@ -1,4 +1,4 @@
-#include "walbust/redelete_queue.h"
+#include "walbust/core/redelete_queue.h"
 
 namespace walbust {
 

@@ -1,4 +1,4 @@
-#include "walbust/redis_errors.h"
+#include "walbust/core/redis_errors.h"
 
 namespace walbust {
 namespace {

@@ -1,4 +1,4 @@
-#include "walbust/redis_url.h"
+#include "walbust/core/redis_url.h"
 
 #include <charconv>
 

@@ -1,4 +1,4 @@
-#include "walbust/relation_cache.h"
+#include "walbust/core/relation_cache.h"
 
 namespace walbust {
 

@@ -1,4 +1,4 @@
-#include "walbust/replay_queue.h"
+#include "walbust/core/replay_queue.h"
 
 #include <algorithm>
 

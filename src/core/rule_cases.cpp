@@ -1,7 +1,7 @@
-#include "walbust/rule_cases.h"
+#include "walbust/core/rule_cases.h"
 
-#include "walbust/lsn.h"
-#include "walbust/yaml_section.h"
+#include "walbust/core/lsn.h"
+#include "walbust/core/yaml_section.h"
 
 #include <yaml-cpp/yaml.h>
 

@@ -1,4 +1,4 @@
-#include "walbust/rules.h"
+#include "walbust/core/rules.h"
 
 #include <yaml-cpp/yaml.h>
 
@@ -10,10 +10,10 @@
 #include <optional>
 #include <utility>
 
-#include "walbust/django_keys.h"
-#include "walbust/duration.h"
-#include "walbust/key_template.h"
-#include "walbust/yaml_section.h"
+#include "walbust/core/django_keys.h"
+#include "walbust/core/duration.h"
+#include "walbust/core/key_template.h"
+#include "walbust/core/yaml_section.h"
 
 namespace walbust {
 

@@ -1,8 +1,8 @@
-#include "walbust/setup_sql.h"
+#include "walbust/core/setup_sql.h"
 
 #include <set>
 
-#include "walbust/sql_quote.h"
+#include "walbust/core/sql_quote.h"
 
 namespace walbust {
 

@@ -1,4 +1,4 @@
-#include "walbust/sql_quote.h"
+#include "walbust/core/sql_quote.h"
 
 namespace walbust {
 

@@ -1,9 +1,9 @@
-#include "walbust/yaml_section.h"
+#include "walbust/core/yaml_section.h"
 
 #include <algorithm>
 #include <vector>
 
-#include "walbust/duration.h"
+#include "walbust/core/duration.h"
 
 namespace walbust {
 namespace {

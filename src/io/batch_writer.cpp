@@ -1,8 +1,8 @@
-#include "walbust/batch_writer.h"
+#include "walbust/io/batch_writer.h"
 
 #include <algorithm>
 
-#include "walbust/events.h"
+#include "walbust/core/events.h"
 
 namespace walbust {
 

@@ -1,4 +1,4 @@
-#include "walbust/cluster_router.h"
+#include "walbust/io/cluster_router.h"
 
 #include <spdlog/spdlog.h>
 

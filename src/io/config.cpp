@@ -1,4 +1,4 @@
-#include "walbust/config.h"
+#include "walbust/io/config.h"
 
 #include <glob.h>
 #include <sys/stat.h>
@@ -16,8 +16,8 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "walbust/duration.h"
-#include "walbust/yaml_section.h"
+#include "walbust/core/duration.h"
+#include "walbust/core/yaml_section.h"
 
 namespace walbust {
 namespace {

@@ -1,4 +1,4 @@
-#include "walbust/db_inspector.h"
+#include "walbust/io/db_inspector.h"
 
 #include <cstdlib>
 

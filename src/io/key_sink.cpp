@@ -1,11 +1,11 @@
-#include "walbust/key_sink.h"
+#include "walbust/io/key_sink.h"
 
 #include <spdlog/spdlog.h>
 
-#include "walbust/batch_writer.h"
-#include "walbust/cluster_router.h"
-#include "walbust/config.h"
-#include "walbust/sentinel_router.h"
+#include "walbust/io/batch_writer.h"
+#include "walbust/io/cluster_router.h"
+#include "walbust/io/config.h"
+#include "walbust/io/sentinel_router.h"
 
 namespace walbust {
 namespace {

@@ -1,4 +1,4 @@
-#include "walbust/logging.h"
+#include "walbust/io/logging.h"
 
 #include <spdlog/formatter.h>
 #include <spdlog/pattern_formatter.h>

@@ -1,4 +1,4 @@
-#include "walbust/metrics_server.h"
+#include "walbust/io/metrics_server.h"
 
 #include <httplib.h>
 #include <netdb.h>
@@ -13,7 +13,7 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "walbust/metrics.h"
+#include "walbust/core/metrics.h"
 
 namespace walbust {
 

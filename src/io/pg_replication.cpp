@@ -1,4 +1,4 @@
-#include "walbust/pg_replication.h"
+#include "walbust/io/pg_replication.h"
 
 #include <libpq-fe.h>
 #include <poll.h>
@@ -10,7 +10,7 @@
 #include <cstring>
 #include <vector>
 
-#include "walbust/byte_reader.h"
+#include "walbust/core/byte_reader.h"
 
 namespace walbust {
 namespace {

@@ -1,8 +1,8 @@
-#include "walbust/redis_client.h"
+#include "walbust/io/redis_client.h"
 
 #include <hiredis/hiredis.h>
 
-#include "walbust/redis_tls.h"
+#include "walbust/io/redis_tls.h"
 
 namespace walbust {
 namespace {

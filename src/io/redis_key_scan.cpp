@@ -1,4 +1,4 @@
-#include "walbust/redis_key_scan.h"
+#include "walbust/io/redis_key_scan.h"
 
 namespace walbust {
 

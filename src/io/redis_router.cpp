@@ -1,4 +1,4 @@
-#include "walbust/redis_router.h"
+#include "walbust/io/redis_router.h"
 
 namespace walbust {
 

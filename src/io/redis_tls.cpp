@@ -1,4 +1,4 @@
-#include "walbust/redis_tls.h"
+#include "walbust/io/redis_tls.h"
 
 #include <arpa/inet.h>
 #include <openssl/err.h>
@@ -10,7 +10,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "walbust/redis_client.h"
+#include "walbust/io/redis_client.h"
 
 namespace walbust {
 namespace {

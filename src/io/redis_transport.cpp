@@ -1,4 +1,4 @@
-#include "walbust/redis_transport.h"
+#include "walbust/io/redis_transport.h"
 
 #include <fcntl.h>
 #include <netdb.h>
@@ -14,8 +14,8 @@
 #include <cerrno>
 #include <cstring>
 
-#include "walbust/redis_client.h"
-#include "walbust/redis_tls.h"
+#include "walbust/io/redis_client.h"
+#include "walbust/io/redis_tls.h"
 
 namespace walbust {
 namespace {

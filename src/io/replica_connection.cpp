@@ -1,4 +1,4 @@
-#include "walbust/replica_connection.h"
+#include "walbust/io/replica_connection.h"
 
 #include <libpq-fe.h>
 #include <poll.h>
@@ -6,7 +6,7 @@
 #include <memory>
 #include <vector>
 
-#include "walbust/pg_replication.h"
+#include "walbust/io/pg_replication.h"
 
 namespace walbust {
 namespace {

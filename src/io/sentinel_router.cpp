@@ -1,4 +1,4 @@
-#include "walbust/sentinel_router.h"
+#include "walbust/io/sentinel_router.h"
 
 #include <spdlog/spdlog.h>
 

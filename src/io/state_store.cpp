@@ -1,4 +1,4 @@
-#include "walbust/state_store.h"
+#include "walbust/io/state_store.h"
 
 #include <fcntl.h>
 #include <unistd.h>

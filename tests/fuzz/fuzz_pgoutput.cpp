@@ -19,9 +19,9 @@
 #include <string_view>
 #include <vector>
 
-#include "walbust/change_stream.h"
-#include "walbust/pgoutput.h"
-#include "walbust/rules.h"
+#include "walbust/core/change_stream.h"
+#include "walbust/core/pgoutput.h"
+#include "walbust/core/rules.h"
 
 namespace {
 

@@ -19,9 +19,9 @@
 #include <string_view>
 #include <vector>
 
-#include "walbust/events.h"
-#include "walbust/key_template.h"
-#include "walbust/rules.h"
+#include "walbust/core/events.h"
+#include "walbust/core/key_template.h"
+#include "walbust/core/rules.h"
 
 namespace walbust {
 namespace {

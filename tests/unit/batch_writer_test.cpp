@@ -2,7 +2,7 @@
 // for an in-memory keyspace per node, so the batch semantics (deduplication, ordering,
 // patterns where they stand, DEL/UNLINK, WAIT) and sentinel discovery are tested without
 // servers.
-#include "walbust/batch_writer.h"
+#include "walbust/io/batch_writer.h"
 
 #include <fnmatch.h>
 #include <gtest/gtest.h>
@@ -10,7 +10,7 @@
 #include <map>
 #include <set>
 
-#include "walbust/sentinel_router.h"
+#include "walbust/io/sentinel_router.h"
 
 namespace walbust {
 namespace {

@@ -1,4 +1,4 @@
-#include "walbust/byte_reader.h"
+#include "walbust/core/byte_reader.h"
 
 #include <gtest/gtest.h>
 

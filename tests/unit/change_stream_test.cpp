@@ -1,4 +1,4 @@
-#include "walbust/change_stream.h"
+#include "walbust/core/change_stream.h"
 
 #include <gtest/gtest.h>
 

@@ -1,11 +1,11 @@
-#include "walbust/cluster_router.h"
+#include "walbust/io/cluster_router.h"
 
 #include <gtest/gtest.h>
 
 #include <stdexcept>
 
-#include "walbust/batch_writer.h"
-#include "walbust/config.h"
+#include "walbust/io/batch_writer.h"
+#include "walbust/io/config.h"
 
 namespace walbust {
 namespace {

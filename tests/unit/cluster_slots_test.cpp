@@ -1,4 +1,4 @@
-#include "walbust/cluster_slots.h"
+#include "walbust/core/cluster_slots.h"
 
 #include <gtest/gtest.h>
 

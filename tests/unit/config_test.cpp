@@ -1,4 +1,4 @@
-#include "walbust/config.h"
+#include "walbust/io/config.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>

@@ -2,10 +2,10 @@
 // error classes.
 #include <gtest/gtest.h>
 
-#include "walbust/backoff.h"
-#include "walbust/duration.h"
-#include "walbust/redis_errors.h"
-#include "walbust/redis_url.h"
+#include "walbust/core/backoff.h"
+#include "walbust/core/duration.h"
+#include "walbust/core/redis_errors.h"
+#include "walbust/core/redis_url.h"
 
 namespace walbust {
 namespace {

@@ -1,4 +1,4 @@
-#include "walbust/db_check.h"
+#include "walbust/core/db_check.h"
 
 #include <gtest/gtest.h>
 

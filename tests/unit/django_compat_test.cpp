@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "walbust/django_keys.h"
+#include "walbust/core/django_keys.h"
 
 namespace walbust {
 namespace {

@@ -1,4 +1,4 @@
-#include "walbust/dry_run_format.h"
+#include "walbust/core/dry_run_format.h"
 
 #include <gtest/gtest.h>
 

@@ -1,12 +1,12 @@
 // publish: rules (parsing, validation, the keys a change publishes) and EventBuilder (one
 // event per transaction and destination, deduplicated, in bounded parts).
-#include "walbust/events.h"
+#include "walbust/core/events.h"
 
 #include <gtest/gtest.h>
 
 #include <map>
 
-#include "walbust/rule_cases.h"
+#include "walbust/core/rule_cases.h"
 
 namespace walbust {
 namespace {

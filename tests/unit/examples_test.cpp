@@ -6,8 +6,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "walbust/rule_cases.h"
-#include "walbust/rules.h"
+#include "walbust/core/rule_cases.h"
+#include "walbust/core/rules.h"
 
 namespace walbust {
 namespace {

@@ -1,8 +1,8 @@
-#include "walbust/key_family.h"
+#include "walbust/core/key_family.h"
 
 #include <gtest/gtest.h>
 
-#include "walbust/django_keys.h"
+#include "walbust/core/django_keys.h"
 
 namespace walbust {
 namespace {

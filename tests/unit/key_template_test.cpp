@@ -1,4 +1,4 @@
-#include "walbust/key_template.h"
+#include "walbust/core/key_template.h"
 
 #include <gtest/gtest.h>
 

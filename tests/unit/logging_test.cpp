@@ -1,4 +1,4 @@
-#include "walbust/logging.h"
+#include "walbust/io/logging.h"
 
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>

@@ -1,4 +1,4 @@
-#include "walbust/lsn.h"
+#include "walbust/core/lsn.h"
 
 #include <gtest/gtest.h>
 

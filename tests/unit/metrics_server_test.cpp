@@ -1,4 +1,4 @@
-#include "walbust/metrics_server.h"
+#include "walbust/io/metrics_server.h"
 
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -6,7 +6,7 @@
 #include <atomic>
 #include <stdexcept>
 
-#include "walbust/metrics.h"
+#include "walbust/core/metrics.h"
 
 namespace walbust {
 namespace {

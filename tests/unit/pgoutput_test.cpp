@@ -1,4 +1,4 @@
-#include "walbust/pgoutput.h"
+#include "walbust/core/pgoutput.h"
 
 #include <gtest/gtest.h>
 

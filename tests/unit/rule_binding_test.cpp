@@ -1,4 +1,4 @@
-#include "walbust/rule_binding.h"
+#include "walbust/core/rule_binding.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "walbust/rule_cases.h"
+#include "walbust/core/rule_cases.h"
 
 #include <gtest/gtest.h>
 

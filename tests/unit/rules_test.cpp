@@ -1,4 +1,4 @@
-#include "walbust/rules.h"
+#include "walbust/core/rules.h"
 
 #include <gtest/gtest.h>
 
@@ -6,7 +6,7 @@
 #include <map>
 #include <random>
 
-#include "walbust/django_keys.h"
+#include "walbust/core/django_keys.h"
 
 namespace walbust {
 namespace {

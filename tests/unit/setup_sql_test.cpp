@@ -1,4 +1,4 @@
-#include "walbust/setup_sql.h"
+#include "walbust/core/setup_sql.h"
 
 #include <gtest/gtest.h>
 

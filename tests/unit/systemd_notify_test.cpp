@@ -1,4 +1,4 @@
-#include "walbust/systemd_notify.h"
+#include "walbust/io/systemd_notify.h"
 
 #include <gtest/gtest.h>
 #include <poll.h>

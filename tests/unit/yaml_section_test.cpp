@@ -1,5 +1,5 @@
 // The one YAML section walker shared by walbust.yaml, rules files and rule test cases.
-#include "walbust/yaml_section.h"
+#include "walbust/core/yaml_section.h"
 
 #include <gtest/gtest.h>
 
