@@ -12,7 +12,7 @@ namespace walbust {
 
 int check_command(const CheckOptions& options) {
   auto loaded = load_config_and_rules(options.config_path);
-  if (!loaded) return kExitUsage;  // SPEC §1: invalid configuration is a usage error
+  if (!loaded) return kExitUsage;  // README "Command line": invalid configuration is a usage error
   std::printf("%s: ok (%zu rules from %zu files)\n", options.config_path.c_str(),
               loaded->rules.size(), loaded->rule_files.size());
   if (!options.db) return kExitOk;

@@ -1,5 +1,5 @@
 #pragma once
-// Exit codes are part of the contract (SPEC §1): scripts and systemd's
+// Exit codes are part of the contract (README "Command line"): scripts and systemd's
 // RestartPreventExitStatus depend on them.
 namespace walbust {
 inline constexpr int kExitOk = 0;

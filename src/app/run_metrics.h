@@ -1,5 +1,5 @@
 #pragma once
-// Everything `walbust run` measures: the Prometheus series of SPEC §6 (resolved once, so
+// Everything `walbust run` measures: the Prometheus series of README "Running as a service" (resolved once, so
 // hot paths only touch atomics) and the liveness facts the health check, STATUS= and the
 // watchdog are derived from.
 #include <array>

@@ -345,7 +345,7 @@ std::optional<Config> load_config(const std::string& path, Diagnostics& diags) {
   log.choice("level", config.log.level, {"trace", "debug", "info", "warn", "error"});
   log.choice("format", config.log.format, {"auto", "text", "json"});
 
-  // Environment overrides (SPEC §2) win over the file.
+  // Environment overrides (README "Configuration reference") win over the file.
   config.postgres.dsn = env_or("WALBUST_PG_DSN", config.postgres.dsn);
   if (const char* url = std::getenv("WALBUST_REDIS_URL"); url != nullptr && *url != '\0') {
     config.targets.front().settings.url = url;

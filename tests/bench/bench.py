@@ -71,7 +71,7 @@ DEFAULT_RATES = "500,1500,5000,10000,flat"  # flat: one writer as fast as it goe
 LATENCY_CONTENDERS = ("walsender", "naive", "walbust")
 SCALING_MULTIPLIERS = [1, 4, 16]
 SCALING_BATCHES = [100, 1000, 10000]
-DEFAULT_BATCH = 10000  # SPEC §2 default of batch.max_keys
+DEFAULT_BATCH = 10000  # README "Configuration reference" default of batch.max_keys
 
 
 def parse_rates(text):

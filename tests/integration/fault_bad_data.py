@@ -5,7 +5,7 @@
 - column types beyond text: json, jsonb, arrays, numeric, enums, composite types,
   domains, timestamptz;
 - unchanged TOASTed values: taken from the old row with REPLICA IDENTITY FULL; without
-  it the rendering is skipped, counted and warned about once (SPEC §3);
+  it the rendering is skipped, counted and warned about once (README "Writing rules");
 - a table dropped, a column renamed and the publication altered while streaming.
 
 Expected keys come from PostgreSQL itself (`col::text`), so the oracle never guesses a

@@ -1,4 +1,4 @@
-"""Fault injection: replication gaps (SPEC §7; ctest label `fault`).
+"""Fault injection: replication gaps (README "Guarantees and failure modes"; ctest label `fault`).
 
 walbust records the slot it streams from in state_dir/walbust-SLOT.state. When the slot
 is missing although the state file says walbust used it, or PostgreSQL invalidated it

@@ -1,7 +1,7 @@
 """Fault injection: SIGHUP storms under load (ctest label `fault`).
 
 Rules and config files are rewritten between valid and broken versions while SIGHUPs
-arrive in bursts and transactions commit. SPEC §6: a reload is atomic, and a reload with
+arrive in bursts and transactions commit. README "Running as a service": a reload is atomic, and a reload with
 any error keeps the old rules running. The broken versions are chosen so that a partial
 reload would show as lost invalidations: one of them pairs a broken extra.yaml with an
 events.yaml that is valid but derives different keys; applying the valid half alone

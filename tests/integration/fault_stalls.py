@@ -8,7 +8,7 @@
   survive: the walsender must never end it with "terminating walsender process due to
   replication timeout", and walbust must not reconnect. Run with status_interval 1s and
   with the default 10s: keeping the connection alive is walbust's job, not a tuning
-  requirement on the operator (PROTOCOL.md: reply at once when the server asks).
+  requirement on the operator (docs/design.md: reply at once when the server asks).
 """
 
 import os

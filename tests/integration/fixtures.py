@@ -956,7 +956,7 @@ rules:
 class Walbust:
     """Runs `walbust run` against a PostgresServer and a RedisServer.
 
-    The config (SPEC §2) is written to WORKDIR/walbust.yaml from `config`, which can be
+    The config (README "Configuration reference") is written to WORKDIR/walbust.yaml from `config`, which can be
     edited before start() (then call write_config()). `marker=True` adds a rules file for
     the walbust_marker table so sync() can wait until walbust has caught up.
     """

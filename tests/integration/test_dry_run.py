@@ -1,4 +1,4 @@
-"""`walbust dry-run` against real PostgreSQL and Redis (SPEC §1 "dry-run").
+"""`walbust dry-run` against real PostgreSQL and Redis (README "Try your rules safely").
 
 Both modes (a temporary slot following new changes, and --peek on the configured slot's
 backlog), both formats, --check-redis, and the two promises: dry-run never writes to Redis

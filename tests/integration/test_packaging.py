@@ -22,7 +22,7 @@ WALBUST_BIN = os.environ.get("WALBUST_BIN", "")
 PACKAGING = os.path.join(SOURCE_DIR, "packaging")
 UNIT = os.path.join(PACKAGING, "walbust.service")
 
-# SPEC section 6: every metric the dashboard must show.
+# README "Running as a service": every metric the dashboard must show.
 SPEC_METRICS = [
     "walbust_build_info",
     "walbust_changes_total",

@@ -1,5 +1,5 @@
 """The rules language end to end: real SQL through real PostgreSQL and Redis, and the
-exact set of keys walbust deleted (SPEC §3).
+exact set of keys walbust deleted (README "Writing rules").
 
 Every test fills Redis with every key the rules could produce for the rows involved plus
 unrelated keys, makes a change, waits until walbust has handled it (a marker row), and

@@ -1,4 +1,4 @@
-"""Scale-out (SPEC §8) against real servers: Redis Cluster routing, redirections, resharding
+"""Scale-out (docs/scale-out.md) against real servers: Redis Cluster routing, redirections, resharding
 and failover; several targets with acknowledgement gated by the slowest; a standby
 instance taking over the slot.
 

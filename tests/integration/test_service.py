@@ -1,4 +1,4 @@
-"""walbust as a systemd service, against real servers (SPEC §6).
+"""walbust as a systemd service, against real servers (README "Running as a service").
 
 The test plays systemd's part: it listens on its own NOTIFY_SOCKET and checks the
 notifications walbust sends (READY, STATUS, WATCHDOG, RELOADING, STOPPING) and their
@@ -165,7 +165,7 @@ class ServiceTest(unittest.TestCase):
         self.w.sync()
         self.assertTrue(r.exists("post_detail_3"), "the v1 rule must be gone after the reload")
 
-        # Metrics: every SPEC name, the reload outcomes, and sensible values.
+        # Metrics: every documented name, the reload outcomes, and sensible values.
         fixtures.wait_for(lambda: len([m for m in self.notify.messages if "WATCHDOG" in m[1]]) >= 3,
                           TIMEOUT, message="three WATCHDOG=1 pings")
         status, text = http_get(f"http://127.0.0.1:{self.port}/metrics")

@@ -3,7 +3,7 @@
 // it about transactions and keepalives, the sink(s) about what Redis confirmed; nothing
 // else computes acknowledgement positions.
 //
-// Rules (PROTOCOL.md, "Acknowledgement"):
+// Rules (docs/design.md, "The acknowledgement invariant"):
 //  - a transaction's end LSN may be reported once every target confirmed all its keys,
 //    and all earlier transactions' keys;
 //  - a keepalive's walEnd may be reported once everything sent before it is confirmed and

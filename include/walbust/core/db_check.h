@@ -1,5 +1,5 @@
 #pragma once
-// `walbust check --db` (SPEC §1): compares what the rules need from the database with
+// `walbust check --db` (README "Command line"): compares what the rules need from the database with
 // facts read from it, and turns every difference into a finding with the SQL that fixes
 // it. Pure: the facts are read by DbInspector (io), so every rule here is unit-tested.
 #include <optional>
@@ -19,7 +19,7 @@ struct DatabaseNeeds {
   std::string slot;
   bool create_slot = true;
   // From walbust's state file, when it names this slot: a missing slot is then a gap
-  // (SPEC §7), not a first start.
+  // (README "Guarantees and failure modes"), not a first start.
   struct Streamed {
     std::string database;
     Lsn acknowledged_lsn = kInvalidLsn;

@@ -1,6 +1,6 @@
 #pragma once
 // Cache keys exactly as Django (>= 3.1) and django-redis build them, so walbust deletes the
-// very keys a Django application wrote (PROTOCOL.md "Django keys").
+// very keys a Django application wrote (docs/django.md).
 #include <string>
 #include <string_view>
 #include <vector>

@@ -1,6 +1,6 @@
 #pragma once
 // How `walbust dry-run` prints a change and the actions the rules derive from it
-// (SPEC §1 "dry-run"): one JSON object per line, or a readable block of text.
+// (README "Try your rules safely"): one JSON object per line, or a readable block of text.
 #include <cstdint>
 #include <optional>
 #include <string>

@@ -1,5 +1,5 @@
 #pragma once
-// Key templates (SPEC §3 "Placeholders"): "post_detail_{id}", "{old.slug|lower}",
+// Key templates (README "Writing rules"): "post_detail_{id}", "{old.slug|lower}",
 // "{{literal}}". Compiled once when rules load into literal parts and placeholders, then
 // rendered for every matching row image without reparsing.
 #include <cstddef>

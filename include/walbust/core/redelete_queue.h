@@ -1,5 +1,5 @@
 #pragma once
-// Keys waiting for their second delete (`redelete_after`, SPEC §4). The second delete
+// Keys waiting for their second delete (`redelete_after`, README "Delivery guarantees"). The second delete
 // closes the race in which a reader fetched the old row just before the commit and wrote
 // it to the cache just after the first delete. It never holds up acknowledgement (the
 // first delete already made the transaction safe to acknowledge), and memory is bounded:

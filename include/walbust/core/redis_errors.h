@@ -1,5 +1,5 @@
 #pragma once
-// What to do about a Redis error reply (PROTOCOL.md, "Redis"): retry later, stop because
+// What to do about a Redis error reply (docs/design.md): retry later, stop because
 // the configuration is wrong, or follow a cluster redirection.
 #include <string_view>
 

@@ -1,5 +1,5 @@
 #pragma once
-// Rule unit tests (SPEC §5): YAML cases that describe a change and the keys it must
+// Rule unit tests (README "Try your rules safely"): YAML cases that describe a change and the keys it must
 // produce, checked against a RuleSet without any server.
 #include <string>
 #include <vector>

@@ -1,5 +1,5 @@
 #pragma once
-// `walbust setup` (SPEC §1): the SQL that prepares a database for the rules. Every
+// `walbust setup` (README "Command line"): the SQL that prepares a database for the rules. Every
 // statement is idempotent, so the script can be piped into `psql -v ON_ERROR_STOP=1` any
 // number of times. With facts from the database it is tailored (replica identity only
 // where the current one falls short, server settings and role fixes when they are needed);

@@ -1,5 +1,5 @@
 #pragma once
-// walbust.yaml (SPEC §2): loaded and validated completely; every problem is reported with
+// walbust.yaml (README "Configuration reference"): loaded and validated completely; every problem is reported with
 // file:line:column and no partial configuration is ever used.
 #include <chrono>
 #include <optional>
@@ -42,7 +42,7 @@ struct RedisSettings {
   std::string password_file;              // resolved like PostgresSettings::password_file
   std::string delete_command = "unlink";  // unlink | del
   std::chrono::milliseconds timeout{2000};
-  bool cluster = false;            // Redis Cluster: keys routed by hash slot (SPEC §8)
+  bool cluster = false;            // Redis Cluster: keys routed by hash slot (docs/scale-out.md)
   std::vector<std::string> nodes;  // cluster seed nodes, host:port
   RedisTlsSettings tls;            // enabled by rediss:// / valkeys:// or a tls: section
   RedisWaitSettings wait;
