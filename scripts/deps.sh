@@ -11,6 +11,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libcli11-dev nlohmann-json3-dev
   libcpp-httplib-dev libsystemd-dev libbenchmark-dev libssl-dev
   clang-14 libclang-rt-14-dev  # libFuzzer and sanitizer runtimes for scripts/fuzz.sh
+  clang-format-14  # scripts/format.sh and the format check of scripts/test.sh
   # servers used by the demo and the integration tests
   postgresql-15 postgresql-client-15 redis-server redis-tools
   # test helpers (always used through /usr/bin/python3)

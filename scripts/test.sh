@@ -6,7 +6,8 @@
 #   scripts/test.sh --label unit    only tests with this ctest label
 #                                   (unit|integration|fault|systemd)
 #
-# Installs missing dependencies (scripts/deps.sh), configures and builds into build/
+# Installs missing dependencies (scripts/deps.sh), checks the C++ formatting
+# (scripts/format.sh --check), configures and builds into build/
 # (Release) and runs every test with ctest, the .deb under a real systemd included
 # (label systemd); then builds build-asan/ with -DWALBUST_SANITIZE=ON (Debug) and runs the
 # unit and integration tests against the sanitized binary. Idempotent; exits non-zero if
@@ -14,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
 
 quick=0
 label=""
@@ -58,6 +59,9 @@ run_ctest() {  # NAME BUILD_DIR LABELS
 }
 
 bash scripts/deps.sh
+
+# Unformatted C++ fails the test command before anything is built.
+bash scripts/format.sh --check
 
 echo "== build (Release) in build/"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DWALBUST_SANITIZE=OFF >/dev/null

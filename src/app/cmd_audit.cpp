@@ -12,8 +12,8 @@
 #include "database_checks.h"
 #include "exit_codes.h"
 #include "walbust/core/audit_report.h"
-#include "walbust/io/db_inspector.h"
 #include "walbust/core/key_family.h"
+#include "walbust/io/db_inspector.h"
 #include "walbust/io/redis_key_scan.h"
 
 namespace walbust {

@@ -24,8 +24,9 @@ int check_command(const CheckOptions& options) {
     auto conn = connect_for_inspection(loaded->config);
     // Whether the DSN's sslmode took effect: an operator expecting TLS must see it here.
     const std::string tls = conn->encryption();
-    std::printf("connection: %s\n", tls.empty() ? "not encrypted (add sslmode=verify-full to postgres.dsn)"
-                                                  : ("encrypted (" + tls + ")").c_str());
+    std::printf("connection: %s\n", tls.empty()
+                                        ? "not encrypted (add sslmode=verify-full to postgres.dsn)"
+                                        : ("encrypted (" + tls + ")").c_str());
     DbInspector inspector(*conn);
     findings = check_database(needs, inspector.inspect(needs));
     // Read replicas use the primary's password: the role is the same, replicated.

@@ -14,8 +14,8 @@
 #include "table_binder.h"
 #include "walbust/core/change_stream.h"
 #include "walbust/core/dry_run_format.h"
-#include "walbust/io/pg_replication.h"
 #include "walbust/io/key_sink.h"
+#include "walbust/io/pg_replication.h"
 #include "walbust/io/redis_client.h"
 
 namespace walbust {
@@ -27,7 +27,8 @@ using Clock = std::chrono::steady_clock;
 constexpr std::size_t kScanLimit = 10000;
 
 std::optional<std::string> decode_bytea_hex(const std::string& text) {
-  if (text.size() < 2 || text[0] != '\\' || text[1] != 'x' || text.size() % 2 != 0) return std::nullopt;
+  if (text.size() < 2 || text[0] != '\\' || text[1] != 'x' || text.size() % 2 != 0)
+    return std::nullopt;
   auto nibble = [](char c) -> int {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -49,16 +50,20 @@ std::optional<std::string> decode_bytea_hex(const std::string& text) {
 std::string explain(const PgError& e, const Config& config) {
   const std::string what = e.what();
   if (what.find("wal_level") != std::string::npos) {
-    return "the database does not have wal_level = logical (ALTER SYSTEM SET wal_level = logical; then restart "
+    return "the database does not have wal_level = logical (ALTER SYSTEM SET wal_level = logical; "
+           "then restart "
            "PostgreSQL)";
   }
-  if (e.sqlstate() == "42501" || what.find("must be superuser or replication role") != std::string::npos ||
+  if (e.sqlstate() == "42501" ||
+      what.find("must be superuser or replication role") != std::string::npos ||
       what.find("permission denied") != std::string::npos) {
-    return "the role in postgres.dsn may not use replication (ALTER ROLE ... REPLICATION;): " + what;
+    return "the role in postgres.dsn may not use replication (ALTER ROLE ... REPLICATION;): " +
+           what;
   }
   if (e.sqlstate() == "55006") {
     return "replication slot " + config.postgres.slot +
-           " is in use by a running consumer (a walbust daemon?); --peek reads a slot only while nobody streams "
+           " is in use by a running consumer (a walbust daemon?); --peek reads a slot only while "
+           "nobody streams "
            "from it. Without --peek, dry-run follows new changes on a temporary slot instead";
   }
   return what;
@@ -67,7 +72,9 @@ std::string explain(const PgError& e, const Config& config) {
 class DryRun final : public ChangeHandler {
  public:
   DryRun(const DryRunOptions& options, LoadedConfig& loaded) : options_(options), loaded_(loaded) {
-    if (options_.duration) deadline_ = Clock::now() + std::chrono::milliseconds(static_cast<long long>(*options_.duration * 1000));
+    if (options_.duration)
+      deadline_ = Clock::now() +
+                  std::chrono::milliseconds(static_cast<long long>(*options_.duration * 1000));
   }
 
   int run() {
@@ -86,9 +93,9 @@ class DryRun final : public ChangeHandler {
       // The same binding as run: renamed tables and partitions match their rules, and a
       // rule that cannot match is reported before the first change (follow(), peek()).
       const auto& pg = loaded_.config.postgres;
-      binder_ = std::make_unique<TableBinder>(pg.dsn, read_password_file(pg.password_file), pg.publication,
-                                              std::shared_ptr<const RuleSet>(std::shared_ptr<void>(), &loaded_.rules),
-                                              nullptr);
+      binder_ = std::make_unique<TableBinder>(
+          pg.dsn, read_password_file(pg.password_file), pg.publication,
+          std::shared_ptr<const RuleSet>(std::shared_ptr<void>(), &loaded_.rules), nullptr);
       rc = options_.peek ? peek() : follow();
     } catch (const PgError& e) {
       std::fprintf(stderr, "walbust dry-run: %s\n", explain(e, loaded_.config).c_str());
@@ -101,7 +108,8 @@ class DryRun final : public ChangeHandler {
       rc = kExitFailure;
     }
     if (!output_closed_) {
-      emit(options_.format == "json" ? format_summary_json(summary_) + "\n" : "\n" + format_summary_text(summary_));
+      emit(options_.format == "json" ? format_summary_json(summary_) + "\n"
+                                     : "\n" + format_summary_text(summary_));
     }
     return rc;
   }
@@ -116,7 +124,8 @@ class DryRun final : public ChangeHandler {
   void emit(const std::string& text) {
     if (output_closed_) return;
     // A reader that went away (| head) ends the command quietly, not with SIGPIPE.
-    if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0) {
+    if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() ||
+        std::fflush(stdout) != 0) {
       output_closed_ = true;
     }
   }
@@ -126,8 +135,9 @@ class DryRun final : public ChangeHandler {
     PgReplicationConnection conn(pg.dsn, read_password_file(pg.password_file));
     conn.connect();
     if (!conn.publication_exists(pg.publication)) {
-      std::fprintf(stderr, "walbust dry-run: publication %s does not exist (walbust setup prints the SQL)\n",
-                   pg.publication.c_str());
+      std::fprintf(
+          stderr, "walbust dry-run: publication %s does not exist (walbust setup prints the SQL)\n",
+          pg.publication.c_str());
       return kExitFailure;
     }
     // Temporary: it disappears with this session, so the production slot never moves and
@@ -136,7 +146,9 @@ class DryRun final : public ChangeHandler {
     const std::string slot = "walbust_dry_run_" + std::to_string(::getpid());
     const Lsn start = conn.create_slot(slot, /*temporary=*/true);
     conn.start_replication(slot, pg.publication, start);
-    std::fprintf(stderr, "walbust dry-run: following changes committed from %s on (temporary slot %s); Ctrl-C to stop\n",
+    std::fprintf(stderr,
+                 "walbust dry-run: following changes committed from %s on (temporary slot %s); "
+                 "Ctrl-C to stop\n",
                  format_lsn(start).c_str(), slot.c_str());
     auto next_status = Clock::now() + pg.status_interval;
     while (!done()) {
@@ -169,34 +181,43 @@ class DryRun final : public ChangeHandler {
 
   int peek() {
     const auto& pg = loaded_.config.postgres;
-    PgReplicationConnection conn(pg.dsn, read_password_file(pg.password_file), /*replication=*/false);
+    PgReplicationConnection conn(pg.dsn, read_password_file(pg.password_file),
+                                 /*replication=*/false);
     conn.connect();
-    const auto active = conn.query("SELECT active, coalesce(active_pid, 0), plugin FROM pg_catalog.pg_replication_slots "
-                                   "WHERE slot_name = " + conn.quote_literal(pg.slot));
+    const auto active = conn.query(
+        "SELECT active, coalesce(active_pid, 0), plugin FROM pg_catalog.pg_replication_slots "
+        "WHERE slot_name = " +
+        conn.quote_literal(pg.slot));
     if (active.empty()) {
-      std::fprintf(stderr, "walbust dry-run: replication slot %s does not exist, so there is no backlog to peek at\n",
+      std::fprintf(stderr,
+                   "walbust dry-run: replication slot %s does not exist, so there is no backlog to "
+                   "peek at\n",
                    pg.slot.c_str());
       return kExitFailure;
     }
     if (active[0][0] && *active[0][0] == "t") {
       std::fprintf(stderr,
-                   "walbust dry-run: replication slot %s is in use by process %s (a running walbust?); --peek reads "
-                   "a slot only while nobody streams from it. Without --peek, dry-run follows new changes on a "
+                   "walbust dry-run: replication slot %s is in use by process %s (a running "
+                   "walbust?); --peek reads "
+                   "a slot only while nobody streams from it. Without --peek, dry-run follows new "
+                   "changes on a "
                    "temporary slot instead\n",
                    pg.slot.c_str(), active[0][1].value_or("?").c_str());
       return kExitFailure;
     }
     if (!conn.publication_exists(pg.publication)) {
-      std::fprintf(stderr, "walbust dry-run: publication %s does not exist\n", pg.publication.c_str());
+      std::fprintf(stderr, "walbust dry-run: publication %s does not exist\n",
+                   pg.publication.c_str());
       return kExitFailure;
     }
     (void)binder_->refresh();
     // A cursor streams the backlog in pages instead of materialising it client-side.
     conn.execute("BEGIN READ ONLY");
-    conn.execute("DECLARE walbust_peek NO SCROLL CURSOR FOR SELECT lsn::text, xid::text, data FROM "
-                 "pg_catalog.pg_logical_slot_peek_binary_changes(" + conn.quote_literal(pg.slot) +
-                 ", NULL, NULL, 'proto_version', '1', 'publication_names', " +
-                 conn.quote_literal(PgReplicationConnection::quote_ident(pg.publication)) + ")");
+    conn.execute(
+        "DECLARE walbust_peek NO SCROLL CURSOR FOR SELECT lsn::text, xid::text, data FROM "
+        "pg_catalog.pg_logical_slot_peek_binary_changes(" +
+        conn.quote_literal(pg.slot) + ", NULL, NULL, 'proto_version', '1', 'publication_names', " +
+        conn.quote_literal(PgReplicationConnection::quote_ident(pg.publication)) + ")");
     while (!done()) {
       const auto rows = conn.query("FETCH 1000 FROM walbust_peek");
       if (rows.empty()) break;
@@ -232,10 +253,11 @@ class DryRun final : public ChangeHandler {
     summary_.checked_redis = sink_ != nullptr;
     if (options_.format == "json") {
       emit(format_change_json(change, actions_, loaded_.rules, probes_, kScanLimit,
-                                                    !loaded_.config.replicas.dsns.empty()) + "\n");
+                              !loaded_.config.replicas.dsns.empty()) +
+           "\n");
     } else {
       emit(format_change_text(change, actions_, loaded_.rules, probes_, kScanLimit,
-                                          !loaded_.config.replicas.dsns.empty()));
+                              !loaded_.config.replicas.dsns.empty()));
     }
   }
 
@@ -282,7 +304,8 @@ int dry_run_command(const DryRunOptions& options) {
   auto loaded = load_config_and_rules(options.config_path);
   if (!loaded) return kExitUsage;
   if (options.check_redis && !loaded->config.redis_configured) {
-    std::fprintf(stderr, "walbust dry-run: --check-redis needs a redis: section (or WALBUST_REDIS_URL)\n");
+    std::fprintf(stderr,
+                 "walbust dry-run: --check-redis needs a redis: section (or WALBUST_REDIS_URL)\n");
     return kExitUsage;
   }
   setup_logging(loaded->config.log);

@@ -6,8 +6,8 @@
 #include "config_loading.h"
 #include "database_checks.h"
 #include "exit_codes.h"
-#include "walbust/io/db_inspector.h"
 #include "walbust/core/setup_sql.h"
+#include "walbust/io/db_inspector.h"
 
 namespace walbust {
 

@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "walbust/io/config.h"
 #include "walbust/core/rules.h"
+#include "walbust/io/config.h"
 
 namespace walbust {
 

@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "run_metrics.h"
-#include "walbust/io/config.h"
 #include "walbust/core/lsn.h"
+#include "walbust/io/config.h"
 
 namespace walbust {
 

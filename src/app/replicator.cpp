@@ -11,9 +11,9 @@
 #include "exit_codes.h"
 #include "signals.h"
 #include "walbust/core/backoff.h"
+#include "walbust/core/duration.h"
 #include "walbust/io/key_sink.h"
 #include "walbust/io/redis_client.h"
-#include "walbust/core/duration.h"
 #include "walbust/version.h"
 
 namespace walbust {
@@ -45,7 +45,8 @@ std::vector<std::uint64_t> rule_target_masks(const RuleSet& rules, const Config&
   for (std::uint32_t r = 0; r < rules.size(); ++r) {
     const auto& names = rules.rule(r).targets;
     for (std::size_t t = 0; t < config.targets.size(); ++t) {
-      if (names.empty() || std::find(names.begin(), names.end(), config.targets[t].name) != names.end()) {
+      if (names.empty() ||
+          std::find(names.begin(), names.end(), config.targets[t].name) != names.end()) {
         masks[r] |= std::uint64_t{1} << t;
       }
     }
@@ -74,14 +75,16 @@ std::vector<std::string> restart_only_changes(const Config& a, const Config& b) 
   for (std::size_t i = 0; i < std::min(a.targets.size(), b.targets.size()); ++i) {
     const auto& x = a.targets[i].settings;
     const auto& y = b.targets[i].settings;
-    check(x.url != y.url || x.password_file != y.password_file || x.delete_command != y.delete_command ||
-              x.timeout != y.timeout || x.cluster != y.cluster || x.nodes != y.nodes,
+    check(x.url != y.url || x.password_file != y.password_file ||
+              x.delete_command != y.delete_command || x.timeout != y.timeout ||
+              x.cluster != y.cluster || x.nodes != y.nodes,
           "redis");
   }
   check(a.batch.max_keys != b.batch.max_keys || a.batch.max_delay != b.batch.max_delay, "batch");
   check(a.state_dir != b.state_dir, "state_dir");
   check(a.metrics_listen != b.metrics_listen, "metrics.listen");
-  check(a.replicas.dsns != b.replicas.dsns || a.replicas.poll_interval != b.replicas.poll_interval ||
+  check(a.replicas.dsns != b.replicas.dsns ||
+            a.replicas.poll_interval != b.replicas.poll_interval ||
             a.replicas.grace != b.replicas.grace || a.replicas.max_wait != b.replicas.max_wait,
         "replicas");
   return changed;
@@ -101,13 +104,14 @@ Replicator::Replicator(Config config, RuleSet rules, std::optional<Lsn> endpos)
       state_(config_.state_dir, config_.postgres.slot),
       state_writer_(state_),
       local_(config_.targets.size()) {
-  binder_ = std::make_unique<TableBinder>(config_.postgres.dsn, pg_password_, config_.postgres.publication,
-                                          rules_, &metrics_.registry);
+  binder_ = std::make_unique<TableBinder>(config_.postgres.dsn, pg_password_,
+                                          config_.postgres.publication, rules_, &metrics_.registry);
   for (std::size_t i = 0; i < config_.targets.size(); ++i) {
     const auto& t = config_.targets[i];
     queues_.push_back(std::make_unique<ActionQueue>(queue_capacity(config_.batch)));
-    sinks_.push_back(std::make_unique<SinkWorker>(i, t, read_password_file(t.settings.password_file), config_.batch,
-                                                  *queues_[i], tracker_, *metrics_.targets[i], metrics_.redeletes));
+    sinks_.push_back(std::make_unique<SinkWorker>(
+        i, t, read_password_file(t.settings.password_file), config_.batch, *queues_[i], tracker_,
+        *metrics_.targets[i], metrics_.redeletes));
   }
 }
 
@@ -150,7 +154,7 @@ std::pair<bool, std::string> Replicator::health() const {
   for (std::size_t i = 0; i < metrics_.targets.size(); ++i) {
     const auto& t = *metrics_.targets[i];
     const auto& s = config_.targets[i].settings;
-    std::string where = s.cluster ? "cluster"
+    std::string where = s.cluster                   ? "cluster"
                         : s.sentinel.master.empty() ? s.endpoint.describe()
                                                     : "sentinel " + s.sentinel.master;
     for (std::size_t n = 0; n < s.nodes.size(); ++n) where += (n == 0 ? " " : ",") + s.nodes[n];
@@ -160,8 +164,8 @@ std::pair<bool, std::string> Replicator::health() const {
       healthy = false;
       body = "redis target " + t.name + " unreachable";
     }
-    targets += "\ntarget " + t.name + " (" + where + "): " +
-               (up ? "up" : "unreachable, nothing acknowledged until it is back") + ", " +
+    targets += "\ntarget " + t.name + " (" + where +
+               "): " + (up ? "up" : "unreachable, nothing acknowledged until it is back") + ", " +
                std::to_string(queues_[i]->size()) + " actions queued";
   }
   if (healthy) body = "streaming";
@@ -169,7 +173,8 @@ std::pair<bool, std::string> Replicator::health() const {
   const auto unbound = binder_->unbound_lines();
   if (!unbound.empty() && healthy) {
     healthy = false;
-    body = std::to_string(unbound.size()) + (unbound.size() == 1 ? " rule cannot" : " rules cannot") +
+    body = std::to_string(unbound.size()) +
+           (unbound.size() == 1 ? " rule cannot" : " rules cannot") +
            " match; the others keep invalidating";
   }
   for (const auto& line : unbound) targets += "\n" + line;
@@ -189,7 +194,8 @@ void Replicator::sleep_interruptibly(std::chrono::milliseconds delay) {
     if (now >= until) return;
     auto wake = std::min({until, next_progress_, next_watchdog_, replay_deadline()});
     pollfd pfd{Signals::wake_fd(), POLLIN, 0};
-    const auto ms = std::chrono::ceil<std::chrono::milliseconds>(std::max(wake - now, Clock::duration::zero()));
+    const auto ms =
+        std::chrono::ceil<std::chrono::milliseconds>(std::max(wake - now, Clock::duration::zero()));
     (void)::poll(&pfd, pfd.fd >= 0 ? 1 : 0, static_cast<int>(ms.count()));
     Signals::drain_wake_fd();
     maybe_reload();
@@ -197,9 +203,10 @@ void Replicator::sleep_interruptibly(std::chrono::milliseconds delay) {
 }
 
 int Replicator::run() {
-  spdlog::info("walbust {} starting: slot {}, publication {}, {} rules, {} Redis target(s), state {}", kVersion,
-               config_.postgres.slot, config_.postgres.publication, rules_->size(), config_.targets.size(),
-               state_.path());
+  spdlog::info(
+      "walbust {} starting: slot {}, publication {}, {} rules, {} Redis target(s), state {}",
+      kVersion, config_.postgres.slot, config_.postgres.publication, rules_->size(),
+      config_.targets.size(), state_.path());
   if (const int code = start_replicas(); code >= 0) return code;
   if (!config_.metrics_listen.empty()) {
     metrics_server_ = std::make_unique<MetricsServer>(config_.metrics_listen, metrics_.registry,
@@ -207,10 +214,11 @@ int Replicator::run() {
     metrics_server_->start();
     spdlog::info("metrics on http://{}/metrics", config_.metrics_listen);
   }
-  slot_poller_ = std::make_unique<SlotPoller>(config_.postgres.dsn, pg_password_, config_.postgres.slot,
-                                              std::min(config_.postgres.status_interval,
-                                                       std::chrono::milliseconds(std::chrono::seconds(10))),
-                                              metrics_);
+  slot_poller_ =
+      std::make_unique<SlotPoller>(config_.postgres.dsn, pg_password_, config_.postgres.slot,
+                                   std::min(config_.postgres.status_interval,
+                                            std::chrono::milliseconds(std::chrono::seconds(10))),
+                                   metrics_);
   slot_poller_->start();
   // Rules are bound before the first change: a rule that cannot match is reported at start.
   (void)binder_->refresh();
@@ -287,9 +295,10 @@ int Replicator::run() {
       notifier_.status(status_text_);
       sleep_interruptibly(delay);
     } catch (const StreamError& e) {
-      spdlog::error("cannot interpret the replication stream: {}; nothing after the last acknowledged "
-                    "position ({}) was acknowledged, so no invalidation is lost; stopping",
-                    e.what(), format_lsn(tracker_.flush_lsn()));
+      spdlog::error(
+          "cannot interpret the replication stream: {}; nothing after the last acknowledged "
+          "position ({}) was acknowledged, so no invalidation is lost; stopping",
+          e.what(), format_lsn(tracker_.flush_lsn()));
       exit_code_ = kExitFailure;
       break;
     }
@@ -307,10 +316,11 @@ int Replicator::open_stream() {
   const SystemIdentity id = conn_.identify_system();
   const auto saved = state_.load();
   if (saved && saved->system_identifier != id.system_id) {
-    spdlog::error("state file {} belongs to database system {}, but this server is {}: refusing to stream "
-                  "(wrong server, or a restored/recreated cluster whose changes walbust never saw). "
-                  "If caches were flushed, remove {} and start again",
-                  state_.path(), saved->system_identifier, id.system_id, state_.path());
+    spdlog::error(
+        "state file {} belongs to database system {}, but this server is {}: refusing to stream "
+        "(wrong server, or a restored/recreated cluster whose changes walbust never saw). "
+        "If caches were flushed, remove {} and start again",
+        state_.path(), saved->system_identifier, id.system_id, state_.path());
     return kExitFailure;
   }
   // Only now is this server known to be the one the state file describes (or the first).
@@ -320,34 +330,40 @@ int Replicator::open_stream() {
   const std::string& slot_name = config_.postgres.slot;
   auto slot = conn_.slot_info(slot_name);
   if (slot && slot->wal_status == "lost") {
-    return handle_gap("replication slot " + slot_name +
-                      " was invalidated by PostgreSQL (wal_status = lost, max_slot_wal_keep_size exceeded)");
+    return handle_gap(
+        "replication slot " + slot_name +
+        " was invalidated by PostgreSQL (wal_status = lost, max_slot_wal_keep_size exceeded)");
   }
   if (slot && (slot->slot_type != "logical" || slot->plugin != "pgoutput")) {
-    spdlog::error("replication slot {} uses plugin '{}' ({}), walbust needs a logical pgoutput slot; "
-                  "choose another postgres.slot", slot_name, slot->plugin, slot->slot_type);
+    spdlog::error(
+        "replication slot {} uses plugin '{}' ({}), walbust needs a logical pgoutput slot; "
+        "choose another postgres.slot",
+        slot_name, slot->plugin, slot->slot_type);
     return kExitUsage;
   }
   if (slot && !id.dbname.empty() && slot->database != id.dbname) {
-    spdlog::error("replication slot {} belongs to database {}, but postgres.dsn connects to {}", slot_name,
-                  slot->database, id.dbname);
+    spdlog::error("replication slot {} belongs to database {}, but postgres.dsn connects to {}",
+                  slot_name, slot->database, id.dbname);
     return kExitUsage;
   }
   if (!conn_.publication_exists(config_.postgres.publication)) {
-    spdlog::error("publication {} does not exist in database {}; create it (walbust setup prints the SQL)",
-                  config_.postgres.publication, id.dbname);
+    spdlog::error(
+        "publication {} does not exist in database {}; create it (walbust setup prints the SQL)",
+        config_.postgres.publication, id.dbname);
     return kExitFailure;
   }
   Lsn start = kInvalidLsn;
   if (!slot) {
     if (saved && saved->slot == slot_name) {
-      return handle_gap("replication slot " + slot_name + " is missing although walbust streamed from it up to " +
+      return handle_gap("replication slot " + slot_name +
+                        " is missing although walbust streamed from it up to " +
                         format_lsn(saved->acknowledged_lsn));
     }
     if (!config_.postgres.create_slot) {
-      spdlog::error("replication slot {} does not exist and postgres.create_slot is false; create it with: "
-                    "SELECT pg_create_logical_replication_slot('{}', 'pgoutput');",
-                    slot_name, slot_name);
+      spdlog::error(
+          "replication slot {} does not exist and postgres.create_slot is false; create it with: "
+          "SELECT pg_create_logical_replication_slot('{}', 'pgoutput');",
+          slot_name, slot_name);
       return kExitGap;
     }
     start = conn_.create_slot(slot_name, false);
@@ -362,24 +378,27 @@ int Replicator::open_stream() {
   state_valid_ = true;
   save_state();
   status_text_ = "streaming";
-  spdlog::info("streaming from slot {} at {} (publication {}, {} rules)", slot_name, format_lsn(tracker_.flush_lsn()),
-               config_.postgres.publication, rules_->size());
+  spdlog::info("streaming from slot {} at {} (publication {}, {} rules)", slot_name,
+               format_lsn(tracker_.flush_lsn()), config_.postgres.publication, rules_->size());
   return -1;
 }
 
 int Replicator::handle_gap(const std::string& what) {
   const std::string& slot = config_.postgres.slot;
   if (config_.on_gap == "fail") {
-    spdlog::error("replication gap: {}. Changes were missed and caches may be stale. walbust never recreates "
-                  "the slot silently. To recover: flush the affected caches (or set on_gap: flush_rules / "
-                  "flushdb), then drop the slot if it still exists (SELECT pg_drop_replication_slot('{}');) "
-                  "and remove {}; the next start creates a new slot",
-                  what, slot, state_.path());
+    spdlog::error(
+        "replication gap: {}. Changes were missed and caches may be stale. walbust never recreates "
+        "the slot silently. To recover: flush the affected caches (or set on_gap: flush_rules / "
+        "flushdb), then drop the slot if it still exists (SELECT pg_drop_replication_slot('{}');) "
+        "and remove {}; the next start creates a new slot",
+        what, slot, state_.path());
     return kExitGap;
   }
-  spdlog::warn("replication gap: {}; on_gap is {}: recreating the slot, then flushing", what, config_.on_gap);
+  spdlog::warn("replication gap: {}; on_gap is {}: recreating the slot, then flushing", what,
+               config_.on_gap);
   if (conn_.slot_info(slot)) {
-    (void)conn_.query_value("SELECT pg_catalog.pg_drop_replication_slot(" + conn_.quote_literal(slot) + ")::text");
+    (void)conn_.query_value("SELECT pg_catalog.pg_drop_replication_slot(" +
+                            conn_.quote_literal(slot) + ")::text");
   }
   // The new slot exists before the flush, so every change after the flush is streamed.
   const Lsn start = conn_.create_slot(slot, false);
@@ -399,14 +418,16 @@ int Replicator::handle_gap(const std::string& what) {
         std::vector<const Action*> ptrs;
         for (const auto& a : patterns) ptrs.push_back(&a);
         const BatchResult r = sink->apply(ptrs);
-        spdlog::warn("redis {}: deleted {} keys matching {} rule templates after the gap", sink->describe(), r.existed,
-                     patterns.size());
+        spdlog::warn("redis {}: deleted {} keys matching {} rule templates after the gap",
+                     sink->describe(), r.existed, patterns.size());
       }
     } catch (const RedisError& e) {
       // The slot was recreated but the flush did not happen, and the next start would see
       // no gap: say loudly what must be done by hand.
-      spdlog::error("redis {}: flushing after the gap failed: {}. Flush the caches by hand before trusting them",
-                    sink->describe(), e.what());
+      spdlog::error(
+          "redis {}: flushing after the gap failed: {}. Flush the caches by hand before trusting "
+          "them",
+          sink->describe(), e.what());
       return kExitGap;
     }
   }
@@ -423,13 +444,16 @@ void Replicator::adapt_status_interval() {
   status_interval_ = config_.postgres.status_interval;
   try {
     const auto text = conn_.query_value("SHOW wal_sender_timeout");
-    const auto timeout = text ? parse_duration(*text, DurationSyntax::PostgresSetting) : std::nullopt;
+    const auto timeout =
+        text ? parse_duration(*text, DurationSyntax::PostgresSetting) : std::nullopt;
     // The walsender drops a consumer silent for wal_sender_timeout; replying at least
     // every half of it keeps even a consumer blocked on a slow Redis connected.
     if (timeout && timeout->count() > 0 && *timeout / 2 < status_interval_) {
       status_interval_ = std::max(std::chrono::milliseconds(100), *timeout / 2);
-      spdlog::info("postgres: wal_sender_timeout is {}; sending status updates every {} ms instead of every {}",
-                   *text, status_interval_.count(), format_duration(config_.postgres.status_interval));
+      spdlog::info(
+          "postgres: wal_sender_timeout is {}; sending status updates every {} ms instead of every "
+          "{}",
+          *text, status_interval_.count(), format_duration(config_.postgres.status_interval));
     }
   } catch (const PgError& e) {
     spdlog::debug("postgres: cannot read wal_sender_timeout: {}", e.what());
@@ -444,10 +468,12 @@ void Replicator::tick() {
     // Only ping while both sides make progress: a stalled sink (or this loop not getting
     // here) lets systemd restart the service.
     if (sinks_alive()) notifier_.watchdog();
-    next_watchdog_ = now + std::chrono::duration_cast<Clock::duration>(*notifier_.watchdog_interval());
+    next_watchdog_ =
+        now + std::chrono::duration_cast<Clock::duration>(*notifier_.watchdog_interval());
   }
   if (!ready_sent_ && (metrics_.streaming.load() || metrics_.standby.load()) &&
-      std::all_of(metrics_.targets.begin(), metrics_.targets.end(), [](const auto& t) { return t->up.load(); })) {
+      std::all_of(metrics_.targets.begin(), metrics_.targets.end(),
+                  [](const auto& t) { return t->up.load(); })) {
     notifier_.ready();
     notifier_.status(status_text_);
     ready_sent_ = true;
@@ -495,17 +521,19 @@ void Replicator::stream_loop() {
         // for a reply is dead even if TCP does not say so (a stranded middlebox).
         const auto silence = now - last_received_;
         if (silence >= kReceiveTimeout) {
-          throw PgError("", "no data from the server for " +
-                                std::to_string(std::chrono::duration_cast<std::chrono::seconds>(silence).count()) +
-                                " s although a reply was requested");
+          throw PgError("",
+                        "no data from the server for " +
+                            std::to_string(
+                                std::chrono::duration_cast<std::chrono::seconds>(silence).count()) +
+                            " s although a reply was requested");
         }
         if (silence >= kReceiveTimeout / 2 && now - last_reply_request_ >= kReceiveTimeout / 4) {
           send_status(true);
           last_reply_request_ = now;
         }
-        auto deadline = std::min({next_status_, next_progress_, next_watchdog_, last_received_ + kReceiveTimeout / 2,
-                                  last_received_ + kReceiveTimeout, binder_->next_refresh(),
-                                  replay_deadline()});
+        auto deadline = std::min(
+            {next_status_, next_progress_, next_watchdog_, last_received_ + kReceiveTimeout / 2,
+             last_received_ + kReceiveTimeout, binder_->next_refresh(), replay_deadline()});
         if (endpos_ && tracker_.idle()) {
           // Ask where the server is, so --endpos ends promptly on an idle database.
           if (now - last_reply_request_ >= kEndposProbe) {
@@ -561,17 +589,19 @@ void Replicator::on_change(const Change& change) {
     queue_events();
   }
   if (spdlog::should_log(spdlog::level::trace)) {
-    spdlog::trace("{} {} at {} (xid {}): {} actions", op_name(change.op), change.relation->qualified_name(),
-                  format_lsn(change.lsn), change.xid, actions_.size());
+    spdlog::trace("{} {} at {} (xid {}): {} actions", op_name(change.op),
+                  change.relation->qualified_name(), format_lsn(change.lsn), change.xid,
+                  actions_.size());
   }
   for (const auto& f : failures_) {
     const std::string& rule = rules_->rule(f.rule).name;
     metrics_.render_failures(rule, f.reason).inc();
     if (warned_failures_.emplace(f.rule, f.reason).second) {
-      spdlog::warn("rule {}: a key could not be rendered for {} at {} ({}{}); such keys are skipped, "
-                   "further occurrences are only counted in walbust_render_failures_total",
-                   rule, change.relation->qualified_name(), format_lsn(change.lsn), f.reason,
-                   f.column.empty() ? "" : ", column " + f.column);
+      spdlog::warn(
+          "rule {}: a key could not be rendered for {} at {} ({}{}); such keys are skipped, "
+          "further occurrences are only counted in walbust_render_failures_total",
+          rule, change.relation->qualified_name(), format_lsn(change.lsn), f.reason,
+          f.column.empty() ? "" : ", column " + f.column);
     }
   }
   // Large transactions stream through: their deletes go out while the rest is read.
@@ -594,7 +624,8 @@ void Replicator::on_commit(const TransactionCommit& commit) {
   for (auto& local : local_) local.push_back(item);
   if (replay_) hold_for_replay(item.ticket, commit);
   metrics_.transactions.inc();
-  metrics_.commit_to_receive.observe(static_cast<double>(pg_epoch_now_us() - commit.commit_time_us) / 1e6);
+  metrics_.commit_to_receive.observe(
+      static_cast<double>(pg_epoch_now_us() - commit.commit_time_us) / 1e6);
   if (endpos_ && commit.end_lsn >= *endpos_) endpos_reached_ = true;
 }
 
@@ -618,7 +649,8 @@ bool Replicator::flush_local() {
 bool Replicator::push_local(std::size_t t) {
   if (local_[t].empty() || sinks_[t]->try_apply_now(local_[t])) return true;
   while (!local_[t].empty()) {
-    const auto deadline = std::min({next_status_, next_watchdog_, Clock::now() + std::chrono::seconds(1)});
+    const auto deadline =
+        std::min({next_status_, next_watchdog_, Clock::now() + std::chrono::seconds(1)});
     if (queues_[t]->push(local_[t], deadline)) break;
     // Blocked on a full queue: the socket was not read meanwhile, so silence since then
     // says nothing about the server.
@@ -663,24 +695,30 @@ void Replicator::report_progress(Clock::time_point now) {
   next_progress_ = now + kProgressInterval;
   double keys = 0;
   for (const auto& t : metrics_.targets) keys += t->keys_deleted.value();
-  const Snapshot cur{static_cast<double>(metrics_.changes.load()), keys, metrics_.transactions.value(), now};
-  const double secs = std::max(1e-3, std::chrono::duration<double>(now - last_progress_.at).count());
+  const Snapshot cur{static_cast<double>(metrics_.changes.load()), keys,
+                     metrics_.transactions.value(), now};
+  const double secs =
+      std::max(1e-3, std::chrono::duration<double>(now - last_progress_.at).count());
   const double change_rate = (cur.changes - last_progress_.changes) / secs;
   const double key_rate = (cur.keys - last_progress_.keys) / secs;
   const Lsn flush = tracker_.flush_lsn();
   const double lag = metrics_.lag_bytes.value();
   if (cur.transactions != last_progress_.transactions) {
-    spdlog::info("progress: {:.0f} changes/s, {:.0f} keys/s, {:.0f} transactions, acknowledged {}, lag {:.0f} bytes, "
-                 "queue {}",
-                 change_rate, key_rate, cur.transactions - last_progress_.transactions, format_lsn(flush), lag,
-                 queued());
+    spdlog::info(
+        "progress: {:.0f} changes/s, {:.0f} keys/s, {:.0f} transactions, acknowledged {}, lag "
+        "{:.0f} bytes, "
+        "queue {}",
+        change_rate, key_rate, cur.transactions - last_progress_.transactions, format_lsn(flush),
+        lag, queued());
   }
   last_progress_ = cur;
   if (metrics_.streaming.load()) {
-    bool redis_up = std::all_of(metrics_.targets.begin(), metrics_.targets.end(), [](const auto& t) { return t->up.load(); });
-    status_text_ = std::string(redis_up ? "streaming" : "streaming, Redis unreachable (nothing acknowledged)") +
-                   fmt::format("; {:.0f} changes/s, {:.0f} keys/s; lag {:.0f} bytes; acked {}", change_rate, key_rate,
-                               lag, format_lsn(flush)) +
+    bool redis_up = std::all_of(metrics_.targets.begin(), metrics_.targets.end(),
+                                [](const auto& t) { return t->up.load(); });
+    status_text_ = std::string(redis_up ? "streaming"
+                                        : "streaming, Redis unreachable (nothing acknowledged)") +
+                   fmt::format("; {:.0f} changes/s, {:.0f} keys/s; lag {:.0f} bytes; acked {}",
+                               change_rate, key_rate, lag, format_lsn(flush)) +
                    replica_status();
     const auto unbound = binder_->unbound_lines();
     if (!unbound.empty()) {
@@ -721,7 +759,8 @@ void Replicator::maybe_reload() {
   } else {
     for (const auto& d : diags.items()) spdlog::error("reload: {}", d.format());
     metrics_.reloads_error.inc();
-    spdlog::error("reload failed with {} error(s); the previous rules stay in effect", diags.size());
+    spdlog::error("reload failed with {} error(s); the previous rules stay in effect",
+                  diags.size());
   }
   notifier_.ready();
   notifier_.status(status_text_);
@@ -730,7 +769,8 @@ void Replicator::maybe_reload() {
 void Replicator::shutdown(bool drain_fully) {
   notifier_.stopping();
   const int sig = Signals::stop_signal();
-  if (sig != 0) spdlog::info("received signal {}: finishing in-flight deletes, then acknowledging", sig);
+  if (sig != 0)
+    spdlog::info("received signal {}: finishing in-flight deletes, then acknowledging", sig);
   // Hand over what was read; without a stream connection this may be partial work of an
   // unacknowledged transaction, which is harmless.
   for (std::size_t t = 0; t < local_.size(); ++t) {
@@ -743,11 +783,13 @@ void Replicator::shutdown(bool drain_fully) {
     auto all_finished = [this] {
       return std::all_of(sinks_.begin(), sinks_.end(), [](const auto& s) { return s->finished(); });
     };
-    while (Clock::now() < deadline && !all_finished()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    while (Clock::now() < deadline && !all_finished())
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     if (!all_finished()) {
       // Past the grace period the rest is dropped unacknowledged: PostgreSQL resends it.
-      spdlog::warn("shutdown: Redis did not confirm {} queued actions in time; they stay unacknowledged",
-                   queued());
+      spdlog::warn(
+          "shutdown: Redis did not confirm {} queued actions in time; they stay unacknowledged",
+          queued());
     }
     for (auto& sink : sinks_) sink->abandon();
   }

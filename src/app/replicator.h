@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "replica_poller.h"
 #include "run_metrics.h"
 #include "sink_worker.h"
 #include "slot_poller.h"
@@ -18,13 +19,12 @@
 #include "walbust/core/ack_tracker.h"
 #include "walbust/core/action_queue.h"
 #include "walbust/core/change_stream.h"
-#include "walbust/io/config.h"
 #include "walbust/core/events.h"
+#include "walbust/core/replay_queue.h"
+#include "walbust/core/rules.h"
+#include "walbust/io/config.h"
 #include "walbust/io/metrics_server.h"
 #include "walbust/io/pg_replication.h"
-#include "walbust/core/replay_queue.h"
-#include "replica_poller.h"
-#include "walbust/core/rules.h"
 #include "walbust/io/state_store.h"
 #include "walbust/io/systemd_notify.h"
 

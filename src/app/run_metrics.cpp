@@ -20,21 +20,28 @@ std::vector<double> latency_buckets() {
 
 TargetMetrics::TargetMetrics(MetricsRegistry& r, const std::string& target)
     : name(target),
-      keys_deleted(r.counter("walbust_keys_deleted_total", "Keys sent to Redis for deletion (patterns expanded)",
+      keys_deleted(r.counter("walbust_keys_deleted_total",
+                             "Keys sent to Redis for deletion (patterns expanded)",
                              {{"target", target}})),
       keys_existed(r.counter("walbust_keys_existed_total",
-                             "Keys Redis reported as removed: the share of deletes that hit", {{"target", target}})),
-      commands(r.counter("walbust_redis_commands_total", "Commands sent to Redis", {{"target", target}})),
-      errors(r.counter("walbust_redis_errors_total", "Failed Redis attempts (error replies, timeouts, lost connections)",
+                             "Keys Redis reported as removed: the share of deletes that hit",
+                             {{"target", target}})),
+      commands(r.counter("walbust_redis_commands_total", "Commands sent to Redis",
+                         {{"target", target}})),
+      errors(r.counter("walbust_redis_errors_total",
+                       "Failed Redis attempts (error replies, timeouts, lost connections)",
                        {{"target", target}})),
-      reconnects(r.counter("walbust_reconnects_total", "Connections re-established after an outage (one per outage)",
+      reconnects(r.counter("walbust_reconnects_total",
+                           "Connections re-established after an outage (one per outage)",
                            {{"target", "redis:" + target}})),
-      batches(r.counter("walbust_redis_batches_total", "Pipelines confirmed by Redis", {{"target", target}})),
+      batches(r.counter("walbust_redis_batches_total", "Pipelines confirmed by Redis",
+                        {{"target", target}})),
       batch_keys(r.histogram("walbust_batch_keys", "Distinct keys per Redis pipeline",
                              {1, 4, 16, 64, 256, 1024, 4096, 16384, 65536}, {{"target", target}})),
-      commit_to_delete(r.histogram("walbust_commit_to_delete_seconds",
-                                   "Time from a transaction's commit in PostgreSQL to Redis confirming its deletes",
-                                   latency_buckets(), {{"target", target}})),
+      commit_to_delete(r.histogram(
+          "walbust_commit_to_delete_seconds",
+          "Time from a transaction's commit in PostgreSQL to Redis confirming its deletes",
+          latency_buckets(), {{"target", target}})),
       events_channel(r.counter("walbust_events_published_total", kEventsHelp,
                                {{"target", target}, {"kind", "channel"}})),
       events_stream(r.counter("walbust_events_published_total", kEventsHelp,
@@ -44,10 +51,11 @@ TargetMetrics::TargetMetrics(MetricsRegistry& r, const std::string& target)
 Gauge& TargetMetrics::subscribers(const std::string& channel) {
   auto& slot = subscribers_[channel];
   if (slot == nullptr) {
-    slot = &registry_.gauge("walbust_event_subscribers",
-                            "Clients that received the last invalidation event PUBLISHed on a channel "
-                            "(0: no process listens)",
-                            {{"target", name}, {"channel", channel}});
+    slot =
+        &registry_.gauge("walbust_event_subscribers",
+                         "Clients that received the last invalidation event PUBLISHed on a channel "
+                         "(0: no process listens)",
+                         {{"target", name}, {"channel", channel}});
   }
   return *slot;
 }
@@ -59,35 +67,45 @@ void TargetMetrics::set_master(const std::string& master) {
   master_ = master;
   master_gauge_ = nullptr;
   if (master.empty()) return;
-  master_gauge_ = &registry_.gauge("walbust_redis_master", "The master a sentinel target writes to (1: in use)",
-                                   {{"target", name}, {"master", master}});
+  master_gauge_ =
+      &registry_.gauge("walbust_redis_master", "The master a sentinel target writes to (1: in use)",
+                       {{"target", name}, {"master", master}});
   master_gauge_->set(1);
 }
 
 RunMetrics::RunMetrics(const std::vector<std::string>& target_names)
-    : transactions(registry.counter("walbust_transactions_total", "Committed transactions read from the slot")),
-      commit_to_receive(registry.histogram("walbust_commit_to_receive_seconds",
-                                           "Time from a transaction's commit in PostgreSQL to walbust reading its "
-                                           "Commit message from the slot",
-                                           latency_buckets())),
-      pg_reconnects(registry.counter("walbust_reconnects_total", "Connections re-established after an outage (one per outage)",
+    : transactions(registry.counter("walbust_transactions_total",
+                                    "Committed transactions read from the slot")),
+      commit_to_receive(registry.histogram(
+          "walbust_commit_to_receive_seconds",
+          "Time from a transaction's commit in PostgreSQL to walbust reading its "
+          "Commit message from the slot",
+          latency_buckets())),
+      pg_reconnects(registry.counter("walbust_reconnects_total",
+                                     "Connections re-established after an outage (one per outage)",
                                      {{"target", "postgres"}})),
-      reloads_ok(registry.counter("walbust_config_reloads_total", "Configuration reloads (SIGHUP)", {{"result", "ok"}})),
-      reloads_error(registry.counter("walbust_config_reloads_total", "Configuration reloads (SIGHUP)",
-                                     {{"result", "error"}})),
-      redeletes(registry.counter("walbust_redeletes_total", "Second deletes issued by redelete_after")),
-      lag_bytes(registry.gauge("walbust_replication_lag_bytes",
-                               "WAL bytes between the server's current position and the slot's confirmed_flush_lsn "
-                               "(read from the server)")),
-      confirmed_flush_lsn(registry.gauge("walbust_confirmed_flush_lsn",
-                                         "Last LSN acknowledged to PostgreSQL as flushed, as an integer")),
-      slot_safe_wal_size(registry.gauge("walbust_slot_safe_wal_size_bytes",
-                                        "WAL that can still be written before the slot is lost "
-                                        "(pg_replication_slots.safe_wal_size; -1 when unlimited)")) {
+      reloads_ok(registry.counter("walbust_config_reloads_total", "Configuration reloads (SIGHUP)",
+                                  {{"result", "ok"}})),
+      reloads_error(registry.counter("walbust_config_reloads_total",
+                                     "Configuration reloads (SIGHUP)", {{"result", "error"}})),
+      redeletes(
+          registry.counter("walbust_redeletes_total", "Second deletes issued by redelete_after")),
+      lag_bytes(registry.gauge(
+          "walbust_replication_lag_bytes",
+          "WAL bytes between the server's current position and the slot's confirmed_flush_lsn "
+          "(read from the server)")),
+      confirmed_flush_lsn(
+          registry.gauge("walbust_confirmed_flush_lsn",
+                         "Last LSN acknowledged to PostgreSQL as flushed, as an integer")),
+      slot_safe_wal_size(
+          registry.gauge("walbust_slot_safe_wal_size_bytes",
+                         "WAL that can still be written before the slot is lost "
+                         "(pg_replication_slots.safe_wal_size; -1 when unlimited)")) {
   registry.gauge("walbust_build_info", "Build information", {{"version", kVersion}}).set(1);
   registry.declare_counter("walbust_changes_total", kChangesHelp);
   registry.declare_counter("walbust_render_failures_total", kRenderFailuresHelp);
-  for (const auto& t : target_names) targets.push_back(std::make_unique<TargetMetrics>(registry, t));
+  for (const auto& t : target_names)
+    targets.push_back(std::make_unique<TargetMetrics>(registry, t));
 }
 
 ReplicaMetrics::ReplicaMetrics(MetricsRegistry& r, const std::string& replica)
@@ -120,8 +138,9 @@ Counter& RunMetrics::changes_for(const std::shared_ptr<const Relation>& relation
   auto [it, inserted] = change_counters_.try_emplace(relation);
   auto& slot = it->second[static_cast<std::size_t>(op)];
   if (slot == nullptr) {
-    slot = &registry.counter("walbust_changes_total", kChangesHelp,
-                             {{"table", relation->qualified_name()}, {"op", std::string(op_name(op))}});
+    slot = &registry.counter(
+        "walbust_changes_total", kChangesHelp,
+        {{"table", relation->qualified_name()}, {"op", std::string(op_name(op))}});
   }
   (void)inserted;  // a new entry starts with null slots, filled on first use
   return *slot;

@@ -1,7 +1,7 @@
 #pragma once
-// Everything `walbust run` measures: the Prometheus series of README "Running as a service" (resolved once, so
-// hot paths only touch atomics) and the liveness facts the health check, STATUS= and the
-// watchdog are derived from.
+// Everything `walbust run` measures: the Prometheus series of README "Running as a service"
+// (resolved once, so hot paths only touch atomics) and the liveness facts the health check, STATUS=
+// and the watchdog are derived from.
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -22,14 +22,18 @@ namespace walbust {
 // Monotonic "last seen alive" stamp of a thread, for the watchdog.
 class Heartbeat {
  public:
-  void beat() { at_.store(std::chrono::steady_clock::now().time_since_epoch().count(), std::memory_order_relaxed); }
+  void beat() {
+    at_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
+              std::memory_order_relaxed);
+  }
   [[nodiscard]] std::chrono::steady_clock::duration age() const {
     const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
     return std::chrono::steady_clock::duration(now - at_.load(std::memory_order_relaxed));
   }
 
  private:
-  std::atomic<std::chrono::steady_clock::rep> at_{std::chrono::steady_clock::now().time_since_epoch().count()};
+  std::atomic<std::chrono::steady_clock::rep> at_{
+      std::chrono::steady_clock::now().time_since_epoch().count()};
 };
 
 struct TargetMetrics {

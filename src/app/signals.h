@@ -14,10 +14,10 @@ class Signals {
   static void block_in_this_thread();
 
   static bool stop_requested();
-  static int stop_signal();  // the signal number that asked to stop, or 0
-  static bool take_reload();  // true once per SIGHUP
+  static int stop_signal();    // the signal number that asked to stop, or 0
+  static bool take_reload();   // true once per SIGHUP
   static void request_stop();  // from code (e.g. a fatal sink error)
-  static int wake_fd();  // readable after any signal; drained by drain_wake_fd()
+  static int wake_fd();        // readable after any signal; drained by drain_wake_fd()
   static void wake();          // makes wake_fd readable from another thread (news for the loop)
   static void drain_wake_fd();
 };

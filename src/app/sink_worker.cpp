@@ -6,9 +6,9 @@
 
 #include "signals.h"
 #include "walbust/core/backoff.h"
+#include "walbust/io/key_sink.h"
 #include "walbust/io/pg_replication.h"
 #include "walbust/io/redis_client.h"
-#include "walbust/io/key_sink.h"
 
 namespace walbust {
 
@@ -26,8 +26,8 @@ struct SinkWorker::Connection {
 };
 
 SinkWorker::SinkWorker(std::size_t target_index, const RedisTarget& target, std::string password,
-                       const BatchSettings& batch, ActionQueue& queue, AckTracker& tracker, TargetMetrics& metrics,
-                       Counter& redeletes)
+                       const BatchSettings& batch, ActionQueue& queue, AckTracker& tracker,
+                       TargetMetrics& metrics, Counter& redeletes)
     : target_index_(target_index),
       target_(target),
       password_(std::move(password)),
@@ -42,7 +42,9 @@ SinkWorker::~SinkWorker() {
   join();
 }
 
-void SinkWorker::start() { thread_ = std::thread([this] { run(); }); }
+void SinkWorker::start() {
+  thread_ = std::thread([this] { run(); });
+}
 
 void SinkWorker::abandon() {
   abandoned_.store(true);
@@ -104,7 +106,8 @@ bool SinkWorker::on_error(Connection& c, const RedisError& e) {
     return false;
   }
   if (!c.outage) {
-    spdlog::warn("redis {}: {}; retrying with backoff, nothing is acknowledged meanwhile", c.where, e.what());
+    spdlog::warn("redis {}: {}; retrying with backoff, nothing is acknowledged meanwhile", c.where,
+                 e.what());
     c.outage = true;
     c.outage_started = std::chrono::steady_clock::now();
   }
@@ -119,7 +122,8 @@ void SinkWorker::on_success(Connection& c) {
   metrics_.heartbeat.beat();
   if (!c.outage) return;
   const std::chrono::duration<double> took = std::chrono::steady_clock::now() - c.outage_started;
-  spdlog::info("redis {}: reachable again after {:.1f}s and {} attempts", c.where, took.count(), c.backoff.attempts());
+  spdlog::info("redis {}: reachable again after {:.1f}s and {} attempts", c.where, took.count(),
+               c.backoff.attempts());
   metrics_.reconnects.inc();
   c.outage = false;
   c.backoff.reset();
@@ -149,7 +153,8 @@ void SinkWorker::loop(Connection& c) {
     ActionQueue::Clock::time_point deadline;
     {
       std::lock_guard lock(conn_mu_);
-      deadline = std::min(ActionQueue::Clock::now() + std::chrono::seconds(1), redelete_.next_due());
+      deadline =
+          std::min(ActionQueue::Clock::now() + std::chrono::seconds(1), redelete_.next_due());
     }
     const auto waited = queue_.wait(deadline);
     if (waited == ActionQueue::PopResult::Closed) break;
@@ -157,7 +162,8 @@ void SinkWorker::loop(Connection& c) {
     // free and the queue empty, everything handed over before was confirmed.
     std::lock_guard lock(conn_mu_);
     if (waited == ActionQueue::PopResult::Timeout ||
-        queue_.pop(batch, batch_.max_keys, ActionQueue::Clock::now()) != ActionQueue::PopResult::Items) {
+        queue_.pop(batch, batch_.max_keys, ActionQueue::Clock::now()) !=
+            ActionQueue::PopResult::Items) {
       apply_redeletes(c);
       continue;
     }
@@ -168,7 +174,8 @@ void SinkWorker::loop(Connection& c) {
         std::size_t n = 0;
         for (const auto& item : batch) n += item.kind == QueueItem::Kind::Action ? 1 : 0;
         if (n >= batch_.max_keys) break;
-        if (queue_.pop(batch, batch_.max_keys - n, gather_until) != ActionQueue::PopResult::Items) break;
+        if (queue_.pop(batch, batch_.max_keys - n, gather_until) != ActionQueue::PopResult::Items)
+          break;
       }
     }
     actions.clear();
@@ -193,7 +200,8 @@ void SinkWorker::loop(Connection& c) {
 
 bool SinkWorker::try_apply_now(std::vector<QueueItem>& items) {
   // Gathering for max_delay is this thread's job; a failed or stopping worker gets none.
-  if (items.empty() || batch_.max_delay.count() > 0 || abandoned_.load() || failed_.load()) return false;
+  if (items.empty() || batch_.max_delay.count() > 0 || abandoned_.load() || failed_.load())
+    return false;
   std::unique_lock lock(conn_mu_, std::try_to_lock);
   if (!lock.owns_lock() || conn_ == nullptr || !queue_.empty()) return false;
   Connection& c = *conn_;
@@ -219,8 +227,8 @@ bool SinkWorker::try_apply_now(std::vector<QueueItem>& items) {
   return true;
 }
 
-void SinkWorker::confirmed(const std::vector<QueueItem>& batch, const std::vector<const Action*>& actions,
-                           const BatchResult& result) {
+void SinkWorker::confirmed(const std::vector<QueueItem>& batch,
+                           const std::vector<const Action*>& actions, const BatchResult& result) {
   if (!actions.empty()) {  // a batch of commits only sent nothing to Redis
     metrics_.keys_deleted.inc(static_cast<double>(result.keys));
     metrics_.keys_existed.inc(static_cast<double>(result.existed));

@@ -19,8 +19,8 @@
 #include "run_metrics.h"
 #include "walbust/core/ack_tracker.h"
 #include "walbust/core/action_queue.h"
-#include "walbust/io/config.h"
 #include "walbust/core/redelete_queue.h"
+#include "walbust/io/config.h"
 
 namespace walbust {
 
@@ -30,8 +30,9 @@ struct BatchResult;
 
 class SinkWorker {
  public:
-  SinkWorker(std::size_t target_index, const RedisTarget& target, std::string password, const BatchSettings& batch,
-             ActionQueue& queue, AckTracker& tracker, TargetMetrics& metrics, Counter& redeletes);
+  SinkWorker(std::size_t target_index, const RedisTarget& target, std::string password,
+             const BatchSettings& batch, ActionQueue& queue, AckTracker& tracker,
+             TargetMetrics& metrics, Counter& redeletes);
   ~SinkWorker();
 
   // Starts the thread, which connects to Redis at once (retrying until it answers or the
@@ -86,8 +87,8 @@ class SinkWorker {
   TargetMetrics& metrics_;
   Counter& redeletes_;
   RedeleteQueue redelete_{kRedeleteCapacity};  // under conn_mu_
-  std::mutex conn_mu_;            // held while the connection is in use, by either thread
-  Connection* conn_ = nullptr;    // the worker's connection once connected; under conn_mu_
+  std::mutex conn_mu_;          // held while the connection is in use, by either thread
+  Connection* conn_ = nullptr;  // the worker's connection once connected; under conn_mu_
   std::vector<const Action*> apply_now_actions_;  // try_apply_now's scratch; under conn_mu_
   std::thread thread_;
   std::atomic<bool> abandoned_{false};

@@ -18,7 +18,9 @@ SlotPoller::SlotPoller(std::string conninfo, std::string password, std::string s
 
 SlotPoller::~SlotPoller() { stop(); }
 
-void SlotPoller::start() { thread_ = std::thread([this] { run(); }); }
+void SlotPoller::start() {
+  thread_ = std::thread([this] { run(); });
+}
 
 void SlotPoller::stop() {
   {
@@ -46,8 +48,10 @@ void SlotPoller::run() {
         socket_ = conn.socket();
       }
       const auto rows = conn.query(
-          "SELECT (pg_catalog.pg_current_wal_lsn() - confirmed_flush_lsn)::bigint, coalesce(safe_wal_size, -1) "
-          "FROM pg_catalog.pg_replication_slots WHERE slot_name = " + conn.quote_literal(slot_));
+          "SELECT (pg_catalog.pg_current_wal_lsn() - confirmed_flush_lsn)::bigint, "
+          "coalesce(safe_wal_size, -1) "
+          "FROM pg_catalog.pg_replication_slots WHERE slot_name = " +
+          conn.quote_literal(slot_));
       if (!rows.empty()) {
         if (rows[0][0]) metrics_.lag_bytes.set(std::stod(*rows[0][0]));
         if (rows[0][1]) metrics_.slot_safe_wal_size.set(std::stod(*rows[0][1]));

@@ -15,8 +15,8 @@ namespace walbust {
 
 class SlotPoller {
  public:
-  SlotPoller(std::string conninfo, std::string password, std::string slot, std::chrono::milliseconds interval,
-             RunMetrics& metrics);
+  SlotPoller(std::string conninfo, std::string password, std::string slot,
+             std::chrono::milliseconds interval, RunMetrics& metrics);
   ~SlotPoller();
   void start();
   void stop();

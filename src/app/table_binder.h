@@ -22,9 +22,9 @@
 #include <vector>
 
 #include "walbust/core/metrics.h"
-#include "walbust/io/pg_replication.h"
 #include "walbust/core/rule_binding.h"
 #include "walbust/core/rules.h"
+#include "walbust/io/pg_replication.h"
 
 namespace walbust {
 

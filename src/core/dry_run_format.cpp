@@ -109,7 +109,9 @@ std::string format_change_json(const Change& change, const std::vector<Action>& 
   json list = json::array();
   for (std::size_t i = 0; i < actions.size(); ++i) {
     const Action& a = actions[i];
-    json item = {{"rule", rules.rule(a.rule).name}, {"action", std::string(action_name(a.kind))}, {"key", a.key}};
+    json item = {{"rule", rules.rule(a.rule).name},
+                 {"action", std::string(action_name(a.kind))},
+                 {"key", a.key}};
     if (a.kind == ActionKind::BumpVersion) item["value"] = a.value;
     if (replicas) item["after_replay"] = repeated_after_replay(a);
     if (a.kind == ActionKind::Publish && a.event) {
@@ -155,7 +157,8 @@ std::string format_change_text(const Change& change, const std::vector<Action>& 
   if (actions.empty()) out += "    (no rule matched)\n";
   for (std::size_t i = 0; i < actions.size(); ++i) {
     const Action& a = actions[i];
-    out += "    " + rules.rule(a.rule).name + "  " + std::string(action_name(a.kind)) + "  " + printable(a.key);
+    out += "    " + rules.rule(a.rule).name + "  " + std::string(action_name(a.kind)) + "  " +
+           printable(a.key);
     if (a.kind == ActionKind::BumpVersion) out += " = " + a.value;
     if (replicas && repeated_after_replay(a)) out += "  [again after replay]";
     if (a.kind == ActionKind::Publish && a.event) {

@@ -2,7 +2,9 @@
 
 namespace walbust {
 namespace {
-bool starts_with(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
+bool starts_with(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
 }  // namespace
 
 RedisErrorClass classify_redis_error(std::string_view message) {

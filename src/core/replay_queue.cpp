@@ -18,7 +18,8 @@ void ReplayQueue::begin(Lsn final_lsn, Clock::time_point now) {
 void ReplayQueue::add(const Action& action, std::uint64_t targets) {
   // Only deletes are repeated: a version key already holds the commit LSN, and an event is
   // a message, not cache state.
-  const bool repeatable = action.kind == ActionKind::Delete || action.kind == ActionKind::DeletePattern;
+  const bool repeatable =
+      action.kind == ActionKind::Delete || action.kind == ActionKind::DeletePattern;
   if (open_skipped_ || !action.after_replay || !repeatable || targets == 0) return;
   open_rules_[action.rule] |= targets;
   if (open_overflowed_) return;

@@ -1,8 +1,5 @@
 #include "walbust/core/rule_cases.h"
 
-#include "walbust/core/lsn.h"
-#include "walbust/core/yaml_section.h"
-
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -11,6 +8,9 @@
 #include <optional>
 #include <set>
 
+#include "walbust/core/lsn.h"
+#include "walbust/core/yaml_section.h"
+
 namespace walbust {
 namespace {
 
@@ -18,7 +18,6 @@ namespace {
 constexpr Lsn kDefaultCaseLsn = 0x1000000;  // 0/1000000
 
 std::string key_text(const YAML::Node& key) { return yaml_key_text(key); }
-
 
 // A YAML scalar as PostgreSQL's text output (true → t, null → NULL), as in rules' `when`.
 Value postgres_value(const YAML::Node& node) {

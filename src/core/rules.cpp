@@ -68,8 +68,8 @@ struct Rule {
   std::vector<KeyTemplate> bumps;
   std::vector<Fragment> fragments;
   std::vector<PublishKeys> publish;  // aligned with info.publish
-  std::string key_prefix;      // "" (plain) or "PREFIX:VERSION:" (django)
-  std::string pattern_prefix;  // key_prefix with glob characters escaped
+  std::string key_prefix;            // "" (plain) or "PREFIX:VERSION:" (django)
+  std::string pattern_prefix;        // key_prefix with glob characters escaped
   std::optional<std::string> null_literal;
   std::uint32_t redelete_after_ms = 0;
   bool after_replay = true;
@@ -124,8 +124,8 @@ bool is_identifier(std::string_view name) {
 // A rules-file mapping, checked against the keys it allows (the walker config files use too).
 class Section : public YamlSection {
  public:
-  Section(const YAML::Node& map, std::initializer_list<std::string_view> allowed, const std::string& file,
-          Diagnostics& diags)
+  Section(const YAML::Node& map, std::initializer_list<std::string_view> allowed,
+          const std::string& file, Diagnostics& diags)
       : YamlSection(file, map, "", diags) {
     allow_only(allowed);
   }
@@ -142,7 +142,6 @@ std::optional<long long> parse_integer(const std::string& text) {
   }
   return text[0] == '-' ? -value : value;
 }
-
 
 // Reads one rules file into rules, reporting every problem with its position.
 class FileLoader {
@@ -261,7 +260,8 @@ class FileLoader {
       }
     }
     if (const auto* redelete = section.find("redelete_after")) {
-      const auto d = redelete->value.IsScalar() ? parse_duration(redelete->value.Scalar()) : std::nullopt;
+      const auto d =
+          redelete->value.IsScalar() ? parse_duration(redelete->value.Scalar()) : std::nullopt;
       if (d && d->count() <= std::numeric_limits<std::uint32_t>::max()) {
         options.redelete_after_ms = static_cast<std::uint32_t>(d->count());
       } else {
@@ -308,7 +308,8 @@ class FileLoader {
       error(node, "'defaults' must be a map");
       return;
     }
-    const Section section(node, {"key_format", "django", "null", "redelete_after", "after_replay"}, file_, diags_);
+    const Section section(node, {"key_format", "django", "null", "redelete_after", "after_replay"},
+                          file_, diags_);
     load_key_options(section, defaults);
   }
 
@@ -818,7 +819,8 @@ class Planner {
                             std::size_t begin, const std::string& lsn, bool with_versions = true) {
     const auto add = [&](ActionKind kind, std::string key, std::string value) {
       emit(out, begin,
-           Action{kind, index, std::move(key), std::move(value), rule.redelete_after_ms, rule.after_replay});
+           Action{kind, index, std::move(key), std::move(value), rule.redelete_after_ms,
+                  rule.after_replay});
     };
     const auto as_pattern = [&](const KeyTemplate& t, bool escape_literals) {
       return rule.pattern_prefix + t.as_pattern(escape_literals);
@@ -931,7 +933,8 @@ class Planner {
     const bool current = t.uses(RowImage::Current);
     const bool old = t.uses(RowImage::Old);
     const std::string_view column = first_column(t, old ? RowImage::Old : RowImage::Current);
-    const bool agree = current && images_agree(std::array<std::reference_wrapper<const KeyTemplate>, 1>{t});
+    const bool agree =
+        current && images_agree(std::array<std::reference_wrapper<const KeyTemplate>, 1>{t});
     for_each_image(
         current, old, t.uses(RowImage::New), column,
         [&](const RenderRows& rows) {
@@ -974,24 +977,31 @@ class Planner {
       if (column.empty()) column = first_column(t, f.uses_old ? RowImage::Old : RowImage::Current);
     }
     const bool agree = f.uses_current && images_agree(f.vary_on);
-    for_each_image(f.uses_current, f.uses_old, f.uses_new, column, [&](const RenderRows& rows) {
-      values_.clear();
-      for (const auto& t : f.vary_on) {
-        TemplateSkip skip;
-        values_.emplace_back();
-        if (!t.render(rows, options, values_.back(), skip)) {
-          fail(skip.reason, skip.column);
-          return;
-        }
-      }
-      // With key_format plain the fragment key is used as Django builds it before
-      // make_key, for applications whose KEY_FUNCTION adds no prefix.
-      std::string key = rule_->key_prefix + django_fragment_key(f.name, values_);
-      publish_deleted(key);
-      emit(out_, begin_,
-           Action{ActionKind::Delete, index_, std::move(key), {}, rule_->redelete_after_ms,
-                  rule_->after_replay});
-    }, agree);
+    for_each_image(
+        f.uses_current, f.uses_old, f.uses_new, column,
+        [&](const RenderRows& rows) {
+          values_.clear();
+          for (const auto& t : f.vary_on) {
+            TemplateSkip skip;
+            values_.emplace_back();
+            if (!t.render(rows, options, values_.back(), skip)) {
+              fail(skip.reason, skip.column);
+              return;
+            }
+          }
+          // With key_format plain the fragment key is used as Django builds it before
+          // make_key, for applications whose KEY_FUNCTION adds no prefix.
+          std::string key = rule_->key_prefix + django_fragment_key(f.name, values_);
+          publish_deleted(key);
+          emit(out_, begin_,
+               Action{ActionKind::Delete,
+                      index_,
+                      std::move(key),
+                      {},
+                      rule_->redelete_after_ms,
+                      rule_->after_replay});
+        },
+        agree);
   }
 
   const Change& change_;
@@ -1069,8 +1079,7 @@ void RuleSet::plan_table(std::string_view schema, std::string_view table, const 
                          std::vector<Action>& out, std::vector<RenderFailure>* failures,
                          std::vector<PublishedKey>* published) const {
   if (!change.relation || !tables_) return;
-  const auto it =
-      tables_->rules.find(std::pair<std::string_view, std::string_view>(schema, table));
+  const auto it = tables_->rules.find(std::pair<std::string_view, std::string_view>(schema, table));
   if (it == tables_->rules.end()) return;
   Planner planner(change, out, failures, published);
   for (const std::uint32_t index : it->second) {
@@ -1162,7 +1171,8 @@ std::vector<Action> RuleSet::rule_keys_as_patterns(std::uint32_t index) const {
 
 std::vector<Action> RuleSet::patterns_of(std::uint32_t rule) const {
   std::vector<Action> out;
-  if (rule < rules_.size()) Planner::plan_truncate(*rules_[rule], rule, out, 0, {}, /*with_versions=*/false);
+  if (rule < rules_.size())
+    Planner::plan_truncate(*rules_[rule], rule, out, 0, {}, /*with_versions=*/false);
   return out;
 }
 

@@ -92,7 +92,8 @@ void BatchWriter::send_events(BatchResult& result) {
   for (std::size_t i = 0; i < events_.size(); ++i) {
     const PublishDestination& d = events_[i]->event->destination;
     // PUBLISH replies with the number of clients that received the message.
-    result.events.push_back(EventResult{d.kind, d.name, d.kind == PublishKind::Channel ? ops_[i].reply : -1});
+    result.events.push_back(
+        EventResult{d.kind, d.name, d.kind == PublishKind::Channel ? ops_[i].reply : -1});
   }
   ops_.clear();
 }

@@ -27,13 +27,15 @@ namespace fs = std::filesystem;
 // Config sections are read with the same walker as rules and test-case files.
 using Section = YamlSection;
 
-void load_replicas(const std::string& path, const YAML::Node& node, ReplicaSettings& out, Diagnostics& diags) {
+void load_replicas(const std::string& path, const YAML::Node& node, ReplicaSettings& out,
+                   Diagnostics& diags) {
   if (!node.IsDefined() || node.IsNull()) return;
   Section replicas(path, node, "replicas", diags);
   replicas.allow_only({"dsns", "poll_interval", "grace", "max_wait"});
   const YAML::Node dsns = replicas.get("dsns");
   if (replicas.present() && (!dsns.IsDefined() || !dsns.IsSequence() || dsns.size() == 0)) {
-    diags.add(path, dsns.IsDefined() ? dsns : node, "replicas.dsns must be a non-empty list of conninfo strings");
+    diags.add(path, dsns.IsDefined() ? dsns : node,
+              "replicas.dsns must be a non-empty list of conninfo strings");
   } else if (replicas.present()) {
     for (const auto& d : dsns) {
       if (!d.IsScalar() || d.Scalar().empty()) {
@@ -204,7 +206,8 @@ void load_redis(const std::string& file, const YAML::Node& node, const std::stri
   check_redis_shape(s, node, name, out);
 }
 
-void finish_redis(const std::string& file, const YAML::Node& node, RedisSettings& r, Diagnostics& diags) {
+void finish_redis(const std::string& file, const YAML::Node& node, RedisSettings& r,
+                  Diagnostics& diags) {
   std::string error;
   auto ep = parse_redis_url(r.url, error);
   if (!ep) {
@@ -255,8 +258,8 @@ std::optional<Config> load_config(const std::string& path, Diagnostics& diags) {
     return std::nullopt;
   }
   Section top(path, root, "configuration", diags);
-  top.allow_only({"postgres", "redis", "targets", "rules", "batch", "state_dir", "on_gap", "metrics", "log",
-                  "replicas"});
+  top.allow_only({"postgres", "redis", "targets", "rules", "batch", "state_dir", "on_gap",
+                  "metrics", "log", "replicas"});
 
   Section pg(path, top.get("postgres"), "postgres", diags);
   pg.allow_only({"dsn", "password_file", "slot", "publication", "create_slot", "status_interval"});
@@ -271,11 +274,13 @@ std::optional<Config> load_config(const std::string& path, Diagnostics& diags) {
   }
   // Slot names: lower-case letters, digits and underscores, as PostgreSQL requires.
   const auto& slot = config.postgres.slot;
-  if (slot.empty() || slot.size() > 63 ||
-      !std::all_of(slot.begin(), slot.end(), [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'; })) {
+  if (slot.empty() || slot.size() > 63 || !std::all_of(slot.begin(), slot.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+      })) {
     diags.add(path, pg.get("slot"), "postgres.slot must be 1-63 characters of a-z, 0-9 and _");
   }
-  if (config.postgres.publication.empty()) diags.add(path, pg.get("publication"), "postgres.publication must not be empty");
+  if (config.postgres.publication.empty())
+    diags.add(path, pg.get("publication"), "postgres.publication must not be empty");
 
   const YAML::Node redis = top.get("redis");
   const YAML::Node targets = top.get("targets");
@@ -289,7 +294,8 @@ std::optional<Config> load_config(const std::string& path, Diagnostics& diags) {
     config.redis_configured = true;
   } else if (targets.IsDefined() && !targets.IsNull()) {
     if (!targets.IsMap() || targets.size() == 0) {
-      diags.add(path, targets, "targets must be a non-empty mapping from a target name to a Redis section");
+      diags.add(path, targets,
+                "targets must be a non-empty mapping from a target name to a Redis section");
     } else {
       for (const auto& kv : targets) {
         const std::string name = kv.first.Scalar();
@@ -352,13 +358,17 @@ std::optional<Config> load_config(const std::string& path, Diagnostics& diags) {
     config.redis_configured = true;
   }
   for (auto& t : config.targets) {
-    const YAML::Node where = redis.IsDefined() ? redis : targets.IsDefined() && targets.IsMap() ? targets[t.name] : root;
+    const YAML::Node where = redis.IsDefined()                        ? redis
+                             : targets.IsDefined() && targets.IsMap() ? targets[t.name]
+                                                                      : root;
     finish_redis(path, where, t.settings, diags);
   }
-  config.postgres.password_file = resolve_password_file(config.postgres.password_file, "pg-password");
+  config.postgres.password_file =
+      resolve_password_file(config.postgres.password_file, "pg-password");
   if (config.state_dir.empty()) config.state_dir = env_or("STATE_DIRECTORY", ".");
   // systemd may pass several state directories separated by ':'; the first is ours.
-  if (auto colon = config.state_dir.find(':'); colon != std::string::npos) config.state_dir.resize(colon);
+  if (auto colon = config.state_dir.find(':'); colon != std::string::npos)
+    config.state_dir.resize(colon);
 
   if (diags.size() != errors_before) return std::nullopt;
   return config;
@@ -373,7 +383,8 @@ void check_rule_targets(const Config& config, const RuleSet& rules, Diagnostics&
       if (!known) {
         std::string list;
         for (const auto& t : config.targets) list += (list.empty() ? "" : ", ") + t.name;
-        diags.add(r.file, r.line, 0, "rule " + r.name + ": unknown target '" + name + "' (configured: " + list + ")");
+        diags.add(r.file, r.line, 0,
+                  "rule " + r.name + ": unknown target '" + name + "' (configured: " + list + ")");
       }
     }
   }
@@ -388,7 +399,8 @@ std::vector<std::string> resolve_rule_files(const Config& config, Diagnostics& d
     glob_t g{};
     const int rc = ::glob(p.c_str(), GLOB_NOSORT, nullptr, &g);
     if (rc == GLOB_NOMATCH || (rc == 0 && g.gl_pathc == 0)) {
-      diags.add(config.path, 0, 0, "rules: '" + pattern + "' matches no file (looked for " + p.string() + ")");
+      diags.add(config.path, 0, 0,
+                "rules: '" + pattern + "' matches no file (looked for " + p.string() + ")");
     } else if (rc != 0) {
       diags.add(config.path, 0, 0, "rules: cannot read '" + pattern + "'");
     } else {
@@ -406,7 +418,8 @@ RuleSet load_rules(const Config& config, Diagnostics& diags) {
 RuleSet load_rule_files(const std::vector<std::string>& files, Diagnostics& diags) {
   std::vector<RuleSource> sources;
   for (const auto& file : files) {
-    if (auto text = read_text_file(file, diags)) sources.push_back(RuleSource{file, std::move(*text)});
+    if (auto text = read_text_file(file, diags))
+      sources.push_back(RuleSource{file, std::move(*text)});
   }
   return RuleSet::load(sources, diags);
 }
@@ -419,8 +432,8 @@ std::string read_password_file(const std::string& path) {
   }
   // A secret readable by every local user is a leak waiting to happen; refuse it.
   if ((st.st_mode & S_IROTH) != 0) {
-    throw std::runtime_error("password file " + path +
-                             " is world-readable; run: chmod o-rwx " + path);
+    throw std::runtime_error("password file " + path + " is world-readable; run: chmod o-rwx " +
+                             path);
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error("password file " + path + ": cannot open");

@@ -272,8 +272,8 @@ std::string redact_conninfo(std::string_view dsn) {
   // A URI starts with a scheme (RFC 3986: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )).
   std::size_t i = 0;
   if (!dsn.empty() && std::isalpha(static_cast<unsigned char>(dsn[0]))) {
-    while (i < dsn.size() && (std::isalnum(static_cast<unsigned char>(dsn[i])) ||
-                              dsn[i] == '+' || dsn[i] == '-' || dsn[i] == '.')) {
+    while (i < dsn.size() && (std::isalnum(static_cast<unsigned char>(dsn[i])) || dsn[i] == '+' ||
+                              dsn[i] == '-' || dsn[i] == '.')) {
       ++i;
     }
     if (dsn.substr(i).starts_with("://")) return redact_uri(dsn, i + 3);

@@ -5,9 +5,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cctype>
 #include <cerrno>
-#include <atomic>
 #include <charconv>
 #include <chrono>
 #include <cstring>
@@ -52,7 +52,8 @@ std::string bind_failure_reason(const std::string& host, int port) {
     }
   }
   freeaddrinfo(res);
-  if (!reason.empty()) reason[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(reason[0])));
+  if (!reason.empty())
+    reason[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(reason[0])));
   return reason;
 }
 

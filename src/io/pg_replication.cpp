@@ -18,7 +18,8 @@ namespace {
 constexpr std::int64_t kPgEpochOffsetUs = 946684800LL * 1000000LL;  // 1970 → 2000
 
 void put_u64(std::vector<char>& out, std::uint64_t v) {
-  for (int shift = 56; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xff));
+  for (int shift = 56; shift >= 0; shift -= 8)
+    out.push_back(static_cast<char>((v >> shift) & 0xff));
 }
 
 // libpq messages end with a newline and may contain more (DETAIL, HINT): folded into one
@@ -42,7 +43,9 @@ std::string trim_message(const char* msg) {
 // Server notices (e.g. "WARNING: terminating connection due to immediate shutdown") go
 // through the logger instead of libpq's default of printing to stderr. Info level: the
 // outage they announce gets its own warning from the code that sees the connection fail.
-void forward_notice(void*, const char* message) { spdlog::info("postgres notice: {}", trim_message(message)); }
+void forward_notice(void*, const char* message) {
+  spdlog::info("postgres notice: {}", trim_message(message));
+}
 
 struct ResultGuard {
   PGresult* r;
@@ -56,7 +59,8 @@ std::int64_t pg_epoch_now_us() {
   return std::chrono::duration_cast<std::chrono::microseconds>(now).count() - kPgEpochOffsetUs;
 }
 
-PgReplicationConnection::PgReplicationConnection(std::string conninfo, std::string password, bool replication)
+PgReplicationConnection::PgReplicationConnection(std::string conninfo, std::string password,
+                                                 bool replication)
     : conninfo_(std::move(conninfo)), password_(std::move(password)), replication_(replication) {}
 
 PgReplicationConnection::~PgReplicationConnection() { close(); }
@@ -67,13 +71,15 @@ void PgReplicationConnection::connect() {
   // before it are defaults the user may override: bounded connects, and TCP keepalives
   // plus a user timeout so a silently dead network is noticed in about half a minute
   // instead of hours. The replication keyword and the password come after it and win.
-  std::vector<const char*> keys = {"connect_timeout", "keepalives_idle", "keepalives_interval", "keepalives_count",
-                                   "tcp_user_timeout", "dbname", "fallback_application_name"};
+  std::vector<const char*> keys = {
+      "connect_timeout",  "keepalives_idle", "keepalives_interval",      "keepalives_count",
+      "tcp_user_timeout", "dbname",          "fallback_application_name"};
   std::vector<const char*> values = {"10", "10", "5", "3", "30000", conninfo_.c_str(), "walbust"};
   // After dbname, so they override the DSN's own values.
   const std::string user_timeout = io_timeout_ ? std::to_string(io_timeout_->count()) : "";
   const std::string connect_timeout =
-      io_timeout_ ? std::to_string(std::max<long long>(2, (io_timeout_->count() + 999) / 1000)) : "";
+      io_timeout_ ? std::to_string(std::max<long long>(2, (io_timeout_->count() + 999) / 1000))
+                  : "";
   if (io_timeout_) {
     keys.insert(keys.end(), {"tcp_user_timeout", "connect_timeout"});
     values.insert(values.end(), {user_timeout.c_str(), connect_timeout.c_str()});
@@ -105,7 +111,8 @@ std::string PgReplicationConnection::encryption() const {
   if (conn_ == nullptr || PQsslInUse(conn_) == 0) return "";
   const char* protocol = PQsslAttribute(conn_, "protocol");
   const char* cipher = PQsslAttribute(conn_, "cipher");
-  return std::string(protocol != nullptr ? protocol : "TLS") + ", " + (cipher != nullptr ? cipher : "?");
+  return std::string(protocol != nullptr ? protocol : "TLS") + ", " +
+         (cipher != nullptr ? cipher : "?");
 }
 
 void PgReplicationConnection::close() {
@@ -177,7 +184,8 @@ PgReplicationConnection::Rows PgReplicationConnection::query(const std::string& 
       if (PQgetisnull(g.r, i, j)) {
         row.emplace_back(std::nullopt);
       } else {
-        row.emplace_back(std::string(PQgetvalue(g.r, i, j), static_cast<std::size_t>(PQgetlength(g.r, i, j))));
+        row.emplace_back(
+            std::string(PQgetvalue(g.r, i, j), static_cast<std::size_t>(PQgetlength(g.r, i, j))));
       }
     }
   }
@@ -196,7 +204,8 @@ void PgReplicationConnection::execute(const std::string& sql) {
 
 SystemIdentity PgReplicationConnection::identify_system() {
   ResultGuard g{exec_checked(conn_, "IDENTIFY_SYSTEM", PGRES_TUPLES_OK, "IDENTIFY_SYSTEM")};
-  if (PQntuples(g.r) != 1 || PQnfields(g.r) < 4) throw PgError("", "IDENTIFY_SYSTEM: unexpected result shape");
+  if (PQntuples(g.r) != 1 || PQnfields(g.r) < 4)
+    throw PgError("", "IDENTIFY_SYSTEM: unexpected result shape");
   SystemIdentity id;
   id.system_id = PQgetvalue(g.r, 0, 0);
   id.timeline = std::atoi(PQgetvalue(g.r, 0, 1));
@@ -248,8 +257,8 @@ Lsn PgReplicationConnection::create_slot(const std::string& slot, bool temporary
   return parse_lsn(PQgetvalue(g.r, 0, 1)).value_or(kInvalidLsn);
 }
 
-void PgReplicationConnection::start_replication(const std::string& slot, const std::string& publication,
-                                                Lsn start) {
+void PgReplicationConnection::start_replication(const std::string& slot,
+                                                const std::string& publication, Lsn start) {
   // publication_names is a comma-separated list of identifiers, so the name is
   // double-quoted inside the single-quoted option value.
   const std::string pubs = quote_ident(publication);
@@ -258,8 +267,9 @@ void PgReplicationConnection::start_replication(const std::string& slot, const s
     if (c == '\'') escaped_pubs += '\'';
     escaped_pubs += c;
   }
-  const std::string sql = "START_REPLICATION SLOT " + quote_ident(slot) + " LOGICAL " + format_lsn(start) +
-                          " (proto_version '1', publication_names '" + escaped_pubs + "')";
+  const std::string sql = "START_REPLICATION SLOT " + quote_ident(slot) + " LOGICAL " +
+                          format_lsn(start) + " (proto_version '1', publication_names '" +
+                          escaped_pubs + "')";
   PGresult* r = exec_checked(conn_, sql, PGRES_COPY_BOTH, "START_REPLICATION on slot " + slot);
   PQclear(r);
   streaming_ = true;
@@ -322,8 +332,8 @@ void PgReplicationConnection::wait_readable(Clock::time_point deadline, int wake
   const auto now = Clock::now();
   int timeout_ms = 0;
   if (deadline > now) {
-    timeout_ms = static_cast<int>(
-        std::chrono::ceil<std::chrono::milliseconds>(deadline - now).count());
+    timeout_ms =
+        static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(deadline - now).count());
   }
   pollfd pfd[2] = {{PQsocket(conn_), POLLIN, 0}, {wake_fd, POLLIN, 0}};
   if (pfd[0].fd < 0) fail("waiting for the replication stream");
@@ -340,7 +350,8 @@ void PgReplicationConnection::send_status(Lsn flush, bool reply_requested) {
   put_u64(msg, flush);  // apply
   put_u64(msg, static_cast<std::uint64_t>(pg_epoch_now_us()));
   msg.push_back(reply_requested ? 1 : 0);
-  if (PQputCopyData(conn_, msg.data(), static_cast<int>(msg.size())) != 1) fail("sending a status update");
+  if (PQputCopyData(conn_, msg.data(), static_cast<int>(msg.size())) != 1)
+    fail("sending a status update");
   if (PQflush(conn_) != 0) fail("flushing a status update");
 }
 

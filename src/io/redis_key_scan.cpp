@@ -11,7 +11,8 @@ void RedisKeyScan::connect() {
   masters_.clear();
   turn_ = 0;
   for (RedisClient* client : sink_->masters()) masters_.push_back(Master{client});
-  if (masters_.empty()) throw RedisError(RedisErrorClass::Retry, sink_->describe() + ": no master serves data");
+  if (masters_.empty())
+    throw RedisError(RedisErrorClass::Retry, sink_->describe() + ": no master serves data");
 }
 
 std::string RedisKeyScan::describe() const {

@@ -35,7 +35,8 @@ std::optional<SlotState> StateStore::load() const {
   std::error_code ec;
   if (!std::filesystem::exists(path_, ec)) return std::nullopt;
   std::ifstream in(path_);
-  if (!in) throw std::runtime_error("cannot read state file " + path_ + ": " + std::strerror(errno));
+  if (!in)
+    throw std::runtime_error("cannot read state file " + path_ + ": " + std::strerror(errno));
   try {
     const auto j = nlohmann::json::parse(in);
     SlotState s;
@@ -59,7 +60,8 @@ void StateStore::save(const SlotState& state) const {
                             {"acknowledged_lsn", format_lsn(state.acknowledged_lsn)}};
   const std::string tmp = path_ + ".tmp";
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) throw std::runtime_error("cannot write state file " + tmp + ": " + std::strerror(errno));
+  if (fd < 0)
+    throw std::runtime_error("cannot write state file " + tmp + ": " + std::strerror(errno));
   try {
     write_all(fd, j.dump(2) + "\n", tmp);
     if (::fsync(fd) != 0) throw std::runtime_error("fsync " + tmp + ": " + std::strerror(errno));

@@ -12,7 +12,8 @@
  * Python subscriber sharing an interpreter lock with the writer was measured adding tens of
  * milliseconds at 10k notifications/s, more than the latency it was meant to see.
  *
- *   latency_probe MODE PG_DSN REDIS_HOST REDIS_PORT RATE DURATION_S FIRST_ID COUNT WAIT_S OUT [SLOT]
+ *   latency_probe MODE PG_DSN REDIS_HOST REDIS_PORT RATE DURATION_S FIRST_ID COUNT WAIT_S OUT
+ * [SLOT]
  *
  * MODE pg: the writer commits UPDATEs (the consumer deletes post_detail_N).
  * MODE floor: the writer UNLINKs post_detail_N itself (no database, no consumer): what is
@@ -108,11 +109,13 @@ static void *watch(void *ready_flag) {
       continue;
     }
     redisReply *r = raw;
-    if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 && r->element[0]->type == REDIS_REPLY_STRING) {
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+        r->element[0]->type == REDIS_REPLY_STRING) {
       if (strcmp(r->element[0]->str, "subscribe") == 0 && !subscribed) {
         subscribed = 1;
         atomic_store((atomic_int *)ready_flag, 1);
-      } else if (strcmp(r->element[0]->str, "message") == 0 && r->element[2]->type == REDIS_REPLY_STRING) {
+      } else if (strcmp(r->element[0]->str, "message") == 0 &&
+                 r->element[2]->type == REDIS_REPLY_STRING) {
         const redisReply *key = r->element[2];
         if (key->len > prefix_len && memcmp(key->str, KEY_PREFIX, prefix_len) == 0) {
           long long id = strtoll(key->str + prefix_len, NULL, 10);
@@ -153,7 +156,8 @@ static void put_be64(char *p, uint64_t v) {
 
 /* Column `col` (0-based) of a pgoutput TupleData as text into out (NUL-terminated);
  * false when missing, not text, too long or malformed. */
-static int tuple_text(const unsigned char *p, const unsigned char *end, int col, char *out, size_t size) {
+static int tuple_text(const unsigned char *p, const unsigned char *end, int col, char *out,
+                      size_t size) {
   if (end - p < 2) return 0;
   const uint64_t n = get_be(p, 2);
   p += 2;
@@ -204,7 +208,8 @@ static void send_status(PGconn *c, uint64_t lsn) {
   put_be64(msg + 17, lsn);
   put_be64(msg + 25, 0);
   msg[33] = 0;
-  if (PQputCopyData(c, msg, sizeof msg) != 1 || PQflush(c) != 0) die("cannot send a status update", PQerrorMessage(c));
+  if (PQputCopyData(c, msg, sizeof msg) != 1 || PQflush(c) != 0)
+    die("cannot send a status update", PQerrorMessage(c));
 }
 
 static void *receive(void *ready_flag) {
@@ -213,8 +218,10 @@ static void *receive(void *ready_flag) {
   PGconn *c = PQconnectdb(dsn);
   if (PQstatus(c) != CONNECTION_OK) die("cannot open a replication connection", PQerrorMessage(c));
   char start[512];
-  snprintf(start, sizeof start,
-           "START_REPLICATION SLOT \"%s\" LOGICAL 0/0 (proto_version '1', publication_names 'bench')", slot_name);
+  snprintf(
+      start, sizeof start,
+      "START_REPLICATION SLOT \"%s\" LOGICAL 0/0 (proto_version '1', publication_names 'bench')",
+      slot_name);
   PGresult *res = PQexec(c, start);
   if (PQresultStatus(res) != PGRES_COPY_BOTH) die("cannot start replication", PQerrorMessage(c));
   PQclear(res);
@@ -253,7 +260,8 @@ static void *receive(void *ready_flag) {
          * have updated the same post, and a restarted stream may send it again). */
         char id[32], title[96];
         if (p && p < end && *p == 'N' && tuple_text(p + 1, end, 0, id, sizeof id) &&
-            tuple_text(p + 1, end, 1, title, sizeof title) && strncmp(title, run_tag, strlen(run_tag)) == 0) {
+            tuple_text(p + 1, end, 1, title, sizeof title) &&
+            strncmp(title, run_tag, strlen(run_tag)) == 0) {
           pending = atoll(id);
         }
       } else if (*p == 'C') {
@@ -288,13 +296,15 @@ static void sleep_until(int64_t t) {
 int main(int argc, char **argv) {
   if (argc != 11 && argc != 12) {
     fprintf(stderr,
-            "usage: latency_probe pg|floor|recv PG_DSN REDIS_HOST REDIS_PORT RATE DURATION_S FIRST_ID COUNT WAIT_S OUT "
+            "usage: latency_probe pg|floor|recv PG_DSN REDIS_HOST REDIS_PORT RATE DURATION_S "
+            "FIRST_ID COUNT WAIT_S OUT "
             "[SLOT]\n");
     return 2;
   }
   const int floor_mode = strcmp(argv[1], "floor") == 0;
   const int recv_mode = strcmp(argv[1], "recv") == 0;
-  if (!floor_mode && !recv_mode && strcmp(argv[1], "pg") != 0) die("MODE must be pg, floor or recv", argv[1]);
+  if (!floor_mode && !recv_mode && strcmp(argv[1], "pg") != 0)
+    die("MODE must be pg, floor or recv", argv[1]);
   if (recv_mode && argc != 12) die("recv needs a SLOT", NULL);
   pg_dsn = argv[2];
   snprintf(run_tag, sizeof run_tag, "lat-%d-%lld-", (int)getpid(), (long long)now_ns());
@@ -329,9 +339,10 @@ int main(int argc, char **argv) {
   } else {
     pg = PQconnectdb(argv[2]);
     if (PQstatus(pg) != CONNECTION_OK) die("cannot connect to PostgreSQL", PQerrorMessage(pg));
-    PGresult *res = PQprepare(pg, "touch", "UPDATE blog_post SET title = $1, updated_at = now() WHERE id = $2", 2,
-                              NULL);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) die("cannot prepare the UPDATE", PQerrorMessage(pg));
+    PGresult *res = PQprepare(
+        pg, "touch", "UPDATE blog_post SET title = $1, updated_at = now() WHERE id = $2", 2, NULL);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+      die("cannot prepare the UPDATE", PQerrorMessage(pg));
     PQclear(res);
   }
 
@@ -339,7 +350,8 @@ int main(int argc, char **argv) {
   prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
   atomic_int ready = 0;
   pthread_t watcher;
-  if (pthread_create(&watcher, NULL, recv_mode ? receive : watch, &ready) != 0) die("cannot start the watcher thread", NULL);
+  if (pthread_create(&watcher, NULL, recv_mode ? receive : watch, &ready) != 0)
+    die("cannot start the watcher thread", NULL);
   while (!atomic_load(&ready)) sleep_until(now_ns() + 1000000);
 
   const int64_t t0 = now_ns();
@@ -385,10 +397,12 @@ int main(int argc, char **argv) {
   if (!out) die("cannot write the output file", strerror(errno));
   fprintf(out, "# transactions %lld elapsed_s %.6f\n", written, elapsed);
   for (long long i = 0; i < written; ++i) {
-    fprintf(out, "%lld %lld %lld\n", first_id + i, (long long)commit_ns[i], (long long)delete_ns[i]);
+    fprintf(out, "%lld %lld %lld\n", first_id + i, (long long)commit_ns[i],
+            (long long)delete_ns[i]);
   }
   if (fclose(out) != 0) die("cannot write the output file", strerror(errno));
-  fprintf(stderr, "latency_probe: %lld transactions in %.2f s (%.0f/s), %lld deletes observed\n", written, elapsed,
-          elapsed > 0 ? (double)written / elapsed : 0.0, (long long)atomic_load(&observed));
+  fprintf(stderr, "latency_probe: %lld transactions in %.2f s (%.0f/s), %lld deletes observed\n",
+          written, elapsed, elapsed > 0 ? (double)written / elapsed : 0.0,
+          (long long)atomic_load(&observed));
   return 0;
 }

@@ -61,8 +61,9 @@ int main(int argc, char** argv) {
   }
   FILE* out = fopen(argv[1], "w");
   if (out != NULL) {
-    fprintf(out, "%ld.%06ld %ld.%06ld %ld %d\n", (long)ru.ru_utime.tv_sec, (long)ru.ru_utime.tv_usec,
-            (long)ru.ru_stime.tv_sec, (long)ru.ru_stime.tv_usec, ru.ru_maxrss, status);
+    fprintf(out, "%ld.%06ld %ld.%06ld %ld %d\n", (long)ru.ru_utime.tv_sec,
+            (long)ru.ru_utime.tv_usec, (long)ru.ru_stime.tv_sec, (long)ru.ru_stime.tv_usec,
+            ru.ru_maxrss, status);
     fclose(out);
   }
   if (WIFEXITED(status)) return WEXITSTATUS(status);

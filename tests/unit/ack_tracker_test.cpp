@@ -202,13 +202,13 @@ TEST(AckTracker, RandomInterleavingsNeverReportUnconfirmedWork) {
       const auto done = std::min(confirmed[0], confirmed[1]);
       for (const auto& [ticket, commit_lsn] : commits) {
         if (ticket > done) {
-          ASSERT_LT(report, commit_lsn) << "seed " << seed << ": reported past unconfirmed ticket " << ticket;
+          ASSERT_LT(report, commit_lsn)
+              << "seed " << seed << ": reported past unconfirmed ticket " << ticket;
         }
       }
     }
   }
 }
-
 
 // With read replicas a transaction waits for its repeated deletes as well.
 

@@ -20,8 +20,9 @@ std::vector<const Action*> pointers(const std::vector<Action>& actions) {
 
 TEST(DeleteDeduplicator, MarksEveryRepeatButTheFirstOccurrence) {
   const std::vector<Action> actions = {
-      make(ActionKind::Delete, "home"),  make(ActionKind::Delete, "post_1"), make(ActionKind::Delete, "home"),
-      make(ActionKind::Delete, "post_2"), make(ActionKind::Delete, "home"),  make(ActionKind::Delete, "post_1"),
+      make(ActionKind::Delete, "home"), make(ActionKind::Delete, "post_1"),
+      make(ActionKind::Delete, "home"), make(ActionKind::Delete, "post_2"),
+      make(ActionKind::Delete, "home"), make(ActionKind::Delete, "post_1"),
   };
   DeleteDeduplicator d;
   d.scan(pointers(actions));
@@ -31,8 +32,9 @@ TEST(DeleteDeduplicator, MarksEveryRepeatButTheFirstOccurrence) {
 
 TEST(DeleteDeduplicator, OnlyDeletesAreDeduplicated) {
   const std::vector<Action> actions = {
-      make(ActionKind::BumpVersion, "v"), make(ActionKind::Delete, "v"), make(ActionKind::BumpVersion, "v"),
-      make(ActionKind::DeletePattern, "p*"), make(ActionKind::Delete, "p*"), make(ActionKind::DeletePattern, "p*"),
+      make(ActionKind::BumpVersion, "v"), make(ActionKind::Delete, "v"),
+      make(ActionKind::BumpVersion, "v"), make(ActionKind::DeletePattern, "p*"),
+      make(ActionKind::Delete, "p*"),     make(ActionKind::DeletePattern, "p*"),
   };
   DeleteDeduplicator d;
   d.scan(pointers(actions));
@@ -42,8 +44,10 @@ TEST(DeleteDeduplicator, OnlyDeletesAreDeduplicated) {
 TEST(DeleteDeduplicator, BinaryKeysAndReuseAcrossBatches) {
   // Keys differing only after an embedded NUL, or by a prefix, are different keys.
   const std::vector<Action> first = {
-      make(ActionKind::Delete, std::string("a\0b", 3)), make(ActionKind::Delete, std::string("a\0c", 3)),
-      make(ActionKind::Delete, "a"), make(ActionKind::Delete, std::string("a\0b", 3)),
+      make(ActionKind::Delete, std::string("a\0b", 3)),
+      make(ActionKind::Delete, std::string("a\0c", 3)),
+      make(ActionKind::Delete, "a"),
+      make(ActionKind::Delete, std::string("a\0b", 3)),
   };
   DeleteDeduplicator d;
   d.scan(pointers(first));

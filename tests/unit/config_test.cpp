@@ -17,7 +17,8 @@ class ConfigTest : public ::testing::Test {
   void SetUp() override {
     dir_ = fs::temp_directory_path() / ("walbust-config-test-" + std::to_string(::getpid()));
     fs::create_directories(dir_ / "rules.d");
-    write("rules.d/a.yaml", "version: 1\nrules:\n  - name: a\n    table: t\n    delete: [\"k_{id}\"]\n");
+    write("rules.d/a.yaml",
+          "version: 1\nrules:\n  - name: a\n    table: t\n    delete: [\"k_{id}\"]\n");
     ::unsetenv("WALBUST_PG_DSN");
     ::unsetenv("WALBUST_REDIS_URL");
     ::unsetenv("CREDENTIALS_DIRECTORY");
@@ -46,7 +47,8 @@ replicas:
   Diagnostics d;
   auto c = load_config(ok, d);
   ASSERT_TRUE(c) << d.format();
-  EXPECT_EQ(c->replicas.dsns, (std::vector<std::string>{"host=r1 dbname=app", "host=r2 dbname=app"}));
+  EXPECT_EQ(c->replicas.dsns,
+            (std::vector<std::string>{"host=r1 dbname=app", "host=r2 dbname=app"}));
   EXPECT_EQ(c->replicas.poll_interval, std::chrono::milliseconds(5));
   EXPECT_EQ(c->replicas.grace, std::chrono::milliseconds(250));
   EXPECT_EQ(c->replicas.max_wait, std::chrono::milliseconds(60000));
@@ -69,9 +71,14 @@ replicas:
   Diagnostics e;
   EXPECT_FALSE(load_config(bad, e));
   const std::string text = e.format();
-  EXPECT_NE(text.find("b.yaml:4:9: error: replicas.dsns must be a non-empty list"), std::string::npos) << text;
-  EXPECT_NE(text.find("b.yaml:5:3: error: unknown key 'poll_intervall' in replicas"), std::string::npos) << text;
-  EXPECT_NE(text.find("b.yaml:7:13: error: replicas.max_wait must be at least replicas.grace"), std::string::npos)
+  EXPECT_NE(text.find("b.yaml:4:9: error: replicas.dsns must be a non-empty list"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("b.yaml:5:3: error: unknown key 'poll_intervall' in replicas"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("b.yaml:7:13: error: replicas.max_wait must be at least replicas.grace"),
+            std::string::npos)
       << text;
 }
 
@@ -131,13 +138,16 @@ logs: {}
   EXPECT_FALSE(load_config(path, d));
   const std::string p = path;
   EXPECT_EQ(d.format(),
-            p + ":11:1: error: unknown key 'logs' in configuration (did you mean 'log'?)\n" +
-            p + ":3:3: error: unknown key 'slott' in postgres (did you mean 'slot'?)\n" +
-            p + ":4:20: error: postgres.status_interval must be a duration with a unit, e.g. 500ms, 10s, 5m, 1h\n" +
-            p + ":7:19: error: redis.delete_command must be one of: unlink, del\n" +
-            p + ":9:19: error: batch.max_keys must be an integer from 1 to 1000000\n" +
-            p + ":10:9: error: configuration.on_gap must be one of: fail, flush_rules, flushdb\n" +
-            p + ":6:3: error: redis url: Redis URL must start with redis://, rediss://, valkey://, valkeys:// or unix://\n");
+            p + ":11:1: error: unknown key 'logs' in configuration (did you mean 'log'?)\n" + p +
+                ":3:3: error: unknown key 'slott' in postgres (did you mean 'slot'?)\n" + p +
+                ":4:20: error: postgres.status_interval must be a duration with a unit, e.g. "
+                "500ms, 10s, 5m, 1h\n" +
+                p + ":7:19: error: redis.delete_command must be one of: unlink, del\n" + p +
+                ":9:19: error: batch.max_keys must be an integer from 1 to 1000000\n" + p +
+                ":10:9: error: configuration.on_gap must be one of: fail, flush_rules, flushdb\n" +
+                p +
+                ":6:3: error: redis url: Redis URL must start with redis://, rediss://, valkey://, "
+                "valkeys:// or unix://\n");
 }
 
 TEST_F(ConfigTest, InvalidYamlAndMissingFile) {
@@ -151,7 +161,8 @@ TEST_F(ConfigTest, InvalidYamlAndMissingFile) {
 }
 
 TEST_F(ConfigTest, EnvironmentOverridesAndCredentials) {
-  const auto path = write("w.yaml", "postgres: {dsn: a}\nredis: {url: \"redis://h\"}\nrules: [rules.d/a.yaml]\n");
+  const auto path =
+      write("w.yaml", "postgres: {dsn: a}\nredis: {url: \"redis://h\"}\nrules: [rules.d/a.yaml]\n");
   fs::create_directories(dir_ / "creds");
   write("creds/pg-password", "s3cret\n");
   ::chmod((dir_ / "creds/pg-password").c_str(), 0600);
@@ -210,7 +221,8 @@ rules: [rules.d/a.yaml]
   EXPECT_EQ(c->targets[0].settings.endpoint.db, 1);
   EXPECT_EQ(c->targets[1].name, "sessions");
   EXPECT_TRUE(c->targets[1].settings.cluster);
-  EXPECT_EQ(c->targets[1].settings.nodes, (std::vector<std::string>{"10.0.0.5:7000", "10.0.0.6:7000"}));
+  EXPECT_EQ(c->targets[1].settings.nodes,
+            (std::vector<std::string>{"10.0.0.5:7000", "10.0.0.6:7000"}));
 }
 
 TEST_F(ConfigTest, TargetErrors) {
@@ -223,22 +235,31 @@ rules: [rules.d/a.yaml]
   Diagnostics d;
   EXPECT_FALSE(load_config(path, d));
   EXPECT_EQ(d.format(), path + ":4:3: error: use either redis: or targets:, not both\n");
-  const auto cluster = write("c.yaml", "postgres: {dsn: a}\ntargets:\n  x: {cluster: true}\nrules: [rules.d/a.yaml]\n");
+  const auto cluster = write(
+      "c.yaml", "postgres: {dsn: a}\ntargets:\n  x: {cluster: true}\nrules: [rules.d/a.yaml]\n");
   Diagnostics d2;
   EXPECT_FALSE(load_config(cluster, d2));
-  const auto bad_port = write("p.yaml", "postgres: {dsn: a}\ntargets:\n  x: {cluster: true, nodes: [\"h:port\", \"h:7000\"]}\n"
-                                        "rules: [rules.d/a.yaml]\n");
+  const auto bad_port =
+      write("p.yaml",
+            "postgres: {dsn: a}\ntargets:\n  x: {cluster: true, nodes: [\"h:port\", \"h:7000\"]}\n"
+            "rules: [rules.d/a.yaml]\n");
   Diagnostics d3;
   EXPECT_FALSE(load_config(bad_port, d3));
-  EXPECT_EQ(d3.format(), bad_port + ":3:30: error: targets.x.nodes entries must be host:port with a port from 1 to 65535\n");
-  EXPECT_EQ(d2.format(), cluster + ":3:6: error: targets.x: cluster: true needs nodes: [host:port, ...]\n");
+  EXPECT_EQ(
+      d3.format(),
+      bad_port +
+          ":3:30: error: targets.x.nodes entries must be host:port with a port from 1 to 65535\n");
+  EXPECT_EQ(d2.format(),
+            cluster + ":3:6: error: targets.x: cluster: true needs nodes: [host:port, ...]\n");
 }
 
 TEST_F(ConfigTest, RulesMayOnlyNameConfiguredTargets) {
-  const auto rules_path = write("rules.d/t.yaml", "version: 1\nrules:\n  - name: t\n    table: t\n"
-                                                  "    targets: [eu, moon]\n    delete: [\"k\"]\n");
-  const auto path = write("w.yaml", "postgres: {dsn: a}\ntargets:\n  eu: {url: \"redis://eu\"}\nrules: [" +
-                                        rules_path + "]\n");
+  const auto rules_path = write("rules.d/t.yaml",
+                                "version: 1\nrules:\n  - name: t\n    table: t\n"
+                                "    targets: [eu, moon]\n    delete: [\"k\"]\n");
+  const auto path =
+      write("w.yaml", "postgres: {dsn: a}\ntargets:\n  eu: {url: \"redis://eu\"}\nrules: [" +
+                          rules_path + "]\n");
   Diagnostics d;
   const auto c = load_config(path, d);
   ASSERT_TRUE(c) << d.format();
@@ -246,7 +267,8 @@ TEST_F(ConfigTest, RulesMayOnlyNameConfiguredTargets) {
   ASSERT_TRUE(d.empty()) << d.format();
   check_rule_targets(*c, rules, d);
   ASSERT_EQ(d.size(), 1u);
-  EXPECT_EQ(d.items()[0].format(), rules_path + ":3: error: rule t: unknown target 'moon' (configured: eu)");
+  EXPECT_EQ(d.items()[0].format(),
+            rules_path + ":3: error: rule t: unknown target 'moon' (configured: eu)");
 }
 
 }  // namespace

@@ -19,7 +19,8 @@ TEST(Duration, ParsesUnits) {
   EXPECT_EQ(parse_duration("10s"), milliseconds(10000));
   EXPECT_EQ(parse_duration("5m"), milliseconds(300000));
   EXPECT_EQ(parse_duration("2h"), milliseconds(7200000));
-  for (const char* bad : {"", "10", "s", "-1s", "1.5s", "10 s", "10sec", "1d", "99999999999999999999h"}) {
+  for (const char* bad :
+       {"", "10", "s", "-1s", "1.5s", "10 s", "10sec", "1d", "99999999999999999999h"}) {
     EXPECT_FALSE(parse_duration(bad).has_value()) << bad;
   }
   EXPECT_EQ(format_duration(milliseconds(1500)), "1500ms");
@@ -28,7 +29,9 @@ TEST(Duration, ParsesUnits) {
 }
 
 TEST(Duration, ReadsPostgresSettingsAsShowPrintsThem) {
-  const auto pg = [](const char* text) { return parse_duration(text, DurationSyntax::PostgresSetting); };
+  const auto pg = [](const char* text) {
+    return parse_duration(text, DurationSyntax::PostgresSetting);
+  };
   EXPECT_EQ(pg("0"), milliseconds(0));
   EXPECT_EQ(pg("500"), milliseconds(500));  // a bare number is in the setting's unit
   EXPECT_EQ(pg("500ms"), milliseconds(500));
@@ -72,8 +75,9 @@ TEST(RedisUrl, ParsesUnixSockets) {
 }
 
 TEST(RedisUrl, RejectsMalformedUrls) {
-  for (const char* bad : {"http://x", "redis://", "redis://host:0", "redis://host:70000", "redis://host/x",
-                          "unix://relative.sock", "unix:///s?foo=1", "redis://u:%zz@h", "redis://[::1"}) {
+  for (const char* bad :
+       {"http://x", "redis://", "redis://host:0", "redis://host:70000", "redis://host/x",
+        "unix://relative.sock", "unix:///s?foo=1", "redis://u:%zz@h", "redis://[::1"}) {
     std::string err;
     EXPECT_FALSE(parse_redis_url(bad, err)) << bad;
     EXPECT_FALSE(err.empty()) << bad;
@@ -96,14 +100,18 @@ TEST(Backoff, GrowsToTheCapWithJitter) {
 TEST(RedisErrors, Classifies) {
   EXPECT_EQ(classify_redis_error("NOPERM this user has no permissions to run the 'unlink' command"),
             RedisErrorClass::Fatal);
-  EXPECT_EQ(classify_redis_error("WRONGPASS invalid username-password pair"), RedisErrorClass::Fatal);
+  EXPECT_EQ(classify_redis_error("WRONGPASS invalid username-password pair"),
+            RedisErrorClass::Fatal);
   EXPECT_EQ(classify_redis_error("NOAUTH Authentication required."), RedisErrorClass::Fatal);
   EXPECT_EQ(classify_redis_error("ERR unknown command 'UNLINK'"), RedisErrorClass::Fatal);
-  EXPECT_EQ(classify_redis_error("LOADING Redis is loading the dataset in memory"), RedisErrorClass::Retry);
+  EXPECT_EQ(classify_redis_error("LOADING Redis is loading the dataset in memory"),
+            RedisErrorClass::Retry);
   EXPECT_EQ(classify_redis_error("BUSY Redis is busy running a script"), RedisErrorClass::Retry);
   EXPECT_EQ(classify_redis_error("MASTERDOWN Link with MASTER is down"), RedisErrorClass::Retry);
-  EXPECT_EQ(classify_redis_error("READONLY You can't write against a read only replica."), RedisErrorClass::Retry);
-  EXPECT_EQ(classify_redis_error("TRYAGAIN Multiple keys request during rehashing"), RedisErrorClass::Retry);
+  EXPECT_EQ(classify_redis_error("READONLY You can't write against a read only replica."),
+            RedisErrorClass::Retry);
+  EXPECT_EQ(classify_redis_error("TRYAGAIN Multiple keys request during rehashing"),
+            RedisErrorClass::Retry);
   EXPECT_EQ(classify_redis_error("MOVED 3999 127.0.0.1:6381"), RedisErrorClass::Moved);
   EXPECT_EQ(classify_redis_error("ASK 3999 127.0.0.1:6381"), RedisErrorClass::Ask);
 }

@@ -526,7 +526,8 @@ TEST(CheckReplicas, EachReplicaIsReachableInRecoveryAndItsPositionReadable) {
   EXPECT_FALSE(f[2].ok);
   EXPECT_EQ(f[2].message, "replica c:5432 is not in recovery: it is a primary, not a read replica");
   EXPECT_FALSE(f[3].ok);
-  EXPECT_NE(f[3].fix.find("GRANT EXECUTE ON FUNCTION pg_catalog.pg_last_wal_replay_lsn()"), std::string::npos);
+  EXPECT_NE(f[3].fix.find("GRANT EXECUTE ON FUNCTION pg_catalog.pg_last_wal_replay_lsn()"),
+            std::string::npos);
 }
 
 }  // namespace

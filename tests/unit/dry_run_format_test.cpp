@@ -27,7 +27,9 @@ std::shared_ptr<const Relation> post_relation() {
   r->schema = "public";
   r->name = "blog_post";
   r->replica_identity = 'f';
-  r->columns = {{"id", 23, -1, true}, {"category_id", 23, -1, true}, {"author_id", 23, -1, true},
+  r->columns = {{"id", 23, -1, true},
+                {"category_id", 23, -1, true},
+                {"author_id", 23, -1, true},
                 {"body", 25, -1, true}};
   return r;
 }
@@ -51,14 +53,15 @@ TEST(DryRunFormat, JsonLineHasTheSpecFieldsInOrder) {
   std::vector<Action> actions;
   rules.plan(c, actions);
   const std::string line = format_change_json(c, actions, rules, {}, 10000);
-  EXPECT_EQ(line,
-            R"({"type":"change","lsn":"0/1A2B3C8","xid":745,"table":"public.blog_post","op":"update",)"
-            R"("changed":["category_id"],"old":{"id":"7","category_id":"3","author_id":"1","body":null},)"
-            R"("new":{"id":"7","category_id":"4","author_id":"1"},"actions":[)"
-            R"({"rule":"post-pages","action":"delete","key":"post_detail_7"},)"
-            R"({"rule":"post-pages","action":"delete","key":"category_posts_4"},)"
-            R"({"rule":"post-pages","action":"delete","key":"category_posts_3"},)"
-            R"({"rule":"post-pages","action":"delete_pattern","key":"user:1:*"}]})");
+  EXPECT_EQ(
+      line,
+      R"({"type":"change","lsn":"0/1A2B3C8","xid":745,"table":"public.blog_post","op":"update",)"
+      R"("changed":["category_id"],"old":{"id":"7","category_id":"3","author_id":"1","body":null},)"
+      R"("new":{"id":"7","category_id":"4","author_id":"1"},"actions":[)"
+      R"({"rule":"post-pages","action":"delete","key":"post_detail_7"},)"
+      R"({"rule":"post-pages","action":"delete","key":"category_posts_4"},)"
+      R"({"rule":"post-pages","action":"delete","key":"category_posts_3"},)"
+      R"({"rule":"post-pages","action":"delete_pattern","key":"user:1:*"}]})");
 }
 
 TEST(DryRunFormat, ProbesAddExistsAndPatternCounts) {
@@ -70,17 +73,21 @@ TEST(DryRunFormat, ProbesAddExistsAndPatternCounts) {
   probes[0].exists = true;
   probes[3] = ActionProbe{true, 10000, true};
   const std::string line = format_change_json(c, actions, rules, probes, 10000);
-  EXPECT_NE(line.find(R"({"rule":"post-pages","action":"delete","key":"post_detail_7","exists":true})"),
-            std::string::npos);
-  EXPECT_NE(line.find(R"("key":"user:1:*","exists":true,"matches":10000,"scan_limit":10000,"truncated":true})"),
-            std::string::npos);
+  EXPECT_NE(
+      line.find(R"({"rule":"post-pages","action":"delete","key":"post_detail_7","exists":true})"),
+      std::string::npos);
+  EXPECT_NE(
+      line.find(
+          R"("key":"user:1:*","exists":true,"matches":10000,"scan_limit":10000,"truncated":true})"),
+      std::string::npos);
   const std::string text = format_change_text(c, actions, rules, probes, 10000);
   EXPECT_EQ(text,
             "0/1A2B3C8  xid 745  public.blog_post  update  changed: category_id\n"
             "    post-pages  delete  post_detail_7  [exists]\n"
             "    post-pages  delete  category_posts_4  [absent]\n"
             "    post-pages  delete  category_posts_3  [absent]\n"
-            "    post-pages  delete_pattern  user:1:*  [10000+ keys match, scan stopped at 10000 keys]\n");
+            "    post-pages  delete_pattern  user:1:*  [10000+ keys match, scan stopped at 10000 "
+            "keys]\n");
 }
 
 TEST(DryRunFormat, WithReadReplicasEachActionSaysWhetherItIsRepeatedAfterReplay) {
@@ -92,13 +99,19 @@ TEST(DryRunFormat, WithReadReplicasEachActionSaysWhetherItIsRepeatedAfterReplay)
   actions[2].kind = ActionKind::BumpVersion;
   const std::string line = format_change_json(c, actions, rules, {}, 10000, /*replicas=*/true);
   EXPECT_NE(line.find(R"("key":"post_detail_7","after_replay":true})"), std::string::npos) << line;
-  EXPECT_NE(line.find(R"("key":"category_posts_4","after_replay":false})"), std::string::npos) << line;
-  EXPECT_NE(line.find(R"("key":"category_posts_3","value":"","after_replay":false})"), std::string::npos) << line;
+  EXPECT_NE(line.find(R"("key":"category_posts_4","after_replay":false})"), std::string::npos)
+      << line;
+  EXPECT_NE(line.find(R"("key":"category_posts_3","value":"","after_replay":false})"),
+            std::string::npos)
+      << line;
   const std::string text = format_change_text(c, actions, rules, {}, 10000, true);
-  EXPECT_NE(text.find("    post-pages  delete  post_detail_7  [again after replay]\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("    post-pages  delete  post_detail_7  [again after replay]\n"),
+            std::string::npos)
+      << text;
   EXPECT_NE(text.find("    post-pages  delete  category_posts_4\n"), std::string::npos) << text;
   // Without replicas nothing changes.
-  EXPECT_EQ(format_change_json(c, actions, rules, {}, 10000).find("after_replay"), std::string::npos);
+  EXPECT_EQ(format_change_json(c, actions, rules, {}, 10000).find("after_replay"),
+            std::string::npos);
 }
 
 TEST(DryRunFormat, UnknownPreviousRowAndNoMatch) {
@@ -145,10 +158,12 @@ rules:
   ASSERT_EQ(actions.size(), 3U);
   const std::vector<ActionProbe> probes{{true, 0, false}, {false, 0, false}, {false, 0, false}};
   const std::string json = format_change_json(c, actions, rules, probes, 0);
-  EXPECT_NE(json.find(R"("actions":[{"rule":"post-pages","action":"delete","key":"post_detail_7","exists":true},)"
-                      R"({"rule":"post-pages","action":"publish","key":"post_detail_7","channel":"inv"},)"
-                      R"({"rule":"post-pages","action":"publish","key":"post_detail_7","stream":"s"}])"),
-            std::string::npos)
+  EXPECT_NE(
+      json.find(
+          R"("actions":[{"rule":"post-pages","action":"delete","key":"post_detail_7","exists":true},)"
+          R"({"rule":"post-pages","action":"publish","key":"post_detail_7","channel":"inv"},)"
+          R"({"rule":"post-pages","action":"publish","key":"post_detail_7","stream":"s"}])"),
+      std::string::npos)
       << json;
   const std::string text = format_change_text(c, actions, rules, probes, 0);
   EXPECT_NE(text.find("    post-pages  publish  post_detail_7  -> channel inv\n"
@@ -159,10 +174,14 @@ rules:
 
 TEST(DryRunFormat, Summaries) {
   DryRunSummary s{10, 4, 12, 9, true};
-  EXPECT_EQ(format_summary_json(s), R"({"type":"summary","changes":10,"matched":4,"keys":12,"existing":9})");
-  EXPECT_EQ(format_summary_text(s), "10 changes, 4 matched a rule, 12 keys (9 exist in Redis: 75.0% of deletes would hit)\n");
+  EXPECT_EQ(format_summary_json(s),
+            R"({"type":"summary","changes":10,"matched":4,"keys":12,"existing":9})");
+  EXPECT_EQ(
+      format_summary_text(s),
+      "10 changes, 4 matched a rule, 12 keys (9 exist in Redis: 75.0% of deletes would hit)\n");
   s.checked_redis = false;
-  EXPECT_EQ(format_summary_json(s), R"({"type":"summary","changes":10,"matched":4,"keys":12,"existing":null})");
+  EXPECT_EQ(format_summary_json(s),
+            R"({"type":"summary","changes":10,"matched":4,"keys":12,"existing":null})");
 }
 
 }  // namespace

@@ -33,8 +33,10 @@ class LoggingTest : public ::testing::Test {
 };
 
 TEST_F(LoggingTest, ValidatesLevelsAndFormats) {
-  for (const char* l : {"trace", "debug", "info", "warn", "error"}) EXPECT_TRUE(is_valid_log_level(l));
-  for (const char* l : {"", "warning", "INFO", "critical", "off"}) EXPECT_FALSE(is_valid_log_level(l));
+  for (const char* l : {"trace", "debug", "info", "warn", "error"})
+    EXPECT_TRUE(is_valid_log_level(l));
+  for (const char* l : {"", "warning", "INFO", "critical", "off"})
+    EXPECT_FALSE(is_valid_log_level(l));
   for (const char* f : {"auto", "text", "json"}) EXPECT_TRUE(is_valid_log_format(f));
   for (const char* f : {"", "journal", "JSON", "plain"}) EXPECT_FALSE(is_valid_log_format(f));
   EXPECT_THROW(setup_logging({"verbose", "text"}, out_), std::invalid_argument);
@@ -45,8 +47,8 @@ TEST_F(LoggingTest, TextFormatHasTimestampLevelAndMessage) {
   setup_logging({"info", "text"}, out_);
   spdlog::info("slot {} streaming from {}", "walbust", "0/16B3748");
   spdlog::debug("hidden at info");
-  EXPECT_TRUE(has_shape(out_.str(),
-                        "9999-99-99 99:99:99.999 info slot walbust streaming from 0/16B3748\n"))
+  EXPECT_TRUE(
+      has_shape(out_.str(), "9999-99-99 99:99:99.999 info slot walbust streaming from 0/16B3748\n"))
       << out_.str();
 }
 
@@ -153,10 +155,10 @@ TEST(RedactConninfo, RemovesPasswords) {
 }
 
 TEST(RedactConninfo, LeavesStringsWithoutPasswordsAlone) {
-  for (const char* s : {"", "host=db user=app dbname=x", "host='a b' user=app",
-                        "postgresql://user@host/db", "postgresql://host:5432/db?sslmode=require",
-                        "redis://127.0.0.1:6379/0", "redis://user@cache/0",
-                        "unix:///run/redis.sock?db=1", "passwordless=yes"}) {
+  for (const char* s :
+       {"", "host=db user=app dbname=x", "host='a b' user=app", "postgresql://user@host/db",
+        "postgresql://host:5432/db?sslmode=require", "redis://127.0.0.1:6379/0",
+        "redis://user@cache/0", "unix:///run/redis.sock?db=1", "passwordless=yes"}) {
     EXPECT_EQ(redact_conninfo(s), s);
   }
 }

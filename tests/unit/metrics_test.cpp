@@ -13,9 +13,11 @@ namespace {
 
 TEST(Metrics, RendersCountersAndGaugesWithLabels) {
   MetricsRegistry r;
-  r.counter("walbust_changes_total", "Row changes decoded.", {{"table", "public.post"}, {"op", "insert"}})
+  r.counter("walbust_changes_total", "Row changes decoded.",
+            {{"table", "public.post"}, {"op", "insert"}})
       .inc();
-  r.counter("walbust_changes_total", "Row changes decoded.", {{"table", "public.post"}, {"op", "update"}})
+  r.counter("walbust_changes_total", "Row changes decoded.",
+            {{"table", "public.post"}, {"op", "update"}})
       .inc(3);
   r.gauge("walbust_replication_lag_bytes", "Bytes of WAL not yet acknowledged.").set(1536);
   r.counter("walbust_transactions_total", "Transactions.");
@@ -158,10 +160,10 @@ TEST(Metrics, ConcurrentUpdatesAndRenders) {
   EXPECT_DOUBLE_EQ(r.counter("n_total", "h").value(), kThreads * kIterations);
   const Histogram& h = r.histogram("h", "h", {1, 2, 4});
   EXPECT_EQ(h.count(), static_cast<std::uint64_t>(kThreads * kIterations));
-  EXPECT_EQ(h.cumulative_counts(),
-            (std::vector<std::uint64_t>{kThreads * kIterations * 2 / 5,
-                                        kThreads * kIterations * 3 / 5,
-                                        kThreads * kIterations, kThreads * kIterations}));
+  EXPECT_EQ(
+      h.cumulative_counts(),
+      (std::vector<std::uint64_t>{kThreads * kIterations * 2 / 5, kThreads * kIterations * 3 / 5,
+                                  kThreads * kIterations, kThreads * kIterations}));
   EXPECT_DOUBLE_EQ(h.sum(), kThreads * (kIterations / 5) * (0 + 1 + 2 + 3 + 4));
 }
 

@@ -179,16 +179,19 @@ rules:
   const RuleSet plain = load_ok(kBlogRule);
   actions.clear();
   plain.plan(insert.change, actions);
-  EXPECT_TRUE(std::all_of(actions.begin(), actions.end(), [](const Action& a) { return a.after_replay; }));
+  EXPECT_TRUE(
+      std::all_of(actions.begin(), actions.end(), [](const Action& a) { return a.after_replay; }));
 }
 
 TEST(RulesLoad, AfterReplayMustBeABoolean) {
   Diagnostics diags;
-  (void)RuleSet::load({{"r.yaml", "version: 1\nrules:\n  - name: r\n    table: t\n    after_replay: later\n"
-                                  "    delete: [k]\n"}},
+  (void)RuleSet::load({{"r.yaml",
+                        "version: 1\nrules:\n  - name: r\n    table: t\n    after_replay: later\n"
+                        "    delete: [k]\n"}},
                       diags);
   ASSERT_EQ(diags.size(), 1u);
-  EXPECT_NE(diags.format().find("r.yaml:5:19: error: 'after_replay' must be true or false"), std::string::npos)
+  EXPECT_NE(diags.format().find("r.yaml:5:19: error: 'after_replay' must be true or false"),
+            std::string::npos)
       << diags.format();
 }
 
@@ -771,12 +774,13 @@ INSTANTIATE_TEST_SUITE_P(
                   rule("    on: [delete]\n    delete: [\"k_{new.id}\"]\n"),
                   "r.yaml:6:17: error: '{new.id}' can never render: the rule fires on delete "
                   "only, which has no new row\n"},
-        ErrorCase{"bad key format and django",
-                  rule("    key_format: Django\n    django: {key_prefix: a, version: x, "
-                       "prefix: b}\n    delete: [k]\n"),
-                  "r.yaml:5:17: error: unknown key_format 'Django' (expected plain or django)\n"
-                  "r.yaml:6:41: error: unknown key 'prefix' (expected one of: key_prefix, version)\n"
-                  "r.yaml:6:38: error: 'version' must be an integer\n"},
+        ErrorCase{
+            "bad key format and django",
+            rule("    key_format: Django\n    django: {key_prefix: a, version: x, "
+                 "prefix: b}\n    delete: [k]\n"),
+            "r.yaml:5:17: error: unknown key_format 'Django' (expected plain or django)\n"
+            "r.yaml:6:41: error: unknown key 'prefix' (expected one of: key_prefix, version)\n"
+            "r.yaml:6:38: error: 'version' must be an integer\n"},
         ErrorCase{"bad durations",
                   "version: 1\ndefaults:\n  redelete_after: 5 sec\nrules:\n  - name: r\n"
                   "    table: t\n    redelete_after: 2d\n    delete: [k]\n",

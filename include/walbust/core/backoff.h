@@ -8,7 +8,8 @@ namespace walbust {
 
 class Backoff {
  public:
-  Backoff(std::chrono::milliseconds initial, std::chrono::milliseconds cap) : initial_(initial), cap_(cap) {}
+  Backoff(std::chrono::milliseconds initial, std::chrono::milliseconds cap)
+      : initial_(initial), cap_(cap) {}
 
   // `random01` in [0, 1).
   [[nodiscard]] std::chrono::milliseconds next(double random01);

@@ -1,9 +1,9 @@
 #pragma once
-// Keys waiting for their second delete (`redelete_after`, README "Delivery guarantees"). The second delete
-// closes the race in which a reader fetched the old row just before the commit and wrote
-// it to the cache just after the first delete. It never holds up acknowledgement (the
-// first delete already made the transaction safe to acknowledge), and memory is bounded:
-// past the capacity the oldest entries are dropped and counted.
+// Keys waiting for their second delete (`redelete_after`, README "Delivery guarantees"). The second
+// delete closes the race in which a reader fetched the old row just before the commit and wrote it
+// to the cache just after the first delete. It never holds up acknowledgement (the first delete
+// already made the transaction safe to acknowledge), and memory is bounded: past the capacity the
+// oldest entries are dropped and counted.
 #include <chrono>
 #include <cstddef>
 #include <cstdint>

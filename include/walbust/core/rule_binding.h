@@ -114,7 +114,8 @@ class RuleBinding {
   // one Truncate message (same LSN) plan each rule table once: truncating a partitioned
   // table names every partition, and each would repeat the same pattern scans.
   void plan(const RuleSet& rules, const Change& change, std::vector<Action>& out,
-            std::vector<RenderFailure>* failures = nullptr, std::vector<PublishedKey>* published = nullptr);
+            std::vector<RenderFailure>* failures = nullptr,
+            std::vector<PublishedKey>* published = nullptr);
 
   // Rules that cannot match now, by rule index, one reason each.
   [[nodiscard]] std::vector<UnboundRule> unbound() const;

@@ -1,6 +1,6 @@
 #pragma once
-// Rule unit tests (README "Try your rules safely"): YAML cases that describe a change and the keys it must
-// produce, checked against a RuleSet without any server.
+// Rule unit tests (README "Try your rules safely"): YAML cases that describe a change and the keys
+// it must produce, checked against a RuleSet without any server.
 #include <string>
 #include <vector>
 

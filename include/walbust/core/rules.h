@@ -1,6 +1,6 @@
 #pragma once
-// Invalidation rules (README "Writing rules"): parsed from YAML rules files, validated completely, and
-// applied to row changes to produce the Redis actions (keys to delete, patterns to scan,
+// Invalidation rules (README "Writing rules"): parsed from YAML rules files, validated completely,
+// and applied to row changes to produce the Redis actions (keys to delete, patterns to scan,
 // version keys to bump) and the keys a rule publishes for in-process caches (see
 // events.h, which gathers them into one event per transaction). Pure logic: callers read
 // files and pass their text.

@@ -62,8 +62,8 @@ class BatchWriter final : public KeySink {
   std::string delete_verb_;  // "UNLINK" or "DEL"
   RedisWaitSettings wait_;
   DeleteDeduplicator dedup_;
-  std::vector<RedisOp> ops_;  // reused from batch to batch
-  std::vector<const Action*> events_;            // the batch's Publish actions, in order
+  std::vector<RedisOp> ops_;                         // reused from batch to batch
+  std::vector<const Action*> events_;                // the batch's Publish actions, in order
   std::deque<std::vector<std::string>> event_argv_;  // their commands (stable addresses)
 };
 

@@ -1,16 +1,16 @@
 #pragma once
-// walbust.yaml (README "Configuration reference"): loaded and validated completely; every problem is reported with
-// file:line:column and no partial configuration is ever used.
+// walbust.yaml (README "Configuration reference"): loaded and validated completely; every problem
+// is reported with file:line:column and no partial configuration is ever used.
 #include <chrono>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "walbust/core/diagnostics.h"
-#include "walbust/io/logging.h"
-#include "walbust/io/redis_tls.h"
 #include "walbust/core/redis_url.h"
 #include "walbust/core/rules.h"
+#include "walbust/io/logging.h"
+#include "walbust/io/redis_tls.h"
 
 namespace walbust {
 

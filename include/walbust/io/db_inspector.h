@@ -9,8 +9,8 @@
 
 #include "walbust/core/audit_report.h"
 #include "walbust/core/db_check.h"
-#include "walbust/io/pg_replication.h"
 #include "walbust/core/rule_binding.h"
+#include "walbust/io/pg_replication.h"
 
 namespace walbust {
 

@@ -51,7 +51,7 @@ struct ReplicationFrame {
   Lsn data_start = kInvalidLsn;  // XLogData: the WAL position of the record
   Lsn wal_end = kInvalidLsn;     // keepalive: how far the server has sent
   bool reply_requested = false;
-  std::string_view payload;      // XLogData: the pgoutput message (valid until next read)
+  std::string_view payload;  // XLogData: the pgoutput message (valid until next read)
 };
 
 class PgReplicationConnection {

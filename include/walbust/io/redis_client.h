@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "walbust/core/redis_errors.h"
-#include "walbust/io/redis_transport.h"
 #include "walbust/core/redis_url.h"
+#include "walbust/io/redis_transport.h"
 
 struct redisReader;
 

@@ -1,7 +1,8 @@
 #pragma once
 // The state file in state_dir: which database and slot walbust streams from and the last
-// LSN it acknowledged. It is how a missing slot is recognised as a gap (README "Guarantees and failure modes") rather
-// than a first start. Written atomically: temp file, fsync, rename, fsync of the directory.
+// LSN it acknowledged. It is how a missing slot is recognised as a gap (README "Guarantees and
+// failure modes") rather than a first start. Written atomically: temp file, fsync, rename, fsync of
+// the directory.
 #include <optional>
 #include <string>
 

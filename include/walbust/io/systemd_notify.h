@@ -14,11 +14,11 @@ class SystemdNotifier {
   // True when NOTIFY_SOCKET is set, i.e. the service manager listens.
   [[nodiscard]] bool enabled() const { return enabled_; }
 
-  void ready();                         // READY=1
-  void status(std::string_view text);   // STATUS=text (newlines become spaces)
-  void reloading();                     // RELOADING=1 (send ready() when the reload is done)
-  void stopping();                      // STOPPING=1
-  void watchdog();                      // WATCHDOG=1
+  void ready();                        // READY=1
+  void status(std::string_view text);  // STATUS=text (newlines become spaces)
+  void reloading();                    // RELOADING=1 (send ready() when the reload is done)
+  void stopping();                     // STOPPING=1
+  void watchdog();                     // WATCHDOG=1
 
   // How often to call watchdog(): half of WatchdogSec, as sd_watchdog_enabled(3) advises,
   // or nullopt when the watchdog is off or WATCHDOG_PID names another process.
