@@ -185,8 +185,8 @@ class EventsCase(unittest.TestCase):
         except Exception:  # noqa: BLE001 - the slot may not exist
             pass
 
-    def start(self):
-        self.w.start()
+    def start(self, env=None):
+        self.w.start(env=env)
         self.w.wait_streaming(timeout=30 * SLOW)
         self.w.sync(timeout=30 * SLOW)
 
@@ -472,7 +472,7 @@ class LargeTransactionTest(EventsCase):
                         " SELECT i, 'Post', 'p', 1, 1 + i %% 10 FROM generate_series(1000, 999 + %s) i",
                         (self.ROWS,))
         conn.close()
-        self.start()
+        self.start(env=fixtures.bounded_quarantine_env())
         baseline = self.w.rss_kb()
         sub = self.subscribe(CHANNEL)
         self.w.start_rss_sampler(interval=0.01)

@@ -289,7 +289,10 @@ class TestMemory(ReplicaCase):
         self.pg.execute("INSERT INTO blog_post (title, slug, author_id, category_id) "
                         "SELECT 't' || g, 's', g, 1 FROM generate_series(1, 200000) g")
         standby.wait_replayed(self.pg.current_wal_lsn(), timeout=120)
-        w = self.start(self.make_walbust(max_wait="300s"))
+        w = self.make_walbust(max_wait="300s")
+        w.start(env=fixtures.bounded_quarantine_env())
+        w.wait_streaming(timeout=30 * SLOW)
+        w.sync()
         w.start_rss_sampler()
         base = w.rss_kb()
         standby.pause_replay()

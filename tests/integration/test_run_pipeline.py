@@ -348,10 +348,7 @@ class LargeTransactionTest(PipelineCase):
                 " 1 + i %% 10, 1 + i %% 10 FROM generate_series(1, %s) i", (self.ROWS,))
         conn.close()
 
-        env = None
-        if SANITIZED:
-            env = {"ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=8"}
-        w = self.start_walbust(env=env)
+        w = self.start_walbust(env=fixtures.bounded_quarantine_env())
         w.sync(timeout=30 * SLOW)
         baseline = w.rss_kb()
         keys = {f"post_detail_{i}" for i in range(1, self.ROWS + 1)}
