@@ -463,7 +463,9 @@ class CrashTest(EventsCase):
 
 class LargeTransactionTest(EventsCase):
     ROWS = 100_000
-    RSS_CEILING_KB = 160 * 1024 if SLOW > 1 else 64 * 1024
+    # Release: the whole process stays under 64 MB. Sanitized: its baseline alone is near
+    # 120 MB (shadow memory, redzones), so what is bounded is the growth over it.
+    RSS_CEILING_KB = 64 * 1024
 
     def test_a_100k_row_transaction_is_sent_in_parts_with_bounded_rss(self):
         conn = self.pg.connect()
@@ -502,7 +504,7 @@ class LargeTransactionTest(EventsCase):
         peak = self.w.peak_rss_kb
         log(f"{self.ROWS}-row UPDATE: {len(events)} parts, acknowledged {took:.1f}s after the"
             f" commit started; RSS baseline {baseline} kB, peak {peak} kB")
-        self.assertLess(peak, self.RSS_CEILING_KB)
+        self.assertLess(peak - baseline if SLOW > 1 else peak, self.RSS_CEILING_KB)
 
 
 class ClusterTargetTest(EventsCase):
