@@ -17,8 +17,6 @@ namespace {
 // The commit LSN a case runs at unless it gives `lsn:`; bump_version writes it.
 constexpr Lsn kDefaultCaseLsn = 0x1000000;  // 0/1000000
 
-std::string key_text(const YAML::Node& key) { return yaml_key_text(key); }
-
 // A YAML scalar as PostgreSQL's text output (true → t, null → NULL), as in rules' `when`.
 Value postgres_value(const YAML::Node& node) {
   if (node.IsNull()) return Value{Value::Kind::Null, {}};
@@ -131,7 +129,7 @@ class CaseParser {
     }
     Image out;
     for (const auto& item : node) {
-      const std::string column = key_text(item.first);
+      const std::string column = yaml_key_text(item.first);
       if (!item.second.IsNull() && !item.second.IsScalar()) {
         error(item.second, "column values must be scalars");
       } else if (std::any_of(out.begin(), out.end(),
@@ -197,7 +195,7 @@ class CaseParser {
       return;
     }
     for (const auto& item : node) {
-      const std::string name = key_text(item.first);
+      const std::string name = yaml_key_text(item.first);
       if (!item.second.IsSequence()) {
         error(item.second, message);
         continue;

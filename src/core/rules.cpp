@@ -105,8 +105,6 @@ struct KeyOptions {
   bool after_replay = true;
 };
 
-std::string key_text(const YAML::Node& key) { return yaml_key_text(key); }
-
 bool is_quoted(const YAML::Node& node) { return node.Tag() == "!"; }
 
 bool is_identifier(std::string_view name) {
@@ -402,7 +400,7 @@ class FileLoader {
       return;
     }
     for (const auto& item : when->value) {
-      const std::string column = key_text(item.first);
+      const std::string column = yaml_key_text(item.first);
       if (!is_identifier(column)) error(item.first, "invalid column name '" + column + "'");
       const bool repeated = std::any_of(rule.when.begin(), rule.when.end(),
                                         [&](const auto& w) { return w.first == column; });
