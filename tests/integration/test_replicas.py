@@ -94,6 +94,15 @@ class ReplicaCase(unittest.TestCase):
         finally:
             conn.close()
 
+    def update_and_see_first_delete(self, w):
+        """Caches the post, updates it and waits for walbust's first delete. The key is set
+        first so that the wait sees that delete, not a key that was never there (a late
+        first delete would otherwise look like a premature repeat)."""
+        self.r.set("post_detail_1", "old")
+        end = self.update_post("new")
+        w.wait_for(lambda: not self.r.exists("post_detail_1"), 10 * SLOW, message="first delete")
+        return end
+
     def refill_from(self, standby):
         """A reader that missed the cache: reads the standby, writes what it read."""
         title = standby.query("SELECT title FROM blog_post WHERE id = 1")[0][0]
@@ -109,9 +118,7 @@ class TestReplayedRepeat(ReplicaCase):
         standby = self.replicas[0]
         w = self.start(self.make_walbust())
         standby.pause_replay()
-        self.r.set("post_detail_1", "old")
-        end = self.update_post("new")
-        w.wait_for(lambda: not self.r.exists("post_detail_1"), 10 * SLOW, message="first delete")
+        end = self.update_and_see_first_delete(w)
         self.assertEqual(self.refill_from(standby), "old")
         time.sleep(1.0)
         self.assertEqual(self.r.get("post_detail_1"), b"old", "repeated before the standby replayed")
@@ -139,8 +146,7 @@ class TestReplayedRepeat(ReplicaCase):
         standby = self.replicas[0]
         w = self.start(self.make_walbust(max_wait="2s"))
         standby.pause_replay()
-        end = self.update_post("new")
-        w.wait_for(lambda: not self.r.exists("post_detail_1"), 10 * SLOW, message="first delete")
+        end = self.update_and_see_first_delete(w)
         self.refill_from(standby)
         w.wait_for(lambda: not self.r.exists("post_detail_1"), 10 * SLOW, message="repeat after max_wait")
         w.wait_confirmed(end, timeout=10 * SLOW)
@@ -153,8 +159,7 @@ class TestReplayedRepeat(ReplicaCase):
         standby = self.replicas[0]
         w = self.start(self.make_walbust())
         standby.stop()
-        end = self.update_post("new")
-        w.wait_for(lambda: not self.r.exists("post_detail_1"), 10 * SLOW, message="first delete")
+        end = self.update_and_see_first_delete(w)
         self.r.set("post_detail_1", "old")
         w.wait_for_log(r"replica .*reconnecting with backoff")
         time.sleep(1.0)
@@ -170,8 +175,7 @@ class TestReplayedRepeat(ReplicaCase):
         w = self.make_walbust(dsns=[self.replicas[0].dsn, dead], max_wait="2s")
         self.start(w)
         w.wait_for_log(r"unreachable at start")
-        end = self.update_post("new")
-        w.wait_for(lambda: not self.r.exists("post_detail_1"), 10 * SLOW, message="first delete")
+        end = self.update_and_see_first_delete(w)
         self.r.set("post_detail_1", "old")
         w.wait_for(lambda: not self.r.exists("post_detail_1"), 10 * SLOW, message="repeat after max_wait")
         w.wait_confirmed(end, timeout=10 * SLOW)
@@ -181,8 +185,7 @@ class TestReplayedRepeat(ReplicaCase):
         standby = self.replicas[0]
         w = self.start(self.make_walbust())
         standby.pause_replay()
-        end = self.update_post("new")
-        w.wait_for(lambda: not self.r.exists("post_detail_1"), 10 * SLOW, message="first delete")
+        end = self.update_and_see_first_delete(w)
         self.refill_from(standby)
         time.sleep(0.5)
         w.kill9()
@@ -268,8 +271,7 @@ class TestTwoReplicas(ReplicaCase):
         fast, slow = self.replicas
         w = self.start(self.make_walbust())
         slow.pause_replay()
-        end = self.update_post("new")
-        w.wait_for(lambda: not self.r.exists("post_detail_1"), 10 * SLOW, message="first delete")
+        end = self.update_and_see_first_delete(w)
         fast.wait_replayed(end)
         self.refill_from(slow)
         time.sleep(1.0)
