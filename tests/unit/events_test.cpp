@@ -6,25 +6,15 @@
 
 #include <map>
 
+#include "support/rules_text.h"
 #include "walbust/core/rule_cases.h"
 
 namespace walbust {
 namespace {
 
-Value T(std::string s) { return Value{Value::Kind::Text, std::move(s)}; }
-
-RuleSet load_ok(const std::string& yaml) {
-  Diagnostics diags;
-  RuleSet rules = RuleSet::load({{"r.yaml", yaml}}, diags);
-  EXPECT_TRUE(diags.empty()) << diags.format();
-  return rules;
-}
-
-std::string load_errors(const std::string& yaml) {
-  Diagnostics diags;
-  (void)RuleSet::load({{"r.yaml", yaml}}, diags);
-  return diags.format();
-}
+using testing::load_errors;
+using testing::load_ok;
+using testing::T;
 
 Change change(Op op, const std::map<std::string, std::string>& old_values,
               const std::map<std::string, std::string>& new_values) {

@@ -2,17 +2,13 @@
 
 #include <gtest/gtest.h>
 
+#include "support/rules_text.h"
 #include "walbust/core/django_keys.h"
 
 namespace walbust {
 namespace {
 
-RuleSet load_ok(const std::string& yaml) {
-  Diagnostics diags;
-  RuleSet rules = RuleSet::load({{"r.yaml", yaml}}, diags);
-  EXPECT_TRUE(diags.empty()) << diags.format();
-  return rules;
-}
+using testing::load_ok;
 
 struct FamilyCase {
   std::string key;

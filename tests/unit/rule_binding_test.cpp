@@ -2,15 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include "support/rules_text.h"
+
 namespace walbust {
 namespace {
 
-RuleSet load_ok(const std::string& yaml) {
-  Diagnostics diags;
-  RuleSet rules = RuleSet::load({{"r.yaml", yaml}}, diags);
-  EXPECT_TRUE(diags.empty()) << diags.format();
-  return rules;
-}
+using testing::load_ok;
 
 const char* kRules = R"(version: 1
 rules:

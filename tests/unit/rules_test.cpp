@@ -6,28 +6,19 @@
 #include <map>
 #include <random>
 
+#include "support/rules_text.h"
 #include "walbust/core/django_keys.h"
 
 namespace walbust {
 namespace {
 
-Value T(std::string s) { return Value{Value::Kind::Text, std::move(s)}; }
+using testing::load_errors;
+using testing::load_ok;
+using testing::T;
+
 const Value N{Value::Kind::Null, {}};
 const Value U{Value::Kind::Unchanged, {}};
 const Value A{Value::Kind::Absent, {}};
-
-RuleSet load_ok(const std::string& yaml) {
-  Diagnostics diags;
-  RuleSet rules = RuleSet::load({{"r.yaml", yaml}}, diags);
-  EXPECT_TRUE(diags.empty()) << diags.format();
-  return rules;
-}
-
-std::string load_errors(const std::string& yaml) {
-  Diagnostics diags;
-  (void)RuleSet::load({{"r.yaml", yaml}}, diags);
-  return diags.format();
-}
 
 const std::vector<std::string> kPostColumns = {"id",          "title",      "slug",
                                                "content",     "author_id",  "category_id",
