@@ -7,12 +7,9 @@ showing which cached keys walbust deletes. Exits non-zero if walbust deletes a k
 should keep or keeps one it should delete.
 """
 
-import atexit
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -147,9 +144,7 @@ def main():
     conn.close()
     print("  blog: 3 categories (1 News, 2 Tech, 3 Travel), 5 posts by authors 1-3, 3 comments")
 
-    tmp = tempfile.mkdtemp(prefix="walbust-demo-")
-    atexit.register(shutil.rmtree, tmp, True)
-    rules = fixtures.blog_rules_path(tmp)
+    rules = fixtures.blog_rules_path()
     w = Walbust(pg, redis, rules=[rules], marker=False, status_interval="1s", binary=binary,
                 config={"log": {"level": "info", "format": "text"}})
     dry_run(pg, r, w)

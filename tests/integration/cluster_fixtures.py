@@ -19,9 +19,16 @@ import time
 
 import redis as redis_py
 
-from fixtures import free_port, log_tail, wait_redis_ping
+from fixtures import (
+    REDIS_SERVER,
+    free_port,
+    log_tail,
+    redis_client,
+    redis_port_args,
+    stop_process,
+    wait_redis_ping,
+)
 
-REDIS_SERVER = os.environ.get("WALBUST_REDIS_SERVER", "redis-server")
 REDIS_CLI = os.environ.get("WALBUST_REDIS_CLI", "redis-cli")
 
 _live = set()
@@ -122,18 +129,13 @@ class ClusterNodeProcess:
 
     def client(self, **kwargs):
         kwargs.setdefault("socket_timeout", 10)
-        if self.tls:
-            kwargs.update(ssl=True, ssl_ca_certs=self.tls.ca, ssl_certfile=self.tls.client_cert,
-                          ssl_keyfile=self.tls.client_key, ssl_check_hostname=False)
-        return redis_py.Redis(host="127.0.0.1", port=self.port, **kwargs)
+        return redis_client(self.port, self.tls, **kwargs)
 
     def port_args(self):
-        if not self.tls:
-            return ["--port", str(self.port)]
-        # TLS for clients, the cluster bus and replication; client certificates required.
-        return ["--port", "0", "--tls-port", str(self.port), "--tls-cluster", "yes", "--tls-replication", "yes",
-                "--tls-cert-file", self.tls.server_cert, "--tls-key-file", self.tls.server_key,
-                "--tls-ca-cert-file", self.tls.ca, "--tls-auth-clients", "yes"]
+        args = redis_port_args(self.port, self.tls)
+        if self.tls:  # TLS for the cluster bus and replication too
+            args += ["--tls-cluster", "yes", "--tls-replication", "yes"]
+        return args
 
     def start(self):
         argv = [
@@ -165,16 +167,7 @@ class ClusterNodeProcess:
         self.proc.send_signal(signal.SIGCONT)
 
     def stop(self):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
         self.proc = None
 
     def node_id(self):

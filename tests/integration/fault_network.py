@@ -56,11 +56,7 @@ class ProxiedCase(FaultCase):
         rng = random.Random(seed)
         pool = KeyPool(self.r, f"{name[:6]}-", chunk=4000)
         w = self.start_proxied(config)
-        if ack_check:
-            self.create_oracle_slot()
-        mark = faultlib.audit_mark(self.pg)
-        work = EventWorkload(self.pg, pool, seed=seed + 1).start()
-        self.addCleanup(work.close)
+        mark, work = self.start_workload(pool, seed + 1, oracle=ack_check)
         extra = {}
         for rep in range(REPEAT):
             pool.ensure(8000)

@@ -201,10 +201,7 @@ class RedisRestartTest(FaultCase):
         pool = KeyPool(self.r, "rr-", chunk=4000)
         w = self.start_walbust()
         w.sync(timeout=30 * SLOW)
-        self.create_oracle_slot()
-        mark = faultlib.audit_mark(self.pg)
-        work = EventWorkload(self.pg, pool, seed=4002).start()
-        self.addCleanup(work.close)
+        mark, work = self.start_workload(pool, 4002)
         checked_acks = 0
         for rep in range(REPEAT):
             pool.ensure(8000)  # the workload must not need Redis while it is down

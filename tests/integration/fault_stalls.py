@@ -17,7 +17,7 @@ import time
 import unittest
 
 import faultlib
-from faultlib import SLOW, FaultCase, EventWorkload, KeyPool, log, summary
+from faultlib import SLOW, FaultCase, KeyPool, log, summary
 
 REPEAT = faultlib.repeat(3)
 TIMEOUT_LINE = "terminating walsender process due to replication timeout"
@@ -33,10 +33,7 @@ class ClientPauseTest(FaultCase):
         pool = KeyPool(self.r, "cp-", chunk=4000)
         w = self.start_walbust()
         w.sync(timeout=30 * SLOW)
-        self.create_oracle_slot()
-        mark = faultlib.audit_mark(self.pg)
-        work = EventWorkload(self.pg, pool, seed=5002).start()
-        self.addCleanup(work.close)
+        mark, work = self.start_workload(pool, 5002)
         checked = 0
         for rep in range(REPEAT):
             pool.ensure(8000)  # CLIENT PAUSE WRITE blocks the pool's SETs too

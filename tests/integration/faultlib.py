@@ -580,6 +580,16 @@ class FaultCase(unittest.TestCase):
         """A spare slot that sees the same transactions and tells their commit end LSNs."""
         self.pg.create_slot(self.ORACLE_SLOT)
 
+    def start_workload(self, pool, seed, oracle=True):
+        """Starts the random event workload, after the oracle slot (when the test checks
+        acknowledgements) and the audit mark: returns (mark, workload), closed at cleanup."""
+        if oracle:
+            self.create_oracle_slot()
+        mark = audit_mark(self.pg)
+        work = EventWorkload(self.pg, pool, seed=seed).start()
+        self.addCleanup(work.close)
+        return mark, work
+
     def advance_oracle_slot(self):
         """Consumes the spare slot's backlog, so peeking it stays cheap."""
         self.pg.execute("SELECT pg_replication_slot_advance(%s, pg_current_wal_lsn())",

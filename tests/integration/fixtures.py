@@ -23,6 +23,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import psycopg2
 import psycopg2.extensions
@@ -529,6 +531,40 @@ def psql(pg, *args, user=None, dbname=None, input=None, timeout=120):
 # Redis
 
 
+def redis_port_args(port, tls, cert=None, key=None):
+    """redis-server's listening arguments: plain on `port`, or TLS only there, with client
+    certificates required (the server checks the client's, the client the server's)."""
+    if not tls:
+        return ["--port", str(port)]
+    return ["--port", "0", "--tls-port", str(port),
+            "--tls-cert-file", cert or tls.server_cert, "--tls-key-file", key or tls.server_key,
+            "--tls-ca-cert-file", tls.ca, "--tls-auth-clients", "yes"]
+
+
+def redis_client(port, tls, verify=True, **kwargs):
+    """A redis-py client for 127.0.0.1:`port`, over TLS with the test client certificate
+    when `tls` is given (the host name is not checked: the certificates name 127.0.0.1)."""
+    if tls:
+        kwargs.update(ssl=True, ssl_ca_certs=tls.ca, ssl_certfile=tls.client_cert,
+                      ssl_keyfile=tls.client_key, ssl_check_hostname=False)
+        if not verify:
+            kwargs["ssl_cert_reqs"] = "none"
+    return redis_py.Redis(host="127.0.0.1", port=port, **kwargs)
+
+
+def stop_process(proc, timeout=10):
+    """SIGTERM (after SIGCONT, in case a test paused it), SIGKILL if it does not exit."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGCONT)
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
+
+
 def wait_redis_ping(proc, client, timeout=20.0):
     """Waits until a just-started redis-server answers PING; False when it exited first or
     did not answer in time. `client(socket_timeout=...)` makes a redis-py client for it."""
@@ -641,21 +677,14 @@ class RedisServer:
 
     def client(self, **kwargs):
         kwargs.setdefault("socket_timeout", 30)
-        if self.tls:
-            kwargs.update(ssl=True, ssl_ca_certs=self.tls.ca, ssl_certfile=self.tls.client_cert,
-                          ssl_keyfile=self.tls.client_key, ssl_check_hostname=False)
-            if self.server_cert != "server":
-                kwargs["ssl_cert_reqs"] = "none"  # the test's own client only fills and reads keys
-        return redis_py.Redis(host="127.0.0.1", port=self.port, **kwargs)
+        # With another server certificate the test's own client only fills and reads keys.
+        return redis_client(self.port, self.tls, verify=self.server_cert == "server", **kwargs)
 
     def tls_args(self):
         if not self.tls:
-            return ["--port", str(self.port)]
-        # The client checks this server's certificate; the server checks the client's.
-        cert = getattr(self.tls, self.server_cert + "_cert")
-        key = getattr(self.tls, self.server_cert + "_key")
-        return ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", cert, "--tls-key-file", key,
-                "--tls-ca-cert-file", self.tls.ca, "--tls-auth-clients", "yes"]
+            return redis_port_args(self.port, None)
+        return redis_port_args(self.port, self.tls, getattr(self.tls, self.server_cert + "_cert"),
+                               getattr(self.tls, self.server_cert + "_key"))
 
     def start(self):
         if self.proc is not None and self.proc.poll() is None:
@@ -682,15 +711,7 @@ class RedisServer:
         raise ServerError(f"redis-server could not bind a free port:\n{log_tail(self.logfile)}")
 
     def _terminate(self):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
         self.proc = None
 
     def stop(self):
@@ -1242,42 +1263,74 @@ class Walbust:
 
 
 # ---------------------------------------------------------------------------------------
+# what walbust reports to its supervisor: HTTP endpoints and sd_notify messages
+
+
+def http_get(port, path):
+    """(status, body) of GET http://127.0.0.1:PORT/PATH; (None, error) when nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError as e:
+        return None, str(e)
+
+
+class NotifySocket:
+    """A unix datagram socket standing in for systemd's notification socket
+    (DIRECTORY/notify.sock); collects every message as (monotonic time, {field: value})."""
+
+    def __init__(self, directory):
+        self.path = os.path.join(directory, "notify.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.messages = []
+        self._stop = False
+        self.sock.settimeout(0.2)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop:
+            try:
+                data = self.sock.recv(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
+            self.messages.append((time.monotonic(), fields))
+
+    def kinds(self):
+        """The sequence of notification kinds, STATUS and WATCHDOG folded when repeated."""
+        out = []
+        for _, f in self.messages:
+            for key in ("READY", "RELOADING", "STOPPING", "WATCHDOG", "STATUS"):
+                if key in f and (not out or out[-1] != key):
+                    out.append(key)
+        return out
+
+    def statuses(self):
+        """Every STATUS= text, in order."""
+        return [f["STATUS"] for _, f in self.messages if "STATUS" in f]
+
+    def close(self):
+        self._stop = True
+        self._thread.join(2)
+        self.sock.close()
+
+
+# ---------------------------------------------------------------------------------------
 # the blog schema of rules/blog.yaml, sample data and the key oracle
 
 BLOG_TABLES = ("blog_category", "blog_post", "blog_comment")
 
-BLOG_RULES_FALLBACK = """\
-# Copy of the shape of rules/blog.yaml, used when the repository does not ship it.
-version: 1
-rules:
-  - name: post-pages
-    table: blog_post
-    ignore_changes: [view_count]
-    delete:
-      - "post_detail_{id}"
-      - "home_page_posts"
-      - "category_posts_{category_id}"
-      - "author_posts_{author_id}"
-  - name: comment-post-detail
-    table: blog_comment
-    delete:
-      - "post_detail_{post_id}"
-  - name: category-pages
-    table: blog_category
-    delete:
-      - "category_posts_{id}"
-      - "home_page_posts"
-"""
-
-
-def blog_rules_path(tmpdir):
-    """rules/blog.yaml of the source tree, or a copy of its shape written into tmpdir."""
+def blog_rules_path():
+    """rules/blog.yaml of the source tree: the tests load the example users start from."""
     path = os.path.join(SOURCE_DIR, "rules", "blog.yaml")
-    if os.path.isfile(path):
-        return path
-    path = os.path.join(tmpdir, "blog.yaml")
-    with open(path, "w") as f:
-        f.write(BLOG_RULES_FALLBACK)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: the blog example rules are missing from the source tree")
     return path
 
 

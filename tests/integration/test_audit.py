@@ -111,7 +111,7 @@ class AuditTest(unittest.TestCase):
         cls.extra_rules = os.path.join(cls.tmp, "extra.yaml")
         with open(cls.extra_rules, "w") as f:
             f.write(EXTRA_RULES)
-        cls.blog_rules = fixtures.blog_rules_path(cls.tmp)
+        cls.blog_rules = fixtures.blog_rules_path()
 
     @classmethod
     def tearDownClass(cls):
@@ -332,8 +332,7 @@ class ClusterAuditTest(unittest.TestCase):
             keys = [f"post_detail_{i}" for i in range(300)] + [f"user_profile_{i}" for i in range(100)]
             cluster.set_keys(keys)
             self.assertEqual(len({cluster.master_of_slot_cached(key_slot(k)) for k in keys}), 3)
-            tmp = tempfile.mkdtemp(prefix="walbust-audit-")
-            w = Walbust(None, None, rules=[fixtures.blog_rules_path(tmp)], marker=False,
+            w = Walbust(None, None, rules=[fixtures.blog_rules_path()], marker=False,
                         config={"postgres": {"dsn": "host=127.0.0.1 port=1 dbname=x"},
                                 "redis": fixtures.DELETE,
                                 "targets": {"cache": {"url": "redis://127.0.0.1:6379/0",

@@ -33,7 +33,7 @@ class DryRunTest(unittest.TestCase):
         cls.pg.execute("INSERT INTO blog_post (title, slug, author_id, category_id) VALUES"
                        " ('one', 'one', 1, 1), ('two', 'two', 2, 2), ('three', 'three', 3, 3)")
         cls.tmp = tempfile.mkdtemp(prefix="walbust-dry-run-test-")
-        cls.rules = fixtures.blog_rules_path(cls.tmp)
+        cls.rules = fixtures.blog_rules_path()
         # The production slot exists and has a backlog: dry-run must leave both alone.
         cls.w = Walbust(cls.pg, cls.redis, rules=[cls.rules], marker=False)
         cls.pg.create_slot("walbust")
@@ -228,7 +228,7 @@ class DryRunWithoutLogicalWal(unittest.TestCase):
     def test_wal_level_replica(self):
         with PostgresServer(settings={"wal_level": "replica"}) as pg:
             fixtures.blog_schema(pg, marker=False)
-            w = Walbust(pg, None, rules=[fixtures.blog_rules_path(tempfile.mkdtemp())], marker=False,
+            w = Walbust(pg, None, rules=[fixtures.blog_rules_path()], marker=False,
                         config={"redis": fixtures.DELETE})
             try:
                 r = fixtures.run_walbust(["dry-run", "-c", w.config_path], timeout=TIMEOUT)

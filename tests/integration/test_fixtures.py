@@ -207,9 +207,9 @@ class OracleTest(unittest.TestCase):
     def test_config_yaml(self):
         with PostgresServer(start=False) as pg:
             pg.port = 5999
-            with tempfile.TemporaryDirectory() as d, RedisServer(start=False) as r:
+            with RedisServer(start=False) as r:
                 r.port = 6999
-                rules = fixtures.blog_rules_path(d)
+                rules = fixtures.blog_rules_path()
                 try:
                     w = fixtures.Walbust(pg, r, rules=[rules], binary="/bin/true",
                                          config={"log": {"level": "debug"}})

@@ -72,7 +72,7 @@ class ReplicaCase(unittest.TestCase):
                 "max_wait": max_wait,
             },
         }
-        w = Walbust(self.pg, self.redis, rules=[blog_rules_path(self.pg.tmp)], config=config)
+        w = Walbust(self.pg, self.redis, rules=[blog_rules_path()], config=config)
         self.addCleanup(fixtures.finish_walbust, self, w, 15 * SLOW)
         return w
 

@@ -7,7 +7,6 @@ independent of walbust: row triggers record every change (cascades included) and
 fixtures.blog_keys_* derive the keys the blog rules promise.
 """
 
-import os
 import random
 import re
 import sys
@@ -85,7 +84,7 @@ class PipelineCase(unittest.TestCase):
     def start_walbust(self, status_interval="1s", config=None, extra_args=(), wait=True,
                       env=None):
         if not self.walbusts:
-            w = Walbust(self.pg, self.redis, rules=[blog_rules_path(self.pg.tmp)],
+            w = Walbust(self.pg, self.redis, rules=[blog_rules_path()],
                         status_interval=status_interval, config=config)
             self.addCleanup(self._finish, w)
             self.walbusts.append(w)

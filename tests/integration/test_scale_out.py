@@ -8,14 +8,11 @@ still present at the end is a missed delete: "no key left stale" is checked exac
 
 import os
 import random
-import socket
 import sys
 import tempfile
 import threading
 import time
 import unittest
-import urllib.error
-import urllib.request
 
 
 from cluster_fixtures import RedisCluster, key_slot
@@ -26,7 +23,9 @@ from fixtures import (
     SOURCE_DIR,
     Walbust,
     commit_and_get_end_lsn,
+    NotifySocket,
     free_port,
+    http_get,
 )
 
 ITEM_RULES = """\
@@ -97,16 +96,6 @@ def write_rules(tmpdir, text):
     with open(path, "w") as f:
         f.write(text)
     return path
-
-
-def http_get(port, path):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except OSError as e:
-        return None, str(e)
 
 
 class ClusterRedis:
@@ -556,33 +545,12 @@ class TargetsTest(unittest.TestCase):
 # ---------------------------------------------------------------------------------------
 # standby
 
-class NotifySocket:
-    """Collects sd_notify datagrams, as systemd would."""
-
-    def __init__(self, path):
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(path)
-        self.sock.setblocking(False)
-        self.messages = []
-
-    def read(self):
-        while True:
-            try:
-                self.messages.append(self.sock.recv(4096).decode())
-            except BlockingIOError:
-                return self.messages
-
-    def close(self):
-        self.sock.close()
-
-
 class StandbyTest(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="walbust-standby-")
         self.redis = RedisServer()
         self.instances = []
-        self.notify = NotifySocket(os.path.join(self.tmp, "notify.sock"))
+        self.notify = NotifySocket(self.tmp)
 
     def tearDown(self):
         for w in self.instances:
@@ -610,9 +578,9 @@ class StandbyTest(unittest.TestCase):
             lambda: (lambda r: r if r[0] == 503 and "standby" in r[1] else None)(http_get(standby.metrics_port, "/healthz")),
             message="standby in /healthz")
         self.assertIn("standby: slot standby is held by another consumer", body)
-        standby.wait_for(lambda: any(m.startswith("STATUS=standby") for m in self.notify.read()),
+        standby.wait_for(lambda: any(m.startswith("standby") for m in self.notify.statuses()),
                          message="STATUS=standby")
-        self.assertTrue(any("READY=1" in m for m in self.notify.read()), "a standby is a started service")
+        self.assertTrue("READY" in self.notify.kinds(), "a standby is a started service")
         self.assertEqual(http_get(active.metrics_port, "/healthz")[0], 200)
 
         client = self.redis.client()
@@ -632,7 +600,7 @@ class StandbyTest(unittest.TestCase):
                f"{takeover:.2f}s (status_interval 1s); {load.commits} transactions, none lost")
         self.assertLess(takeover, 1.0 + 2.0)
         self.assertEqual({k for k in load.filled if client.exists(k)}, set())
-        self.assertTrue(any(m.startswith("STATUS=streaming") for m in self.notify.read()) or
+        self.assertTrue(any(m.startswith("streaming") for m in self.notify.statuses()) or
                         "streaming from slot standby" in standby.log())
 
 

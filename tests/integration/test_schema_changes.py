@@ -6,18 +6,14 @@ A rule that can still match must keep deleting its keys; a rule that cannot must
 """
 
 import os
-import re
 import tempfile
 import unittest
-import urllib.error
-import urllib.request
 
 import signal
 
 import fixtures
 from faultlib import metric, scrape
-from fixtures import PostgresServer, RedisServer, Walbust, finish_walbust
-from test_service import NotifySocket
+from fixtures import NotifySocket, PostgresServer, RedisServer, Walbust, finish_walbust, http_get
 
 TIMEOUT = 30
 
@@ -39,14 +35,6 @@ rules:
     table: other
     delete: ["other_{id}"]
 """
-
-
-def http_get(url):
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 class SchemaCase(unittest.TestCase):
@@ -76,7 +64,7 @@ class SchemaCase(unittest.TestCase):
         return metric(scrape(self.port), name, **labels)
 
     def health(self):
-        return http_get(f"http://127.0.0.1:{self.port}/healthz")
+        return http_get(self.port, "/healthz")
 
     def expect_deleted(self, w, keys, action):
         """Sets keys, runs action(), syncs, and asserts every key is gone."""

@@ -10,16 +10,11 @@ import json
 import os
 import re
 import signal
-import socket
 import tempfile
-import threading
-import time
 import unittest
-import urllib.error
-import urllib.request
 
 import fixtures
-from fixtures import PostgresServer, RedisServer, Walbust
+from fixtures import NotifySocket, PostgresServer, RedisServer, Walbust, http_get
 
 TIMEOUT = 30
 
@@ -51,53 +46,6 @@ rules:
     tabel: blog_post
     delete: ["post_v3_{id"]
 """
-
-
-class NotifySocket:
-    """A unix datagram socket standing in for systemd's notification socket."""
-
-    def __init__(self, directory):
-        self.path = os.path.join(directory, "notify.sock")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(self.path)
-        self.messages = []  # (monotonic time, {field: value})
-        self._stop = False
-        self.sock.settimeout(0.2)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        while not self._stop:
-            try:
-                data = self.sock.recv(4096)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            fields = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
-            self.messages.append((time.monotonic(), fields))
-
-    def kinds(self):
-        """The sequence of notification kinds, STATUS and WATCHDOG folded when repeated."""
-        out = []
-        for _, f in self.messages:
-            for key in ("READY", "RELOADING", "STOPPING", "WATCHDOG", "STATUS"):
-                if key in f and (not out or out[-1] != key):
-                    out.append(key)
-        return out
-
-    def close(self):
-        self._stop = True
-        self._thread.join(2)
-        self.sock.close()
-
-
-def http_get(url):
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 class ServiceTest(unittest.TestCase):
@@ -133,7 +81,7 @@ class ServiceTest(unittest.TestCase):
         fixtures.wait_for(lambda: "READY" in self.notify.kinds(), TIMEOUT, message="READY=1")
         # READY only once the stream and Redis are up.
         self.assertTrue(self.pg.slot_info("walbust")["active"])
-        status, body = http_get(f"http://127.0.0.1:{self.port}/healthz")
+        status, body = http_get(self.port, "/healthz")
         # First line: the verdict; then one line per Redis target (docs/scale-out.md).
         self.assertEqual((status, body.splitlines()[0]), (200, "ok: streaming"))
         self.assertRegex(body, r"\ntarget default \(127\.0\.0\.1:\d+/0\): up, \d+ actions queued")
@@ -168,7 +116,7 @@ class ServiceTest(unittest.TestCase):
         # Metrics: every documented name, the reload outcomes, and sensible values.
         fixtures.wait_for(lambda: len([m for m in self.notify.messages if "WATCHDOG" in m[1]]) >= 3,
                           TIMEOUT, message="three WATCHDOG=1 pings")
-        status, text = http_get(f"http://127.0.0.1:{self.port}/metrics")
+        status, text = http_get(self.port, "/metrics")
         self.assertEqual(status, 200)
         families = set(re.findall(r"^# TYPE (\S+) ", text, re.M))
         for name in SPEC_METRICS:
@@ -218,17 +166,17 @@ class ServiceTest(unittest.TestCase):
     def test_healthz_reports_redis_down(self):
         self.w.start()
         self.w.wait_streaming(timeout=TIMEOUT)
-        fixtures.wait_for(lambda: http_get(f"http://127.0.0.1:{self.port}/healthz")[0] == 200, TIMEOUT,
+        fixtures.wait_for(lambda: http_get(self.port, "/healthz")[0] == 200, TIMEOUT,
                           message="healthy")
         self.redis.stop()
         # The sink notices on its next batch: give it one.
         self.insert_post(10)
-        fixtures.wait_for(lambda: http_get(f"http://127.0.0.1:{self.port}/healthz")[0] == 503, TIMEOUT,
+        fixtures.wait_for(lambda: http_get(self.port, "/healthz")[0] == 503, TIMEOUT,
                           message="503 while Redis is down")
-        status, body = http_get(f"http://127.0.0.1:{self.port}/healthz")
+        status, body = http_get(self.port, "/healthz")
         self.assertIn("redis target default unreachable", body)
         self.redis.start()
-        fixtures.wait_for(lambda: http_get(f"http://127.0.0.1:{self.port}/healthz")[0] == 200, TIMEOUT,
+        fixtures.wait_for(lambda: http_get(self.port, "/healthz")[0] == 200, TIMEOUT,
                           message="healthy again")
         self.assertEqual(self.w.stop(), 0)
 

@@ -51,7 +51,7 @@ class TlsCase(unittest.TestCase):
         config = {"redis": {"url": url or redis.url}}
         if tls is not None:
             config["redis"]["tls"] = tls
-        w = Walbust(self.pg, redis, rules=[blog_rules_path(self.pg.tmp)], slot=slot, config=config)
+        w = Walbust(self.pg, redis, rules=[blog_rules_path()], slot=slot, config=config)
         self.addCleanup(fixtures.finish_walbust, self, w, 10 * SLOW)
         w.start()
         w.wait_streaming(timeout=30 * SLOW)
@@ -119,7 +119,7 @@ class TlsCluster(TlsCase):
         cluster = RedisCluster(masters=3, replicas=0, tls=self.certs)
         self.addCleanup(cluster.close)
         target = {"cluster": True, "nodes": cluster.seeds[:1], "tls": self.certs.client_tls()}
-        w = Walbust(self.pg, ClusterRedis(cluster), rules=[blog_rules_path(self.pg.tmp)], slot="tls_cluster",
+        w = Walbust(self.pg, ClusterRedis(cluster), rules=[blog_rules_path()], slot="tls_cluster",
                     config={"redis": fixtures.DELETE, "targets": {"cache": target}})
         self.addCleanup(fixtures.finish_walbust, self, w, 10 * SLOW)
         w.start()
@@ -228,7 +228,7 @@ class PostgresTls(unittest.TestCase):
         path = os.path.join(self.certs.dir, "pg-tls.yaml")
         with open(path, "w") as f:
             f.write(f"postgres: {{dsn: '{dsn}', slot: pg_tls}}\nredis: {{url: '{redis.url}'}}\n"
-                    f"rules: [{blog_rules_path(self.pg.tmp)}]\nmetrics: {{listen: ''}}\n")
+                    f"rules: [{blog_rules_path()}]\nmetrics: {{listen: ''}}\n")
         return path
 
     def test_check_db_reports_an_encrypted_connection_and_plain_tcp_is_refused(self):
@@ -249,7 +249,7 @@ class PostgresTls(unittest.TestCase):
         redis = RedisServer()
         self.addCleanup(redis.close)
         r = redis.client()
-        w = Walbust(self.pg, redis, rules=[blog_rules_path(self.pg.tmp)], slot="pg_tls_e2e",
+        w = Walbust(self.pg, redis, rules=[blog_rules_path()], slot="pg_tls_e2e",
                     config={"postgres": {"dsn": self.verify_full_dsn()}})
         self.addCleanup(fixtures.finish_walbust, self, w, 10 * SLOW)
         w.start()
