@@ -6,6 +6,8 @@
 #include <set>
 #include <tuple>
 
+#include "walbust/core/key_text.h"
+
 namespace walbust {
 namespace {
 

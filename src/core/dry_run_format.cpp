@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "walbust/core/events.h"
+#include "walbust/core/key_text.h"
 
 namespace walbust {
 namespace {
@@ -27,29 +28,6 @@ json row_json(const Relation& rel, const Row& row) {
 }
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-
-// Keys may hold newlines or control bytes: in text output they are escaped so one action
-// stays on one line.
-std::string printable(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\r') {
-      out += "\\r";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (c < 0x20 || c == 0x7f) {
-      static const char* hex = "0123456789abcdef";
-      out += "\\x";
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -158,12 +136,12 @@ std::string format_change_text(const Change& change, const std::vector<Action>& 
   for (std::size_t i = 0; i < actions.size(); ++i) {
     const Action& a = actions[i];
     out += "    " + rules.rule(a.rule).name + "  " + std::string(action_name(a.kind)) + "  " +
-           printable(a.key);
+           escape_key_text(a.key);
     if (a.kind == ActionKind::BumpVersion) out += " = " + a.value;
     if (replicas && repeated_after_replay(a)) out += "  [again after replay]";
     if (a.kind == ActionKind::Publish && a.event) {
       out += "  -> " + std::string(publish_kind_name(a.event->destination.kind)) + " " +
-             printable(a.event->destination.name) + "\n";
+             escape_key_text(a.event->destination.name) + "\n";
       continue;
     }
     if (i < probes.size()) {

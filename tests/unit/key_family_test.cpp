@@ -78,20 +78,6 @@ INSTANTIATE_TEST_SUITE_P(
                       GlobCase{"*a*b*c", "xxaxxbxxbcd", false}, GlobCase{"**x", "abx", true},
                       GlobCase{"a*", std::string("a\x00\xff", 3), true}));
 
-TEST(EscapeKeyText, KeepsUtf8AndEscapesEverythingElse) {
-  EXPECT_EQ(escape_key_text("plain_key_1"), "plain_key_1");
-  EXPECT_EQ(escape_key_text("caf\xc3\xa9"), "caf\xc3\xa9");
-  EXPECT_EQ(escape_key_text(std::string("a\x00"
-                                        "b",
-                                        3)),
-            "a\\x00b");
-  EXPECT_EQ(escape_key_text("a\nb\tc\\d"), "a\\nb\\tc\\\\d");
-  EXPECT_EQ(escape_key_text("\xff\xfe"), "\\xff\\xfe");
-  EXPECT_EQ(escape_key_text("\xc3"), "\\xc3");                    // truncated sequence
-  EXPECT_EQ(escape_key_text("\xed\xa0\x80"), "\\xed\\xa0\\x80");  // a surrogate
-  EXPECT_EQ(escape_key_text("\x7f"), "\\x7f");
-}
-
 TEST(CoverageIndex, NamesEveryRuleThatCouldProduceAKey) {
   const RuleSet rules = load_ok(R"(
 version: 1

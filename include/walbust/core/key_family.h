@@ -22,10 +22,6 @@ namespace walbust {
 // Redis glob matching as KEYS/SCAN MATCH do it: * ? [abc] [^a-z] and \ escapes, on bytes.
 [[nodiscard]] bool glob_match(std::string_view pattern, std::string_view key);
 
-// A key for a person to read on one line: valid UTF-8 is kept, control bytes, a backslash
-// and bytes that are not UTF-8 are escaped (\n, \\, \xNN).
-[[nodiscard]] std::string escape_key_text(std::string_view key);
-
 // Every key the rules of one target could produce: each template of delete,
 // delete_pattern, bump_version and fragment after key_format, with placeholders read as
 // '*', exactly as TRUNCATE renders them.
