@@ -14,6 +14,7 @@
 #include "table_binder.h"
 #include "walbust/core/change_stream.h"
 #include "walbust/core/dry_run_format.h"
+#include "walbust/core/status_schedule.h"
 #include "walbust/io/key_sink.h"
 #include "walbust/io/pg_replication.h"
 #include "walbust/io/redis_client.h"
@@ -150,31 +151,44 @@ class DryRun final : public ChangeHandler {
                  "walbust dry-run: following changes committed from %s on (temporary slot %s); "
                  "Ctrl-C to stop\n",
                  format_lsn(start).c_str(), slot.c_str());
-    auto next_status = Clock::now() + pg.status_interval;
+    return stream(conn);
+  }
+
+  // Reads the stream until done, on the same status schedule as `run`: status updates every
+  // status_interval, a reply requested from a silent server, which is gone after the
+  // receive timeout.
+  int stream(PgReplicationConnection& conn) {
+    StatusSchedule schedule(loaded_.config.postgres.status_interval, Clock::now());
+    auto send_status = [&](bool ask) {
+      conn.send_status(last_end_, ask);
+      schedule.status_sent(Clock::now(), ask);
+    };
     while (!done()) {
       const ReplicationFrame frame = conn.try_read();
+      if (frame.kind != ReplicationFrame::Kind::None) schedule.received(Clock::now());
       switch (frame.kind) {
         case ReplicationFrame::Kind::XLogData:
           binder_->tick(Clock::now());
           stream_.feed(frame.payload, frame.data_start, *this);
           break;
         case ReplicationFrame::Kind::Keepalive:
-          if (frame.reply_requested) conn.send_status(last_end_);
+          if (frame.reply_requested) send_status(false);
           break;
         case ReplicationFrame::Kind::End:
           return kExitOk;
         case ReplicationFrame::Kind::None: {
-          auto wait_until = next_status;
+          const auto now = Clock::now();
+          const auto silence = schedule.silence(now);
+          if (silence == StatusSchedule::Silence::Dead) throw PgError("", schedule.why_dead(now));
+          if (silence == StatusSchedule::Silence::AskForReply) send_status(true);
+          auto wait_until = schedule.next_wakeup(now, false);
           if (deadline_) wait_until = std::min(wait_until, *deadline_);
           conn.wait_readable(wait_until, Signals::wake_fd());
           Signals::drain_wake_fd();
           break;
         }
       }
-      if (Clock::now() >= next_status) {
-        conn.send_status(last_end_);
-        next_status = Clock::now() + pg.status_interval;
-      }
+      if (schedule.status_due(Clock::now())) send_status(false);
     }
     return kExitOk;
   }

@@ -23,12 +23,7 @@ namespace {
 constexpr std::size_t kLocalChunk = 512;
 // How long a SIGTERM waits for in-flight deletes before giving up on them.
 constexpr auto kShutdownGrace = std::chrono::seconds(8);
-// With --endpos and nothing to read, how often to ask the server where it is.
-constexpr auto kEndposProbe = std::chrono::milliseconds(200);
 constexpr auto kProgressInterval = std::chrono::seconds(10);
-// A replication connection silent this long, although asked for a reply half-way, is
-// dropped and reconnected.
-constexpr auto kReceiveTimeout = std::chrono::seconds(30);
 
 std::size_t queue_capacity(const BatchSettings& batch) {
   // Two batches: one in flight, one forming. Bounded, so memory does not follow backlog.
@@ -441,29 +436,30 @@ int Replicator::handle_gap(const std::string& what) {
 }
 
 void Replicator::adapt_status_interval() {
-  status_interval_ = config_.postgres.status_interval;
+  auto interval = config_.postgres.status_interval;
   try {
     const auto text = conn_.query_value("SHOW wal_sender_timeout");
     const auto timeout =
         text ? parse_duration(*text, DurationSyntax::PostgresSetting) : std::nullopt;
     // The walsender drops a consumer silent for wal_sender_timeout; replying at least
     // every half of it keeps even a consumer blocked on a slow Redis connected.
-    if (timeout && timeout->count() > 0 && *timeout / 2 < status_interval_) {
-      status_interval_ = std::max(std::chrono::milliseconds(100), *timeout / 2);
+    if (timeout && timeout->count() > 0 && *timeout / 2 < interval) {
+      interval = std::max(std::chrono::milliseconds(100), *timeout / 2);
       spdlog::info(
           "postgres: wal_sender_timeout is {}; sending status updates every {} ms instead of every "
           "{}",
-          *text, status_interval_.count(), format_duration(config_.postgres.status_interval));
+          *text, interval.count(), format_duration(config_.postgres.status_interval));
     }
   } catch (const PgError& e) {
     spdlog::debug("postgres: cannot read wal_sender_timeout: {}", e.what());
   }
+  schedule_.set_status_interval(interval);
 }
 
 void Replicator::tick() {
   const auto now = Clock::now();
   metrics_.source_heartbeat.beat();
-  if (conn_.connected() && metrics_.streaming.load() && now >= next_status_) send_status();
+  if (conn_.connected() && metrics_.streaming.load() && schedule_.status_due(now)) send_status();
   if (now >= next_watchdog_) {
     // Only ping while both sides make progress: a stalled sink (or this loop not getting
     // here) lets systemd restart the service.
@@ -481,9 +477,20 @@ void Replicator::tick() {
   if (now >= next_progress_) report_progress(now);
 }
 
+void Replicator::check_silence(Clock::time_point now) {
+  switch (schedule_.silence(now)) {
+    case StatusSchedule::Silence::Dead:
+      throw PgError("", schedule_.why_dead(now));
+    case StatusSchedule::Silence::AskForReply:
+      send_status(true);
+      break;
+    case StatusSchedule::Silence::Fine:
+      break;
+  }
+}
+
 void Replicator::stream_loop() {
-  next_status_ = Clock::now() + status_interval_;
-  last_received_ = Clock::now();
+  schedule_.restart(Clock::now());
   while (!stopping()) {
     tick();
     if (!stream_.in_transaction()) maybe_reload();
@@ -493,7 +500,7 @@ void Replicator::stream_loop() {
       if (!stream_.in_transaction() && replay_->full()) wait_for_replay_room();
     }
     const ReplicationFrame frame = conn_.try_read();
-    if (frame.kind != ReplicationFrame::Kind::None) last_received_ = Clock::now();
+    if (frame.kind != ReplicationFrame::Kind::None) schedule_.received(Clock::now());
     switch (frame.kind) {
       case ReplicationFrame::Kind::XLogData:
         stream_.feed(frame.payload, frame.data_start, *this);
@@ -517,31 +524,13 @@ void Replicator::stream_loop() {
         // fewer, fuller pipelines and fewer thread wake-ups under load.
         if ((!stream_.in_transaction() || local_size() >= kLocalChunk) && !flush_local()) return;
         const auto now = Clock::now();
-        // Like wal_receiver_timeout: a connection that stays silent although we asked
-        // for a reply is dead even if TCP does not say so (a stranded middlebox).
-        const auto silence = now - last_received_;
-        if (silence >= kReceiveTimeout) {
-          throw PgError("",
-                        "no data from the server for " +
-                            std::to_string(
-                                std::chrono::duration_cast<std::chrono::seconds>(silence).count()) +
-                            " s although a reply was requested");
-        }
-        if (silence >= kReceiveTimeout / 2 && now - last_reply_request_ >= kReceiveTimeout / 4) {
-          send_status(true);
-          last_reply_request_ = now;
-        }
-        auto deadline = std::min(
-            {next_status_, next_progress_, next_watchdog_, last_received_ + kReceiveTimeout / 2,
-             last_received_ + kReceiveTimeout, binder_->next_refresh(), replay_deadline()});
-        if (endpos_ && tracker_.idle()) {
-          // Ask where the server is, so --endpos ends promptly on an idle database.
-          if (now - last_reply_request_ >= kEndposProbe) {
-            send_status(true);
-            last_reply_request_ = now;
-          }
-          deadline = std::min(deadline, now + kEndposProbe);
-        }
+        check_silence(now);
+        // Ask where the server is, so --endpos ends promptly on an idle database.
+        const bool probing = endpos_ && tracker_.idle();
+        if (probing && schedule_.endpos_probe_due(now)) send_status(true);
+        const auto deadline =
+            std::min({schedule_.next_wakeup(now, probing), next_progress_, next_watchdog_,
+                      binder_->next_refresh(), replay_deadline()});
         conn_.wait_readable(deadline, Signals::wake_fd());
         Signals::drain_wake_fd();
         break;
@@ -650,11 +639,11 @@ bool Replicator::push_local(std::size_t t) {
   if (local_[t].empty() || sinks_[t]->try_apply_now(local_[t])) return true;
   while (!local_[t].empty()) {
     const auto deadline =
-        std::min({next_status_, next_watchdog_, Clock::now() + std::chrono::seconds(1)});
+        std::min({schedule_.next_status(), next_watchdog_, Clock::now() + std::chrono::seconds(1)});
     if (queues_[t]->push(local_[t], deadline)) break;
     // Blocked on a full queue: the socket was not read meanwhile, so silence since then
     // says nothing about the server.
-    last_received_ = Clock::now();
+    schedule_.forgive_silence(Clock::now());
     // The queue is full (Redis slow or down): keep the walsender from timing us out and
     // systemd informed while waiting.
     tick();
@@ -670,7 +659,7 @@ void Replicator::send_status(bool reply_requested) {
   const Lsn flush = tracker_.flush_lsn();
   conn_.send_status(flush, reply_requested);
   metrics_.confirmed_flush_lsn.set(static_cast<double>(flush));
-  next_status_ = Clock::now() + status_interval_;
+  schedule_.status_sent(Clock::now(), reply_requested);
   if (flush != last_saved_lsn_ && state_valid_) {
     state_writer_.submit(SlotState{system_id_, database_, config_.postgres.slot, flush});
     last_saved_lsn_ = flush;

@@ -22,6 +22,7 @@
 #include "walbust/core/events.h"
 #include "walbust/core/replay_queue.h"
 #include "walbust/core/rules.h"
+#include "walbust/core/status_schedule.h"
 #include "walbust/io/config.h"
 #include "walbust/io/metrics_server.h"
 #include "walbust/io/pg_replication.h"
@@ -66,6 +67,8 @@ class Replicator final : public ChangeHandler {
   // Moves event_actions_ to their targets' local queues.
   void queue_events();
   void send_status(bool reply_requested = false);
+  // Asks a silent server for a reply; throws once it stayed silent for the receive timeout.
+  void check_silence(Clock::time_point now);
   void save_state();
   void report_progress(Clock::time_point now);
   void maybe_reload();
@@ -135,15 +138,12 @@ class Replicator final : public ChangeHandler {
   bool endpos_reached_ = false;
   bool ready_sent_ = false;
   bool state_valid_ = false;  // streamed from a checked server: the state file may be written
-  std::chrono::milliseconds status_interval_{10000};
   int exit_code_ = 0;
 
   Lsn last_saved_lsn_ = kInvalidLsn;
-  Clock::time_point next_status_{};
+  StatusSchedule schedule_{std::chrono::seconds(10), Clock::now()};
   Clock::time_point next_progress_{};
   Clock::time_point next_watchdog_{};
-  Clock::time_point last_reply_request_{};
-  Clock::time_point last_received_{};
   struct Snapshot {
     double changes = 0, keys = 0, transactions = 0;
     Clock::time_point at{};

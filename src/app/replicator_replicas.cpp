@@ -168,7 +168,7 @@ ReplicaPoller::Clock::time_point Replicator::replay_deadline() const {
 }
 
 void Replicator::wait_for_replicas(Clock::time_point until) {
-  until = std::min({until, next_status_, next_progress_, next_watchdog_});
+  until = std::min({until, schedule_.next_status(), next_progress_, next_watchdog_});
   const auto ms = std::chrono::ceil<std::chrono::milliseconds>(
       std::max(until - Clock::now(), Clock::duration::zero()));
   pollfd pfd{Signals::wake_fd(), POLLIN, 0};
@@ -191,7 +191,7 @@ void Replicator::wait_for_replay_room() {
     if (!replay_->full()) break;
     wait_for_replicas(replay_deadline());
     // The socket was not read meanwhile: silence says nothing about the server.
-    last_received_ = Clock::now();
+    schedule_.forgive_silence(Clock::now());
   }
 }
 

@@ -16,8 +16,10 @@ import unittest
 
 import fixtures
 from fixtures import PostgresServer, RedisServer, Walbust
+from tcp_proxy import TcpProxy
 
 TIMEOUT = 30
+SLOW = 4 if fixtures.binary_is_sanitized() else 1
 
 
 Monitor = fixtures.RedisMonitor
@@ -211,6 +213,28 @@ class DryRunTest(unittest.TestCase):
         self.assertEqual(r.returncode, 2)
         self.assertRegex(r.stderr, re.escape(bad) + r":4:5: error: ")
         self.assertRegex(r.stderr, re.escape(bad) + r":5:\d+: error: ")
+
+    def test_follow_mode_gives_up_on_a_server_that_went_silent(self):
+        # The replication connection is stranded (a NAT or firewall dropped it without a
+        # word): like run, dry-run asks for a reply and gives up after the receive timeout.
+        with TcpProxy(self.pg.port) as proxy:
+            dsn = self.pg.conninfo().replace(f"port={self.pg.port}", f"port={proxy.port}")
+            proc = subprocess.Popen([fixtures.walbust_binary(), "dry-run", "-c", self.config_with(dsn=dsn)],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    env=fixtures.walbust_env())
+            try:
+                self.assertIn("following changes committed from", proc.stderr.readline())
+                stranded_at = time.monotonic()
+                self.assertGreaterEqual(proxy.strand(), 1)
+                _, err = proc.communicate(timeout=60 * SLOW)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        took = time.monotonic() - stranded_at
+        self.assertEqual(proc.returncode, 1, err)
+        self.assertRegex(err, r"no data from the server for 3\d s although a reply was requested")
+        self.assertGreaterEqual(took, 29)
 
     def test_check_redis_needs_redis(self):
         path = os.path.join(self.tmp, "no-redis.yaml")
