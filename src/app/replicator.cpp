@@ -12,6 +12,7 @@
 #include "signals.h"
 #include "walbust/core/backoff.h"
 #include "walbust/core/duration.h"
+#include "walbust/core/reload_plan.h"
 #include "walbust/io/key_sink.h"
 #include "walbust/io/redis_client.h"
 #include "walbust/version.h"
@@ -39,55 +40,10 @@ std::size_t queue_capacity(const BatchSettings& batch) {
 // systemd restarts the service. Generous: Redis timeouts and backoff sleeps are shorter.
 constexpr auto kStallLimit = std::chrono::seconds(30);
 
-// Bit i set: rule sends its actions to target i. A rule without targets: every target.
-std::vector<std::uint64_t> rule_target_masks(const RuleSet& rules, const Config& config) {
-  std::vector<std::uint64_t> masks(rules.size(), 0);
-  for (std::uint32_t r = 0; r < rules.size(); ++r) {
-    const auto& names = rules.rule(r).targets;
-    for (std::size_t t = 0; t < config.targets.size(); ++t) {
-      if (names.empty() ||
-          std::find(names.begin(), names.end(), config.targets[t].name) != names.end()) {
-        masks[r] |= std::uint64_t{1} << t;
-      }
-    }
-  }
-  return masks;
-}
-
 std::vector<std::string> target_names(const Config& config) {
   std::vector<std::string> names;
   for (const auto& t : config.targets) names.push_back(t.name);
   return names;
-}
-
-// Settings that are bound to open connections or threads: a reload reports them.
-std::vector<std::string> restart_only_changes(const Config& a, const Config& b) {
-  std::vector<std::string> changed;
-  auto check = [&](bool differs, const char* name) {
-    if (differs) changed.emplace_back(name);
-  };
-  check(a.postgres.dsn != b.postgres.dsn, "postgres.dsn");
-  check(a.postgres.password_file != b.postgres.password_file, "postgres.password_file");
-  check(a.postgres.slot != b.postgres.slot, "postgres.slot");
-  check(a.postgres.publication != b.postgres.publication, "postgres.publication");
-  check(a.postgres.status_interval != b.postgres.status_interval, "postgres.status_interval");
-  check(a.targets.size() != b.targets.size(), "redis/targets");
-  for (std::size_t i = 0; i < std::min(a.targets.size(), b.targets.size()); ++i) {
-    const auto& x = a.targets[i].settings;
-    const auto& y = b.targets[i].settings;
-    check(x.url != y.url || x.password_file != y.password_file ||
-              x.delete_command != y.delete_command || x.timeout != y.timeout ||
-              x.cluster != y.cluster || x.nodes != y.nodes,
-          "redis");
-  }
-  check(a.batch.max_keys != b.batch.max_keys || a.batch.max_delay != b.batch.max_delay, "batch");
-  check(a.state_dir != b.state_dir, "state_dir");
-  check(a.metrics_listen != b.metrics_listen, "metrics.listen");
-  check(a.replicas.dsns != b.replicas.dsns ||
-            a.replicas.poll_interval != b.replicas.poll_interval ||
-            a.replicas.grace != b.replicas.grace || a.replicas.max_wait != b.replicas.max_wait,
-        "replicas");
-  return changed;
 }
 
 }  // namespace
@@ -99,7 +55,7 @@ Replicator::Replicator(Config config, RuleSet rules, std::optional<Lsn> endpos)
       pg_password_(read_password_file(config_.postgres.password_file)),
       metrics_(target_names(config_)),
       tracker_(config_.targets.size(), /*after_replay=*/!config_.replicas.dsns.empty()),
-      rule_targets_(rule_target_masks(*rules_, config_)),
+      rule_targets_(rule_target_masks(*rules_, config_.targets)),
       conn_(config_.postgres.dsn, pg_password_),
       state_(config_.state_dir, config_.postgres.slot),
       state_writer_(state_),
@@ -743,17 +699,19 @@ void Replicator::maybe_reload() {
   if (rules) {
     // Rules swap between transactions: every change of one transaction sees one rule set.
     rules_ = std::make_shared<const RuleSet>(std::move(*rules));
-    rule_targets_ = rule_target_masks(*rules_, config_);
+    rule_targets_ = rule_target_masks(*rules_, config_.targets);
     warned_failures_.clear();
     binder_->set_rules(rules_);
     for (const auto& name : restart_only_changes(config_, *config)) {
       spdlog::warn("reload: {} changed; that takes effect only after a restart", name);
     }
-    config_.on_gap = config->on_gap;
-    if (config->log.level != config_.log.level || config->log.format != config_.log.format) {
-      config_.log = config->log;
-      setup_logging(config_.log);
+    for (const auto& name : rules_sending_nowhere(*rules_, rule_targets_)) {
+      spdlog::warn("reload: rule {} names no running target; it deletes nothing until a restart",
+                   name);
     }
+    const bool log_changed = config->log != config_.log;
+    take_reloadable(config_, *config);
+    if (log_changed) setup_logging(config_.log);
     metrics_.reloads_ok.inc();
     spdlog::info("reloaded {}: {} rules", config_.path, rules_->size());
   } else {
