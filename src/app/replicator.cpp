@@ -158,12 +158,32 @@ void Replicator::sleep_interruptibly(std::chrono::milliseconds delay) {
   }
 }
 
+// Reconnection state of one run.
+struct Replicator::Reconnect {
+  Backoff backoff{std::chrono::milliseconds(500), std::chrono::seconds(30)};
+  std::mt19937_64 rng{std::random_device{}()};
+  std::uniform_real_distribution<double> jitter{0.0, 1.0};
+  bool outage = false;   // connection lost (or standing by) since the last successful start
+  bool standby = false;  // the last failure was the slot held by another consumer
+};
+
 int Replicator::run() {
   spdlog::info(
       "walbust {} starting: slot {}, publication {}, {} rules, {} Redis target(s), state {}",
       kVersion, config_.postgres.slot, config_.postgres.publication, rules_->size(),
       config_.targets.size(), state_.path());
   if (const int code = start_replicas(); code >= 0) return code;
+  start_workers();
+  stream_with_reconnects();
+  if (endpos_reached_ && exit_code_ == 0) drain_replayed();
+  shutdown(endpos_reached_ && exit_code_ == 0);
+  for (auto& sink : sinks_) {
+    if (sink->failed()) exit_code_ = kExitFailure;
+  }
+  return exit_code_;
+}
+
+void Replicator::start_workers() {
   if (!config_.metrics_listen.empty()) {
     metrics_server_ = std::make_unique<MetricsServer>(config_.metrics_listen, metrics_.registry,
                                                       [this] { return health(); });
@@ -188,83 +208,87 @@ int Replicator::run() {
   next_progress_ = Clock::now() + kProgressInterval;
   last_progress_ = Snapshot{0, 0, 0, Clock::now()};
   for (auto& sink : sinks_) sink->start();
+}
 
-  Backoff backoff(std::chrono::milliseconds(500), std::chrono::seconds(30));
-  std::mt19937_64 rng(std::random_device{}());
-  std::uniform_real_distribution<double> jitter(0.0, 1.0);
-  bool outage = false;   // connection lost (or standing by) since the last successful start
-  bool standby = false;  // the last failure was the slot held by another consumer
+void Replicator::stream_with_reconnects() {
+  Reconnect reconnect;
   while (!stopping()) {
     try {
       status_text_ = "connecting to PostgreSQL";
       const int code = open_stream();
       if (code >= 0) {
         exit_code_ = code;
-        break;
+        return;
       }
-      if (outage && !standby) {
-        // One count and one info line per outage, however many attempts it took.
-        metrics_.pg_reconnects.inc();
-        spdlog::info("postgres: streaming again from slot {}", config_.postgres.slot);
-      } else if (standby) {
-        spdlog::info("postgres: took over slot {}", config_.postgres.slot);
-      }
-      outage = false;
-      standby = false;
-      backoff.reset();
+      report_streaming_again(reconnect);
       stream_loop();
-      if (stopping()) break;
+      if (stopping()) return;
       throw PgError("", "the server ended the replication stream");
     } catch (const PgError& e) {
-      if (stopping()) break;
-      metrics_.streaming.store(false);
-      tracker_.abandon_transaction();
-      events_.reset();
-      if (replay_) replay_->abandon();
-      stream_.reset();
-      skip_transaction_ = false;
-      // Actions of a half-read transaction may sit in local_: deleting them is harmless
-      // and the transaction is resent after reconnecting, so they are simply handed on.
-      if (!flush_local()) break;
-      conn_.close();
-      const bool in_use = e.sqlstate() == "55006";
-      metrics_.standby.store(in_use);
-      if (in_use) {
-        if (!outage) {
-          spdlog::info("postgres: slot {} is in use by another consumer; standing by to take over",
-                       config_.postgres.slot);
-        }
-        status_text_ = "standby: slot " + config_.postgres.slot + " in use by another consumer";
-      } else {
-        if (!outage) {
-          spdlog::warn("postgres: {}; reconnecting with backoff", e.what());
-        } else {
-          spdlog::debug("postgres: {}", e.what());
-        }
-        status_text_ = "reconnecting to PostgreSQL";
-      }
-      outage = true;
-      standby = in_use;
-      auto delay = backoff.next(jitter(rng));
-      // A standby retries within status_interval, so it takes over that fast.
-      if (in_use) delay = std::min(delay, config_.postgres.status_interval);
-      notifier_.status(status_text_);
-      sleep_interruptibly(delay);
+      if (stopping() || !recover_from(e, reconnect)) return;
     } catch (const StreamError& e) {
       spdlog::error(
           "cannot interpret the replication stream: {}; nothing after the last acknowledged "
           "position ({}) was acknowledged, so no invalidation is lost; stopping",
           e.what(), format_lsn(tracker_.flush_lsn()));
       exit_code_ = kExitFailure;
-      break;
+      return;
     }
   }
-  if (endpos_reached_ && exit_code_ == 0) drain_replayed();
-  shutdown(endpos_reached_ && exit_code_ == 0);
-  for (auto& sink : sinks_) {
-    if (sink->failed()) exit_code_ = kExitFailure;
+}
+
+void Replicator::report_streaming_again(Reconnect& reconnect) {
+  if (reconnect.outage && !reconnect.standby) {
+    // One count and one info line per outage, however many attempts it took.
+    metrics_.pg_reconnects.inc();
+    spdlog::info("postgres: streaming again from slot {}", config_.postgres.slot);
+  } else if (reconnect.standby) {
+    spdlog::info("postgres: took over slot {}", config_.postgres.slot);
   }
-  return exit_code_;
+  reconnect.outage = false;
+  reconnect.standby = false;
+  reconnect.backoff.reset();
+}
+
+bool Replicator::recover_from(const PgError& e, Reconnect& reconnect) {
+  metrics_.streaming.store(false);
+  tracker_.abandon_transaction();
+  events_.reset();
+  if (replay_) replay_->abandon();
+  stream_.reset();
+  skip_transaction_ = false;
+  // Actions of a half-read transaction may sit in local_: deleting them is harmless
+  // and the transaction is resent after reconnecting, so they are simply handed on.
+  if (!flush_local()) return false;
+  conn_.close();
+  const bool in_use = e.sqlstate() == "55006";
+  metrics_.standby.store(in_use);
+  report_disconnect(e, in_use, reconnect.outage);
+  reconnect.outage = true;
+  reconnect.standby = in_use;
+  auto delay = reconnect.backoff.next(reconnect.jitter(reconnect.rng));
+  // A standby retries within status_interval, so it takes over that fast.
+  if (in_use) delay = std::min(delay, config_.postgres.status_interval);
+  notifier_.status(status_text_);
+  sleep_interruptibly(delay);
+  return true;
+}
+
+void Replicator::report_disconnect(const PgError& e, bool slot_in_use, bool during_outage) {
+  if (slot_in_use) {
+    if (!during_outage) {
+      spdlog::info("postgres: slot {} is in use by another consumer; standing by to take over",
+                   config_.postgres.slot);
+    }
+    status_text_ = "standby: slot " + config_.postgres.slot + " in use by another consumer";
+    return;
+  }
+  if (!during_outage) {
+    spdlog::warn("postgres: {}; reconnecting with backoff", e.what());
+  } else {
+    spdlog::debug("postgres: {}", e.what());
+  }
+  status_text_ = "reconnecting to PostgreSQL";
 }
 
 int Replicator::open_stream() {

@@ -40,6 +40,17 @@ class Replicator final : public ChangeHandler {
 
  private:
   using Clock = std::chrono::steady_clock;
+  struct Reconnect;  // backoff and outage state, defined in replicator.cpp
+
+  // Metrics server, slot poller, rule binding, watchdog and the sink threads.
+  void start_workers();
+  // Streams until stopped or a fatal error, reconnecting with backoff after each failure.
+  void stream_with_reconnects();
+  void report_streaming_again(Reconnect& reconnect);
+  // Forgets the half-read transaction, then waits out the backoff (shorter for a standby).
+  // False when asked to stop while handing on local actions.
+  bool recover_from(const PgError& e, Reconnect& reconnect);
+  void report_disconnect(const PgError& e, bool slot_in_use, bool during_outage);
 
   // Connects, checks slot and state for gaps, and starts streaming. Throws PgError for
   // retryable failures; returns an exit code >= 0 when the run must end.
