@@ -308,7 +308,29 @@ int Replicator::open_stream() {
   database_ = id.dbname;
   adapt_status_interval();
   const std::string& slot_name = config_.postgres.slot;
-  auto slot = conn_.slot_info(slot_name);
+  const auto slot = conn_.slot_info(slot_name);
+  if (const int code = check_slot_and_publication(slot, id.dbname); code >= 0) return code;
+  Lsn start = kInvalidLsn;
+  if (slot) {
+    start = slot->confirmed_flush_lsn;
+  } else if (const int code = create_missing_slot(saved, start); code >= 0) {
+    return code;
+  }
+  conn_.start_replication(slot_name, config_.postgres.publication, kInvalidLsn);
+  tracker_.start_from(start);
+  metrics_.streaming.store(true);
+  metrics_.standby.store(false);
+  state_valid_ = true;
+  save_state();
+  status_text_ = "streaming";
+  spdlog::info("streaming from slot {} at {} (publication {}, {} rules)", slot_name,
+               format_lsn(tracker_.flush_lsn()), config_.postgres.publication, rules_->size());
+  return -1;
+}
+
+int Replicator::check_slot_and_publication(const std::optional<SlotInfo>& slot,
+                                           const std::string& dbname) {
+  const std::string& slot_name = config_.postgres.slot;
   if (slot && slot->wal_status == "lost") {
     return handle_gap(
         "replication slot " + slot_name +
@@ -321,45 +343,36 @@ int Replicator::open_stream() {
         slot_name, slot->plugin, slot->slot_type);
     return kExitUsage;
   }
-  if (slot && !id.dbname.empty() && slot->database != id.dbname) {
+  if (slot && !dbname.empty() && slot->database != dbname) {
     spdlog::error("replication slot {} belongs to database {}, but postgres.dsn connects to {}",
-                  slot_name, slot->database, id.dbname);
+                  slot_name, slot->database, dbname);
     return kExitUsage;
   }
   if (!conn_.publication_exists(config_.postgres.publication)) {
     spdlog::error(
         "publication {} does not exist in database {}; create it (walbust setup prints the SQL)",
-        config_.postgres.publication, id.dbname);
+        config_.postgres.publication, dbname);
     return kExitFailure;
   }
-  Lsn start = kInvalidLsn;
-  if (!slot) {
-    if (saved && saved->slot == slot_name) {
-      return handle_gap("replication slot " + slot_name +
-                        " is missing although walbust streamed from it up to " +
-                        format_lsn(saved->acknowledged_lsn));
-    }
-    if (!config_.postgres.create_slot) {
-      spdlog::error(
-          "replication slot {} does not exist and postgres.create_slot is false; create it with: "
-          "SELECT pg_create_logical_replication_slot('{}', 'pgoutput');",
-          slot_name, slot_name);
-      return kExitGap;
-    }
-    start = conn_.create_slot(slot_name, false);
-    spdlog::info("created replication slot {} at {}", slot_name, format_lsn(start));
-  } else {
-    start = slot->confirmed_flush_lsn;
+  return -1;
+}
+
+int Replicator::create_missing_slot(const std::optional<SlotState>& saved, Lsn& start) {
+  const std::string& slot_name = config_.postgres.slot;
+  if (saved && saved->slot == slot_name) {
+    return handle_gap("replication slot " + slot_name +
+                      " is missing although walbust streamed from it up to " +
+                      format_lsn(saved->acknowledged_lsn));
   }
-  conn_.start_replication(slot_name, config_.postgres.publication, kInvalidLsn);
-  tracker_.start_from(start);
-  metrics_.streaming.store(true);
-  metrics_.standby.store(false);
-  state_valid_ = true;
-  save_state();
-  status_text_ = "streaming";
-  spdlog::info("streaming from slot {} at {} (publication {}, {} rules)", slot_name,
-               format_lsn(tracker_.flush_lsn()), config_.postgres.publication, rules_->size());
+  if (!config_.postgres.create_slot) {
+    spdlog::error(
+        "replication slot {} does not exist and postgres.create_slot is false; create it with: "
+        "SELECT pg_create_logical_replication_slot('{}', 'pgoutput');",
+        slot_name, slot_name);
+    return kExitGap;
+  }
+  start = conn_.create_slot(slot_name, false);
+  spdlog::info("created replication slot {} at {}", slot_name, format_lsn(start));
   return -1;
 }
 
@@ -479,55 +492,63 @@ void Replicator::stream_loop() {
         stream_.feed(frame.payload, frame.data_start, *this);
         break;
       case ReplicationFrame::Kind::Keepalive:
-        metrics_.server_wal_end.store(std::max(metrics_.server_wal_end.load(), frame.wal_end));
-        if (!stream_.in_transaction()) {
-          // Everything before walEnd was read; once it is all confirmed, walEnd is safe.
-          if (!flush_local()) return;
-          tracker_.keepalive(frame.wal_end);
-          if (endpos_ && frame.wal_end >= *endpos_) endpos_reached_ = true;
-        }
-        if (frame.reply_requested) send_status();
+        if (!on_keepalive(frame)) return;
         break;
       case ReplicationFrame::Kind::End:
         throw PgError("", "the server ended the replication stream");
-      case ReplicationFrame::Kind::None: {
-        // Nothing buffered: hand over what was gathered before blocking, so batching
-        // never adds latency. Inside a transaction nothing can be acknowledged before
-        // its Commit, so small pieces wait for it (large ones go every kLocalChunk):
-        // fewer, fuller pipelines and fewer thread wake-ups under load.
-        if ((!stream_.in_transaction() || local_size() >= kLocalChunk) && !flush_local()) return;
-        const auto now = Clock::now();
-        // Like wal_receiver_timeout: a connection that stays silent although we asked
-        // for a reply is dead even if TCP does not say so (a stranded middlebox).
-        const auto silence = now - last_received_;
-        if (silence >= kReceiveTimeout) {
-          throw PgError("",
-                        "no data from the server for " +
-                            std::to_string(
-                                std::chrono::duration_cast<std::chrono::seconds>(silence).count()) +
-                            " s although a reply was requested");
-        }
-        if (silence >= kReceiveTimeout / 2 && now - last_reply_request_ >= kReceiveTimeout / 4) {
-          send_status(true);
-          last_reply_request_ = now;
-        }
-        auto deadline = std::min(
-            {next_status_, next_progress_, next_watchdog_, last_received_ + kReceiveTimeout / 2,
-             last_received_ + kReceiveTimeout, binder_->next_refresh(), replay_deadline()});
-        if (endpos_ && tracker_.idle()) {
-          // Ask where the server is, so --endpos ends promptly on an idle database.
-          if (now - last_reply_request_ >= kEndposProbe) {
-            send_status(true);
-            last_reply_request_ = now;
-          }
-          deadline = std::min(deadline, now + kEndposProbe);
-        }
-        conn_.wait_readable(deadline, Signals::wake_fd());
-        Signals::drain_wake_fd();
+      case ReplicationFrame::Kind::None:
+        if (!wait_for_data()) return;
         break;
-      }
     }
   }
+}
+
+bool Replicator::on_keepalive(const ReplicationFrame& frame) {
+  metrics_.server_wal_end.store(std::max(metrics_.server_wal_end.load(), frame.wal_end));
+  if (!stream_.in_transaction()) {
+    // Everything before walEnd was read; once it is all confirmed, walEnd is safe.
+    if (!flush_local()) return false;
+    tracker_.keepalive(frame.wal_end);
+    if (endpos_ && frame.wal_end >= *endpos_) endpos_reached_ = true;
+  }
+  if (frame.reply_requested) send_status();
+  return true;
+}
+
+bool Replicator::wait_for_data() {
+  // Nothing buffered: hand over what was gathered before blocking, so batching
+  // never adds latency. Inside a transaction nothing can be acknowledged before
+  // its Commit, so small pieces wait for it (large ones go every kLocalChunk):
+  // fewer, fuller pipelines and fewer thread wake-ups under load.
+  if ((!stream_.in_transaction() || local_size() >= kLocalChunk) && !flush_local()) return false;
+  const auto now = Clock::now();
+  // Like wal_receiver_timeout: a connection that stays silent although we asked
+  // for a reply is dead even if TCP does not say so (a stranded middlebox).
+  const auto silence = now - last_received_;
+  if (silence >= kReceiveTimeout) {
+    throw PgError(
+        "", "no data from the server for " +
+                std::to_string(std::chrono::duration_cast<std::chrono::seconds>(silence).count()) +
+                " s although a reply was requested");
+  }
+  if (silence >= kReceiveTimeout / 2 && now - last_reply_request_ >= kReceiveTimeout / 4) {
+    send_status(true);
+    last_reply_request_ = now;
+  }
+  auto deadline =
+      std::min({next_status_, next_progress_, next_watchdog_, last_received_ + kReceiveTimeout / 2,
+                last_received_ + kReceiveTimeout, binder_->next_refresh(), replay_deadline()});
+  if (endpos_ && tracker_.idle()) {
+    // Ask where the server is, so --endpos ends promptly on an idle database.
+    if (now - last_reply_request_ >= kEndposProbe) {
+      send_status(true);
+      last_reply_request_ = now;
+    }
+    deadline = std::min(deadline, now + kEndposProbe);
+  }
+  conn_.wait_readable(deadline, Signals::wake_fd());
+  Signals::drain_wake_fd();
+  return true;
 }
 
 void Replicator::on_begin(const TransactionBegin& begin) {
