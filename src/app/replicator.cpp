@@ -12,6 +12,7 @@
 #include "signals.h"
 #include "walbust/core/backoff.h"
 #include "walbust/core/duration.h"
+#include "walbust/core/reload_plan.h"
 #include "walbust/io/key_sink.h"
 #include "walbust/io/redis_client.h"
 #include "walbust/version.h"
@@ -34,55 +35,10 @@ std::size_t queue_capacity(const BatchSettings& batch) {
 // systemd restarts the service. Generous: Redis timeouts and backoff sleeps are shorter.
 constexpr auto kStallLimit = std::chrono::seconds(30);
 
-// Bit i set: rule sends its actions to target i. A rule without targets: every target.
-std::vector<std::uint64_t> rule_target_masks(const RuleSet& rules, const Config& config) {
-  std::vector<std::uint64_t> masks(rules.size(), 0);
-  for (std::uint32_t r = 0; r < rules.size(); ++r) {
-    const auto& names = rules.rule(r).targets;
-    for (std::size_t t = 0; t < config.targets.size(); ++t) {
-      if (names.empty() ||
-          std::find(names.begin(), names.end(), config.targets[t].name) != names.end()) {
-        masks[r] |= std::uint64_t{1} << t;
-      }
-    }
-  }
-  return masks;
-}
-
 std::vector<std::string> target_names(const Config& config) {
   std::vector<std::string> names;
   for (const auto& t : config.targets) names.push_back(t.name);
   return names;
-}
-
-// Settings that are bound to open connections or threads: a reload reports them.
-std::vector<std::string> restart_only_changes(const Config& a, const Config& b) {
-  std::vector<std::string> changed;
-  auto check = [&](bool differs, const char* name) {
-    if (differs) changed.emplace_back(name);
-  };
-  check(a.postgres.dsn != b.postgres.dsn, "postgres.dsn");
-  check(a.postgres.password_file != b.postgres.password_file, "postgres.password_file");
-  check(a.postgres.slot != b.postgres.slot, "postgres.slot");
-  check(a.postgres.publication != b.postgres.publication, "postgres.publication");
-  check(a.postgres.status_interval != b.postgres.status_interval, "postgres.status_interval");
-  check(a.targets.size() != b.targets.size(), "redis/targets");
-  for (std::size_t i = 0; i < std::min(a.targets.size(), b.targets.size()); ++i) {
-    const auto& x = a.targets[i].settings;
-    const auto& y = b.targets[i].settings;
-    check(x.url != y.url || x.password_file != y.password_file ||
-              x.delete_command != y.delete_command || x.timeout != y.timeout ||
-              x.cluster != y.cluster || x.nodes != y.nodes,
-          "redis");
-  }
-  check(a.batch.max_keys != b.batch.max_keys || a.batch.max_delay != b.batch.max_delay, "batch");
-  check(a.state_dir != b.state_dir, "state_dir");
-  check(a.metrics_listen != b.metrics_listen, "metrics.listen");
-  check(a.replicas.dsns != b.replicas.dsns ||
-            a.replicas.poll_interval != b.replicas.poll_interval ||
-            a.replicas.grace != b.replicas.grace || a.replicas.max_wait != b.replicas.max_wait,
-        "replicas");
-  return changed;
 }
 
 }  // namespace
@@ -94,7 +50,7 @@ Replicator::Replicator(Config config, RuleSet rules, std::optional<Lsn> endpos)
       pg_password_(read_password_file(config_.postgres.password_file)),
       metrics_(target_names(config_)),
       tracker_(config_.targets.size(), /*after_replay=*/!config_.replicas.dsns.empty()),
-      rule_targets_(rule_target_masks(*rules_, config_)),
+      rule_targets_(rule_target_masks(*rules_, config_.targets)),
       conn_(config_.postgres.dsn, pg_password_),
       state_(config_.state_dir, config_.postgres.slot),
       state_writer_(state_),
@@ -197,12 +153,32 @@ void Replicator::sleep_interruptibly(std::chrono::milliseconds delay) {
   }
 }
 
+// Reconnection state of one run.
+struct Replicator::Reconnect {
+  Backoff backoff{std::chrono::milliseconds(500), std::chrono::seconds(30)};
+  std::mt19937_64 rng{std::random_device{}()};
+  std::uniform_real_distribution<double> jitter{0.0, 1.0};
+  bool outage = false;   // connection lost (or standing by) since the last successful start
+  bool standby = false;  // the last failure was the slot held by another consumer
+};
+
 int Replicator::run() {
   spdlog::info(
       "walbust {} starting: slot {}, publication {}, {} rules, {} Redis target(s), state {}",
       kVersion, config_.postgres.slot, config_.postgres.publication, rules_->size(),
       config_.targets.size(), state_.path());
   if (const int code = start_replicas(); code >= 0) return code;
+  start_workers();
+  stream_with_reconnects();
+  if (endpos_reached_ && exit_code_ == 0) drain_replayed();
+  shutdown(endpos_reached_ && exit_code_ == 0);
+  for (auto& sink : sinks_) {
+    if (sink->failed()) exit_code_ = kExitFailure;
+  }
+  return exit_code_;
+}
+
+void Replicator::start_workers() {
   if (!config_.metrics_listen.empty()) {
     metrics_server_ = std::make_unique<MetricsServer>(config_.metrics_listen, metrics_.registry,
                                                       [this] { return health(); });
@@ -227,83 +203,87 @@ int Replicator::run() {
   next_progress_ = Clock::now() + kProgressInterval;
   last_progress_ = Snapshot{0, 0, 0, Clock::now()};
   for (auto& sink : sinks_) sink->start();
+}
 
-  Backoff backoff(std::chrono::milliseconds(500), std::chrono::seconds(30));
-  std::mt19937_64 rng(std::random_device{}());
-  std::uniform_real_distribution<double> jitter(0.0, 1.0);
-  bool outage = false;   // connection lost (or standing by) since the last successful start
-  bool standby = false;  // the last failure was the slot held by another consumer
+void Replicator::stream_with_reconnects() {
+  Reconnect reconnect;
   while (!stopping()) {
     try {
       status_text_ = "connecting to PostgreSQL";
       const int code = open_stream();
       if (code >= 0) {
         exit_code_ = code;
-        break;
+        return;
       }
-      if (outage && !standby) {
-        // One count and one info line per outage, however many attempts it took.
-        metrics_.pg_reconnects.inc();
-        spdlog::info("postgres: streaming again from slot {}", config_.postgres.slot);
-      } else if (standby) {
-        spdlog::info("postgres: took over slot {}", config_.postgres.slot);
-      }
-      outage = false;
-      standby = false;
-      backoff.reset();
+      report_streaming_again(reconnect);
       stream_loop();
-      if (stopping()) break;
+      if (stopping()) return;
       throw PgError("", "the server ended the replication stream");
     } catch (const PgError& e) {
-      if (stopping()) break;
-      metrics_.streaming.store(false);
-      tracker_.abandon_transaction();
-      events_.reset();
-      if (replay_) replay_->abandon();
-      stream_.reset();
-      skip_transaction_ = false;
-      // Actions of a half-read transaction may sit in local_: deleting them is harmless
-      // and the transaction is resent after reconnecting, so they are simply handed on.
-      if (!flush_local()) break;
-      conn_.close();
-      const bool in_use = e.sqlstate() == "55006";
-      metrics_.standby.store(in_use);
-      if (in_use) {
-        if (!outage) {
-          spdlog::info("postgres: slot {} is in use by another consumer; standing by to take over",
-                       config_.postgres.slot);
-        }
-        status_text_ = "standby: slot " + config_.postgres.slot + " in use by another consumer";
-      } else {
-        if (!outage) {
-          spdlog::warn("postgres: {}; reconnecting with backoff", e.what());
-        } else {
-          spdlog::debug("postgres: {}", e.what());
-        }
-        status_text_ = "reconnecting to PostgreSQL";
-      }
-      outage = true;
-      standby = in_use;
-      auto delay = backoff.next(jitter(rng));
-      // A standby retries within status_interval, so it takes over that fast.
-      if (in_use) delay = std::min(delay, config_.postgres.status_interval);
-      notifier_.status(status_text_);
-      sleep_interruptibly(delay);
+      if (stopping() || !recover_from(e, reconnect)) return;
     } catch (const StreamError& e) {
       spdlog::error(
           "cannot interpret the replication stream: {}; nothing after the last acknowledged "
           "position ({}) was acknowledged, so no invalidation is lost; stopping",
           e.what(), format_lsn(tracker_.flush_lsn()));
       exit_code_ = kExitFailure;
-      break;
+      return;
     }
   }
-  if (endpos_reached_ && exit_code_ == 0) drain_replayed();
-  shutdown(endpos_reached_ && exit_code_ == 0);
-  for (auto& sink : sinks_) {
-    if (sink->failed()) exit_code_ = kExitFailure;
+}
+
+void Replicator::report_streaming_again(Reconnect& reconnect) {
+  if (reconnect.outage && !reconnect.standby) {
+    // One count and one info line per outage, however many attempts it took.
+    metrics_.pg_reconnects.inc();
+    spdlog::info("postgres: streaming again from slot {}", config_.postgres.slot);
+  } else if (reconnect.standby) {
+    spdlog::info("postgres: took over slot {}", config_.postgres.slot);
   }
-  return exit_code_;
+  reconnect.outage = false;
+  reconnect.standby = false;
+  reconnect.backoff.reset();
+}
+
+bool Replicator::recover_from(const PgError& e, Reconnect& reconnect) {
+  metrics_.streaming.store(false);
+  tracker_.abandon_transaction();
+  events_.reset();
+  if (replay_) replay_->abandon();
+  stream_.reset();
+  skip_transaction_ = false;
+  // Actions of a half-read transaction may sit in local_: deleting them is harmless
+  // and the transaction is resent after reconnecting, so they are simply handed on.
+  if (!flush_local()) return false;
+  conn_.close();
+  const bool in_use = e.sqlstate() == "55006";
+  metrics_.standby.store(in_use);
+  report_disconnect(e, in_use, reconnect.outage);
+  reconnect.outage = true;
+  reconnect.standby = in_use;
+  auto delay = reconnect.backoff.next(reconnect.jitter(reconnect.rng));
+  // A standby retries within status_interval, so it takes over that fast.
+  if (in_use) delay = std::min(delay, config_.postgres.status_interval);
+  notifier_.status(status_text_);
+  sleep_interruptibly(delay);
+  return true;
+}
+
+void Replicator::report_disconnect(const PgError& e, bool slot_in_use, bool during_outage) {
+  if (slot_in_use) {
+    if (!during_outage) {
+      spdlog::info("postgres: slot {} is in use by another consumer; standing by to take over",
+                   config_.postgres.slot);
+    }
+    status_text_ = "standby: slot " + config_.postgres.slot + " in use by another consumer";
+    return;
+  }
+  if (!during_outage) {
+    spdlog::warn("postgres: {}; reconnecting with backoff", e.what());
+  } else {
+    spdlog::debug("postgres: {}", e.what());
+  }
+  status_text_ = "reconnecting to PostgreSQL";
 }
 
 int Replicator::open_stream() {
@@ -323,7 +303,29 @@ int Replicator::open_stream() {
   database_ = id.dbname;
   adapt_status_interval();
   const std::string& slot_name = config_.postgres.slot;
-  auto slot = conn_.slot_info(slot_name);
+  const auto slot = conn_.slot_info(slot_name);
+  if (const int code = check_slot_and_publication(slot, id.dbname); code >= 0) return code;
+  Lsn start = kInvalidLsn;
+  if (slot) {
+    start = slot->confirmed_flush_lsn;
+  } else if (const int code = create_missing_slot(saved, start); code >= 0) {
+    return code;
+  }
+  conn_.start_replication(slot_name, config_.postgres.publication, kInvalidLsn);
+  tracker_.start_from(start);
+  metrics_.streaming.store(true);
+  metrics_.standby.store(false);
+  state_valid_ = true;
+  save_state();
+  status_text_ = "streaming";
+  spdlog::info("streaming from slot {} at {} (publication {}, {} rules)", slot_name,
+               format_lsn(tracker_.flush_lsn()), config_.postgres.publication, rules_->size());
+  return -1;
+}
+
+int Replicator::check_slot_and_publication(const std::optional<SlotInfo>& slot,
+                                           const std::string& dbname) {
+  const std::string& slot_name = config_.postgres.slot;
   if (slot && slot->wal_status == "lost") {
     return handle_gap(
         "replication slot " + slot_name +
@@ -336,45 +338,36 @@ int Replicator::open_stream() {
         slot_name, slot->plugin, slot->slot_type);
     return kExitUsage;
   }
-  if (slot && !id.dbname.empty() && slot->database != id.dbname) {
+  if (slot && !dbname.empty() && slot->database != dbname) {
     spdlog::error("replication slot {} belongs to database {}, but postgres.dsn connects to {}",
-                  slot_name, slot->database, id.dbname);
+                  slot_name, slot->database, dbname);
     return kExitUsage;
   }
   if (!conn_.publication_exists(config_.postgres.publication)) {
     spdlog::error(
         "publication {} does not exist in database {}; create it (walbust setup prints the SQL)",
-        config_.postgres.publication, id.dbname);
+        config_.postgres.publication, dbname);
     return kExitFailure;
   }
-  Lsn start = kInvalidLsn;
-  if (!slot) {
-    if (saved && saved->slot == slot_name) {
-      return handle_gap("replication slot " + slot_name +
-                        " is missing although walbust streamed from it up to " +
-                        format_lsn(saved->acknowledged_lsn));
-    }
-    if (!config_.postgres.create_slot) {
-      spdlog::error(
-          "replication slot {} does not exist and postgres.create_slot is false; create it with: "
-          "SELECT pg_create_logical_replication_slot('{}', 'pgoutput');",
-          slot_name, slot_name);
-      return kExitGap;
-    }
-    start = conn_.create_slot(slot_name, false);
-    spdlog::info("created replication slot {} at {}", slot_name, format_lsn(start));
-  } else {
-    start = slot->confirmed_flush_lsn;
+  return -1;
+}
+
+int Replicator::create_missing_slot(const std::optional<SlotState>& saved, Lsn& start) {
+  const std::string& slot_name = config_.postgres.slot;
+  if (saved && saved->slot == slot_name) {
+    return handle_gap("replication slot " + slot_name +
+                      " is missing although walbust streamed from it up to " +
+                      format_lsn(saved->acknowledged_lsn));
   }
-  conn_.start_replication(slot_name, config_.postgres.publication, kInvalidLsn);
-  tracker_.start_from(start);
-  metrics_.streaming.store(true);
-  metrics_.standby.store(false);
-  state_valid_ = true;
-  save_state();
-  status_text_ = "streaming";
-  spdlog::info("streaming from slot {} at {} (publication {}, {} rules)", slot_name,
-               format_lsn(tracker_.flush_lsn()), config_.postgres.publication, rules_->size());
+  if (!config_.postgres.create_slot) {
+    spdlog::error(
+        "replication slot {} does not exist and postgres.create_slot is false; create it with: "
+        "SELECT pg_create_logical_replication_slot('{}', 'pgoutput');",
+        slot_name, slot_name);
+    return kExitGap;
+  }
+  start = conn_.create_slot(slot_name, false);
+  spdlog::info("created replication slot {} at {}", slot_name, format_lsn(start));
   return -1;
 }
 
@@ -506,37 +499,45 @@ void Replicator::stream_loop() {
         stream_.feed(frame.payload, frame.data_start, *this);
         break;
       case ReplicationFrame::Kind::Keepalive:
-        metrics_.server_wal_end.store(std::max(metrics_.server_wal_end.load(), frame.wal_end));
-        if (!stream_.in_transaction()) {
-          // Everything before walEnd was read; once it is all confirmed, walEnd is safe.
-          if (!flush_local()) return;
-          tracker_.keepalive(frame.wal_end);
-          if (endpos_ && frame.wal_end >= *endpos_) endpos_reached_ = true;
-        }
-        if (frame.reply_requested) send_status();
+        if (!on_keepalive(frame)) return;
         break;
       case ReplicationFrame::Kind::End:
         throw PgError("", "the server ended the replication stream");
-      case ReplicationFrame::Kind::None: {
-        // Nothing buffered: hand over what was gathered before blocking, so batching
-        // never adds latency. Inside a transaction nothing can be acknowledged before
-        // its Commit, so small pieces wait for it (large ones go every kLocalChunk):
-        // fewer, fuller pipelines and fewer thread wake-ups under load.
-        if ((!stream_.in_transaction() || local_size() >= kLocalChunk) && !flush_local()) return;
-        const auto now = Clock::now();
-        check_silence(now);
-        // Ask where the server is, so --endpos ends promptly on an idle database.
-        const bool probing = endpos_ && tracker_.idle();
-        if (probing && schedule_.endpos_probe_due(now)) send_status(true);
-        const auto deadline =
-            std::min({schedule_.next_wakeup(now, probing), next_progress_, next_watchdog_,
-                      binder_->next_refresh(), replay_deadline()});
-        conn_.wait_readable(deadline, Signals::wake_fd());
-        Signals::drain_wake_fd();
+      case ReplicationFrame::Kind::None:
+        if (!wait_for_data()) return;
         break;
-      }
     }
   }
+}
+
+bool Replicator::on_keepalive(const ReplicationFrame& frame) {
+  metrics_.server_wal_end.store(std::max(metrics_.server_wal_end.load(), frame.wal_end));
+  if (!stream_.in_transaction()) {
+    // Everything before walEnd was read; once it is all confirmed, walEnd is safe.
+    if (!flush_local()) return false;
+    tracker_.keepalive(frame.wal_end);
+    if (endpos_ && frame.wal_end >= *endpos_) endpos_reached_ = true;
+  }
+  if (frame.reply_requested) send_status();
+  return true;
+}
+
+bool Replicator::wait_for_data() {
+  // Nothing buffered: hand over what was gathered before blocking, so batching
+  // never adds latency. Inside a transaction nothing can be acknowledged before
+  // its Commit, so small pieces wait for it (large ones go every kLocalChunk):
+  // fewer, fuller pipelines and fewer thread wake-ups under load.
+  if ((!stream_.in_transaction() || local_size() >= kLocalChunk) && !flush_local()) return false;
+  const auto now = Clock::now();
+  check_silence(now);
+  // Ask where the server is, so --endpos ends promptly on an idle database.
+  const bool probing = endpos_ && tracker_.idle();
+  if (probing && schedule_.endpos_probe_due(now)) send_status(true);
+  const auto deadline = std::min({schedule_.next_wakeup(now, probing), next_progress_,
+                                  next_watchdog_, binder_->next_refresh(), replay_deadline()});
+  conn_.wait_readable(deadline, Signals::wake_fd());
+  Signals::drain_wake_fd();
+  return true;
 }
 
 void Replicator::on_begin(const TransactionBegin& begin) {
@@ -732,17 +733,19 @@ void Replicator::maybe_reload() {
   if (rules) {
     // Rules swap between transactions: every change of one transaction sees one rule set.
     rules_ = std::make_shared<const RuleSet>(std::move(*rules));
-    rule_targets_ = rule_target_masks(*rules_, config_);
+    rule_targets_ = rule_target_masks(*rules_, config_.targets);
     warned_failures_.clear();
     binder_->set_rules(rules_);
     for (const auto& name : restart_only_changes(config_, *config)) {
       spdlog::warn("reload: {} changed; that takes effect only after a restart", name);
     }
-    config_.on_gap = config->on_gap;
-    if (config->log.level != config_.log.level || config->log.format != config_.log.format) {
-      config_.log = config->log;
-      setup_logging(config_.log);
+    for (const auto& name : rules_sending_nowhere(*rules_, rule_targets_)) {
+      spdlog::warn("reload: rule {} names no running target; it deletes nothing until a restart",
+                   name);
     }
+    const bool log_changed = config->log != config_.log;
+    take_reloadable(config_, *config);
+    if (log_changed) setup_logging(config_.log);
     metrics_.reloads_ok.inc();
     spdlog::info("reloaded {}: {} rules", config_.path, rules_->size());
   } else {

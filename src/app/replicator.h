@@ -41,15 +41,37 @@ class Replicator final : public ChangeHandler {
 
  private:
   using Clock = std::chrono::steady_clock;
+  struct Reconnect;  // backoff and outage state, defined in replicator.cpp
+
+  // Metrics server, slot poller, rule binding, watchdog and the sink threads.
+  void start_workers();
+  // Streams until stopped or a fatal error, reconnecting with backoff after each failure.
+  void stream_with_reconnects();
+  void report_streaming_again(Reconnect& reconnect);
+  // Forgets the half-read transaction, then waits out the backoff (shorter for a standby).
+  // False when asked to stop while handing on local actions.
+  bool recover_from(const PgError& e, Reconnect& reconnect);
+  void report_disconnect(const PgError& e, bool slot_in_use, bool during_outage);
 
   // Connects, checks slot and state for gaps, and starts streaming. Throws PgError for
   // retryable failures; returns an exit code >= 0 when the run must end.
   int open_stream();
+  // An exit code >= 0 when the slot is invalidated, of the wrong kind or database, or the
+  // publication is missing.
+  int check_slot_and_publication(const std::optional<SlotInfo>& slot, const std::string& dbname);
+  // A slot missing after walbust streamed from it is a gap; otherwise it is created (when
+  // allowed) and `start` set to its position. An exit code >= 0 ends the run.
+  int create_missing_slot(const std::optional<SlotState>& saved, Lsn& start);
   int handle_gap(const std::string& what);
   // status_interval, lowered to half of the server's wal_sender_timeout when shorter.
   void adapt_status_interval();
   // Reads until stop/endpos (returns) or a connection failure (throws PgError).
   void stream_loop();
+  // Keepalive: walEnd may be acknowledged between transactions. False when asked to stop.
+  bool on_keepalive(const ReplicationFrame& frame);
+  // Nothing buffered: hands on gathered actions, drops a silent connection (throws PgError),
+  // and waits for data or the next deadline. False when asked to stop.
+  bool wait_for_data();
   void shutdown(bool drain_fully);
 
   void on_begin(const TransactionBegin& begin) override;

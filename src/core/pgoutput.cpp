@@ -107,86 +107,113 @@ Relation read_relation(ByteReader& r) {
   return rel;
 }
 
+Begin read_begin(ByteReader& r) {
+  Begin m;
+  m.final_lsn = r.read_u64();
+  m.commit_time_us = r.read_i64();
+  m.xid = r.read_u32();
+  return m;
+}
+
+Commit read_commit(ByteReader& r) {
+  Commit m;
+  m.flags = r.read_u8();
+  m.commit_lsn = r.read_u64();
+  m.end_lsn = r.read_u64();
+  m.commit_time_us = r.read_i64();
+  return m;
+}
+
+Origin read_origin(ByteReader& r) {
+  Origin m;
+  m.commit_lsn = r.read_u64();
+  m.name = std::string(r.read_cstring());
+  return m;
+}
+
+TypeMessage read_type_message(ByteReader& r) {
+  TypeMessage m;
+  m.oid = r.read_u32();
+  m.schema = namespace_name(r.read_cstring());
+  m.name = std::string(r.read_cstring());
+  return m;
+}
+
+Insert read_insert(ByteReader& r) {
+  Insert m;
+  m.relation_oid = r.read_u32();
+  expect_new_tuple(r, r.read_u8());
+  m.new_tuple = read_tuple(r);
+  return m;
+}
+
+Update read_update(ByteReader& r) {
+  Update m;
+  m.relation_oid = r.read_u32();
+  std::uint8_t kind = r.read_u8();
+  if (kind == 'K' || kind == 'O') {
+    m.old_kind = static_cast<char>(kind);
+    m.old_tuple = read_tuple(r);
+    kind = r.read_u8();
+  }
+  expect_new_tuple(r, kind);
+  m.new_tuple = read_tuple(r);
+  return m;
+}
+
+Delete read_delete(ByteReader& r) {
+  Delete m;
+  m.relation_oid = r.read_u32();
+  m.old_kind = read_old_kind(r, r.read_u8());
+  m.old_tuple = read_tuple(r);
+  return m;
+}
+
+Truncate read_truncate(ByteReader& r) {
+  Truncate m;
+  const std::size_t count_at = r.offset();
+  const std::int32_t count = r.read_i32();
+  if (count < 0) {
+    throw Malformed("negative relation count " + std::to_string(count) + where(r, count_at));
+  }
+  m.options = r.read_u8();
+  m.relation_oids.reserve(
+      std::min<std::size_t>(static_cast<std::size_t>(count), r.remaining() / 4));
+  for (std::int32_t i = 0; i < count; ++i) m.relation_oids.push_back(r.read_u32());
+  return m;
+}
+
+LogicalMessage read_logical_message(ByteReader& r) {
+  LogicalMessage m;
+  m.transactional = (r.read_u8() & 1) != 0;  // MESSAGE_TRANSACTIONAL
+  m.lsn = r.read_u64();
+  m.prefix = std::string(r.read_cstring());
+  m.content = std::string(r.read_counted_bytes());
+  return m;
+}
+
 Message decode_body(std::uint8_t type, ByteReader& r) {
   switch (type) {
-    case 'B': {
-      Begin m;
-      m.final_lsn = r.read_u64();
-      m.commit_time_us = r.read_i64();
-      m.xid = r.read_u32();
-      return m;
-    }
-    case 'C': {
-      Commit m;
-      m.flags = r.read_u8();
-      m.commit_lsn = r.read_u64();
-      m.end_lsn = r.read_u64();
-      m.commit_time_us = r.read_i64();
-      return m;
-    }
-    case 'O': {
-      Origin m;
-      m.commit_lsn = r.read_u64();
-      m.name = std::string(r.read_cstring());
-      return m;
-    }
+    case 'B':
+      return read_begin(r);
+    case 'C':
+      return read_commit(r);
+    case 'O':
+      return read_origin(r);
     case 'R':
       return RelationMessage{read_relation(r)};
-    case 'Y': {
-      TypeMessage m;
-      m.oid = r.read_u32();
-      m.schema = namespace_name(r.read_cstring());
-      m.name = std::string(r.read_cstring());
-      return m;
-    }
-    case 'I': {
-      Insert m;
-      m.relation_oid = r.read_u32();
-      expect_new_tuple(r, r.read_u8());
-      m.new_tuple = read_tuple(r);
-      return m;
-    }
-    case 'U': {
-      Update m;
-      m.relation_oid = r.read_u32();
-      std::uint8_t kind = r.read_u8();
-      if (kind == 'K' || kind == 'O') {
-        m.old_kind = static_cast<char>(kind);
-        m.old_tuple = read_tuple(r);
-        kind = r.read_u8();
-      }
-      expect_new_tuple(r, kind);
-      m.new_tuple = read_tuple(r);
-      return m;
-    }
-    case 'D': {
-      Delete m;
-      m.relation_oid = r.read_u32();
-      m.old_kind = read_old_kind(r, r.read_u8());
-      m.old_tuple = read_tuple(r);
-      return m;
-    }
-    case 'T': {
-      Truncate m;
-      const std::size_t count_at = r.offset();
-      const std::int32_t count = r.read_i32();
-      if (count < 0) {
-        throw Malformed("negative relation count " + std::to_string(count) + where(r, count_at));
-      }
-      m.options = r.read_u8();
-      m.relation_oids.reserve(
-          std::min<std::size_t>(static_cast<std::size_t>(count), r.remaining() / 4));
-      for (std::int32_t i = 0; i < count; ++i) m.relation_oids.push_back(r.read_u32());
-      return m;
-    }
-    case 'M': {
-      LogicalMessage m;
-      m.transactional = (r.read_u8() & 1) != 0;  // MESSAGE_TRANSACTIONAL
-      m.lsn = r.read_u64();
-      m.prefix = std::string(r.read_cstring());
-      m.content = std::string(r.read_counted_bytes());
-      return m;
-    }
+    case 'Y':
+      return read_type_message(r);
+    case 'I':
+      return read_insert(r);
+    case 'U':
+      return read_update(r);
+    case 'D':
+      return read_delete(r);
+    case 'T':
+      return read_truncate(r);
+    case 'M':
+      return read_logical_message(r);
     case 'S':
     case 'E':
     case 'c':

@@ -39,6 +39,75 @@ std::optional<std::string> percent_decode(std::string_view s) {
   return out;
 }
 
+// unix:///path/to/redis.sock[?db=N], `rest` being what follows "unix://".
+std::optional<RedisEndpoint> parse_unix_url(std::string_view rest, std::string& error) {
+  RedisEndpoint ep;
+  const auto q = rest.find('?');
+  std::string_view path = rest.substr(0, q);
+  if (path.empty() || path.front() != '/') {
+    error = "unix socket URL needs an absolute path (unix:///path/to/redis.sock)";
+    return std::nullopt;
+  }
+  ep.socket_path = std::string(path);
+  if (q != std::string_view::npos) {
+    std::string_view query = rest.substr(q + 1);
+    if (query.substr(0, 3) != "db=" || !parse_int(query.substr(3), 0, 1 << 20, ep.db)) {
+      error = "unix socket URL accepts only ?db=N as query";
+      return std::nullopt;
+    }
+  }
+  return ep;
+}
+
+// user[:password], percent-decoded.
+bool parse_credentials(std::string_view userinfo, RedisEndpoint& ep, std::string& error) {
+  const auto colon = userinfo.find(':');
+  auto user = percent_decode(userinfo.substr(0, colon));
+  std::optional<std::string> password = std::string{};
+  if (colon != std::string_view::npos) password = percent_decode(userinfo.substr(colon + 1));
+  if (!user || !password) {
+    error = "malformed percent-escape in Redis URL credentials";
+    return false;
+  }
+  ep.user = *user;
+  ep.password = *password;
+  return true;
+}
+
+// host[:port] or [v6-address][:port].
+bool parse_host_port(std::string_view authority, RedisEndpoint& ep, std::string& error) {
+  std::string_view port;
+  if (!authority.empty() && authority.front() == '[') {
+    const auto close = authority.find(']');
+    if (close == std::string_view::npos) {
+      error = "unterminated IPv6 address in Redis URL";
+      return false;
+    }
+    ep.host = std::string(authority.substr(1, close - 1));
+    std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') {
+        error = "unexpected text after IPv6 address in Redis URL";
+        return false;
+      }
+      port = after.substr(1);
+    }
+  } else {
+    const auto colon = authority.rfind(':');
+    ep.host = std::string(authority.substr(0, colon));
+    if (colon != std::string_view::npos) port = authority.substr(colon + 1);
+  }
+  if (ep.host.empty()) {
+    error = "Redis URL has no host";
+    return false;
+  }
+  if (!port.empty() && !parse_int(port, 1, 65535, ep.port)) {
+    error = "Redis port must be a number from 1 to 65535";
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 std::string RedisEndpoint::describe() const {
@@ -48,26 +117,9 @@ std::string RedisEndpoint::describe() const {
 }
 
 std::optional<RedisEndpoint> parse_redis_url(std::string_view url, std::string& error) {
-  RedisEndpoint ep;
   constexpr std::string_view kUnix = "unix://";
-  if (url.substr(0, kUnix.size()) == kUnix) {
-    std::string_view rest = url.substr(kUnix.size());
-    const auto q = rest.find('?');
-    std::string_view path = rest.substr(0, q);
-    if (path.empty() || path.front() != '/') {
-      error = "unix socket URL needs an absolute path (unix:///path/to/redis.sock)";
-      return std::nullopt;
-    }
-    ep.socket_path = std::string(path);
-    if (q != std::string_view::npos) {
-      std::string_view query = rest.substr(q + 1);
-      if (query.substr(0, 3) != "db=" || !parse_int(query.substr(3), 0, 1 << 20, ep.db)) {
-        error = "unix socket URL accepts only ?db=N as query";
-        return std::nullopt;
-      }
-    }
-    return ep;
-  }
+  if (url.substr(0, kUnix.size()) == kUnix) return parse_unix_url(url.substr(kUnix.size()), error);
+  RedisEndpoint ep;
   std::string_view rest;
   for (const auto& [scheme, tls] : {std::pair{std::string_view("redis://"), false},
                                     {"rediss://", true},
@@ -92,50 +144,11 @@ std::optional<RedisEndpoint> parse_redis_url(std::string_view url, std::string& 
       return std::nullopt;
     }
   }
-  const auto at = authority.rfind('@');
-  if (at != std::string_view::npos) {
-    std::string_view userinfo = authority.substr(0, at);
+  if (const auto at = authority.rfind('@'); at != std::string_view::npos) {
+    if (!parse_credentials(authority.substr(0, at), ep, error)) return std::nullopt;
     authority = authority.substr(at + 1);
-    const auto colon = userinfo.find(':');
-    auto user = percent_decode(userinfo.substr(0, colon));
-    std::optional<std::string> password = std::string{};
-    if (colon != std::string_view::npos) password = percent_decode(userinfo.substr(colon + 1));
-    if (!user || !password) {
-      error = "malformed percent-escape in Redis URL credentials";
-      return std::nullopt;
-    }
-    ep.user = *user;
-    ep.password = *password;
   }
-  std::string_view port;
-  if (!authority.empty() && authority.front() == '[') {
-    const auto close = authority.find(']');
-    if (close == std::string_view::npos) {
-      error = "unterminated IPv6 address in Redis URL";
-      return std::nullopt;
-    }
-    ep.host = std::string(authority.substr(1, close - 1));
-    std::string_view after = authority.substr(close + 1);
-    if (!after.empty()) {
-      if (after.front() != ':') {
-        error = "unexpected text after IPv6 address in Redis URL";
-        return std::nullopt;
-      }
-      port = after.substr(1);
-    }
-  } else {
-    const auto colon = authority.rfind(':');
-    ep.host = std::string(authority.substr(0, colon));
-    if (colon != std::string_view::npos) port = authority.substr(colon + 1);
-  }
-  if (ep.host.empty()) {
-    error = "Redis URL has no host";
-    return std::nullopt;
-  }
-  if (!port.empty() && !parse_int(port, 1, 65535, ep.port)) {
-    error = "Redis port must be a number from 1 to 65535";
-    return std::nullopt;
-  }
+  if (!parse_host_port(authority, ep, error)) return std::nullopt;
   return ep;
 }
 

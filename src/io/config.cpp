@@ -220,6 +220,159 @@ void finish_redis(const std::string& file, const YAML::Node& node, RedisSettings
   r.password_file = resolve_password_file(r.password_file, "redis-password");
 }
 
+// The file as a YAML mapping; nullopt (with a diagnostic) when unreadable, invalid or no mapping.
+std::optional<YAML::Node> parse_config_file(const std::string& path, Diagnostics& diags) {
+  const auto text = read_text_file(path, diags);
+  if (!text) return std::nullopt;
+  YAML::Node root;
+  try {
+    root = YAML::Load(*text);
+  } catch (const YAML::ParserException& e) {
+    diags.add(path, e.mark.line + 1, e.mark.column + 1, "invalid YAML: " + e.msg);
+    return std::nullopt;
+  }
+  if (!root.IsMap()) {
+    diags.add(path, root, "the configuration must be a mapping (postgres:, redis:, rules:, ...)");
+    return std::nullopt;
+  }
+  return root;
+}
+
+// `root` locates errors about a missing section.
+void load_postgres(const std::string& path, const YAML::Node& root, const Section& top,
+                   PostgresSettings& out, Diagnostics& diags) {
+  Section pg(path, top.get("postgres"), "postgres", diags);
+  pg.allow_only({"dsn", "password_file", "slot", "publication", "create_slot", "status_interval"});
+  pg.string("dsn", out.dsn);
+  pg.string("password_file", out.password_file);
+  pg.string("slot", out.slot);
+  pg.string("publication", out.publication);
+  pg.boolean("create_slot", out.create_slot);
+  pg.duration("status_interval", out.status_interval, std::chrono::milliseconds{100});
+  if (!top.get("postgres").IsDefined()) {
+    diags.add(path, root, "missing required section 'postgres' (at least postgres.dsn)");
+  }
+  // Slot names: lower-case letters, digits and underscores, as PostgreSQL requires.
+  const auto& slot = out.slot;
+  if (slot.empty() || slot.size() > 63 || !std::all_of(slot.begin(), slot.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+      })) {
+    diags.add(path, pg.get("slot"), "postgres.slot must be 1-63 characters of a-z, 0-9 and _");
+  }
+  if (out.publication.empty())
+    diags.add(path, pg.get("publication"), "postgres.publication must not be empty");
+}
+
+// targets: NAME: {redis section}, one target per entry, at most 64 (one bit each).
+void load_named_targets(const std::string& path, const YAML::Node& targets, Config& config,
+                        Diagnostics& diags) {
+  if (!targets.IsMap() || targets.size() == 0) {
+    diags.add(path, targets,
+              "targets must be a non-empty mapping from a target name to a Redis section");
+    return;
+  }
+  for (const auto& kv : targets) {
+    const std::string name = kv.first.Scalar();
+    if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) {
+          return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+        })) {
+      diags.add(path, kv.first, "target names use letters, digits, '_' and '-'");
+    }
+    RedisTarget t{name, {}};
+    load_redis(path, kv.second, "targets." + name, t.settings, diags, /*allow_cluster=*/true);
+    config.targets.push_back(std::move(t));
+  }
+  if (config.targets.size() > 64) diags.add(path, targets, "at most 64 targets");
+  config.redis_configured = true;
+}
+
+// A redis: section is the one target "default"; neither section: "default" with defaults.
+void load_targets(const std::string& path, const Section& top, Config& config, Diagnostics& diags) {
+  const YAML::Node redis = top.get("redis");
+  const YAML::Node targets = top.get("targets");
+  if (redis.IsDefined() && targets.IsDefined()) {
+    diags.add(path, targets, "use either redis: or targets:, not both");
+  }
+  if (redis.IsDefined() && !redis.IsNull()) {
+    RedisTarget t{"default", {}};
+    load_redis(path, redis, "redis", t.settings, diags, /*allow_cluster=*/false);
+    config.targets.push_back(std::move(t));
+    config.redis_configured = true;
+  } else if (targets.IsDefined() && !targets.IsNull()) {
+    load_named_targets(path, targets, config, diags);
+  } else {
+    config.targets.push_back(RedisTarget{"default", {}});
+  }
+}
+
+void load_rule_patterns(const std::string& path, const YAML::Node& root, const Section& top,
+                        std::vector<std::string>& out, Diagnostics& diags) {
+  const YAML::Node rules = top.get("rules");
+  if (!rules.IsDefined() || rules.IsNull()) {
+    diags.add(path, root, "missing required key 'rules' (a list of rules files or globs)");
+  } else if (rules.IsScalar()) {
+    out.push_back(rules.Scalar());
+  } else if (rules.IsSequence()) {
+    for (const auto& r : rules) {
+      if (!r.IsScalar() || r.Scalar().empty()) {
+        diags.add(path, r, "rules entries must be file names or globs");
+      } else {
+        out.push_back(r.Scalar());
+      }
+    }
+  } else {
+    diags.add(path, rules, "rules must be a list of files or globs");
+  }
+}
+
+// batch, state_dir, on_gap, metrics, replicas and log.
+void load_runtime_sections(const std::string& path, const Section& top, Config& config,
+                           Diagnostics& diags) {
+  Section batch(path, top.get("batch"), "batch", diags);
+  batch.allow_only({"max_keys", "max_delay"});
+  batch.size("max_keys", config.batch.max_keys, 1, 1000000);
+  batch.duration("max_delay", config.batch.max_delay);
+
+  top.string("state_dir", config.state_dir);
+  top.choice("on_gap", config.on_gap, {"fail", "flush_rules", "flushdb"});
+
+  Section metrics(path, top.get("metrics"), "metrics", diags);
+  metrics.allow_only({"listen"});
+  metrics.string("listen", config.metrics_listen);
+
+  load_replicas(path, top.get("replicas"), config.replicas, diags);
+
+  Section log(path, top.get("log"), "log", diags);
+  log.allow_only({"level", "format"});
+  log.choice("level", config.log.level, {"trace", "debug", "info", "warn", "error"});
+  log.choice("format", config.log.format, {"auto", "text", "json"});
+}
+
+// Environment overrides (README "Configuration reference") win over the file; then every
+// target's url is parsed and the paths the file left out are resolved.
+void apply_environment_and_defaults(const std::string& path, const YAML::Node& root,
+                                    const Section& top, Config& config, Diagnostics& diags) {
+  const YAML::Node redis = top.get("redis");
+  const YAML::Node targets = top.get("targets");
+  config.postgres.dsn = env_or("WALBUST_PG_DSN", config.postgres.dsn);
+  if (const char* url = std::getenv("WALBUST_REDIS_URL"); url != nullptr && *url != '\0') {
+    config.targets.front().settings.url = url;
+    config.redis_configured = true;
+  }
+  for (auto& t : config.targets) {
+    const YAML::Node where = redis.IsDefined()                        ? redis
+                             : targets.IsDefined() && targets.IsMap() ? targets[t.name]
+                                                                      : root;
+    finish_redis(path, where, t.settings, diags);
+  }
+  config.postgres.password_file =
+      resolve_password_file(config.postgres.password_file, "pg-password");
+  if (config.state_dir.empty()) config.state_dir = env_or("STATE_DIRECTORY", ".");
+  // systemd may pass several state directories separated by ':'; the first is ours.
+  if (auto colon = config.state_dir.find(':'); colon != std::string::npos)
+    config.state_dir.resize(colon);
+}
+
 }  // namespace
 
 std::string default_config_path() { return env_or("WALBUST_CONFIG", "/etc/walbust/walbust.yaml"); }
@@ -242,134 +395,18 @@ std::optional<std::string> read_text_file(const std::string& path, Diagnostics& 
 
 std::optional<Config> load_config(const std::string& path, Diagnostics& diags) {
   const std::size_t errors_before = diags.size();
-  const auto text = read_text_file(path, diags);
-  if (!text) return std::nullopt;
-  YAML::Node root;
-  try {
-    root = YAML::Load(*text);
-  } catch (const YAML::ParserException& e) {
-    diags.add(path, e.mark.line + 1, e.mark.column + 1, "invalid YAML: " + e.msg);
-    return std::nullopt;
-  }
+  const auto root = parse_config_file(path, diags);
+  if (!root) return std::nullopt;
   Config config;
   config.path = path;
-  if (!root.IsMap()) {
-    diags.add(path, root, "the configuration must be a mapping (postgres:, redis:, rules:, ...)");
-    return std::nullopt;
-  }
-  Section top(path, root, "configuration", diags);
+  Section top(path, *root, "configuration", diags);
   top.allow_only({"postgres", "redis", "targets", "rules", "batch", "state_dir", "on_gap",
                   "metrics", "log", "replicas"});
-
-  Section pg(path, top.get("postgres"), "postgres", diags);
-  pg.allow_only({"dsn", "password_file", "slot", "publication", "create_slot", "status_interval"});
-  pg.string("dsn", config.postgres.dsn);
-  pg.string("password_file", config.postgres.password_file);
-  pg.string("slot", config.postgres.slot);
-  pg.string("publication", config.postgres.publication);
-  pg.boolean("create_slot", config.postgres.create_slot);
-  pg.duration("status_interval", config.postgres.status_interval, std::chrono::milliseconds{100});
-  if (!top.get("postgres").IsDefined()) {
-    diags.add(path, root, "missing required section 'postgres' (at least postgres.dsn)");
-  }
-  // Slot names: lower-case letters, digits and underscores, as PostgreSQL requires.
-  const auto& slot = config.postgres.slot;
-  if (slot.empty() || slot.size() > 63 || !std::all_of(slot.begin(), slot.end(), [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
-      })) {
-    diags.add(path, pg.get("slot"), "postgres.slot must be 1-63 characters of a-z, 0-9 and _");
-  }
-  if (config.postgres.publication.empty())
-    diags.add(path, pg.get("publication"), "postgres.publication must not be empty");
-
-  const YAML::Node redis = top.get("redis");
-  const YAML::Node targets = top.get("targets");
-  if (redis.IsDefined() && targets.IsDefined()) {
-    diags.add(path, targets, "use either redis: or targets:, not both");
-  }
-  if (redis.IsDefined() && !redis.IsNull()) {
-    RedisTarget t{"default", {}};
-    load_redis(path, redis, "redis", t.settings, diags, /*allow_cluster=*/false);
-    config.targets.push_back(std::move(t));
-    config.redis_configured = true;
-  } else if (targets.IsDefined() && !targets.IsNull()) {
-    if (!targets.IsMap() || targets.size() == 0) {
-      diags.add(path, targets,
-                "targets must be a non-empty mapping from a target name to a Redis section");
-    } else {
-      for (const auto& kv : targets) {
-        const std::string name = kv.first.Scalar();
-        if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) {
-              return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
-            })) {
-          diags.add(path, kv.first, "target names use letters, digits, '_' and '-'");
-        }
-        RedisTarget t{name, {}};
-        load_redis(path, kv.second, "targets." + name, t.settings, diags, /*allow_cluster=*/true);
-        config.targets.push_back(std::move(t));
-      }
-      if (config.targets.size() > 64) diags.add(path, targets, "at most 64 targets");
-      config.redis_configured = true;
-    }
-  } else {
-    config.targets.push_back(RedisTarget{"default", {}});
-  }
-
-  const YAML::Node rules = top.get("rules");
-  if (!rules.IsDefined() || rules.IsNull()) {
-    diags.add(path, root, "missing required key 'rules' (a list of rules files or globs)");
-  } else if (rules.IsScalar()) {
-    config.rules.push_back(rules.Scalar());
-  } else if (rules.IsSequence()) {
-    for (const auto& r : rules) {
-      if (!r.IsScalar() || r.Scalar().empty()) {
-        diags.add(path, r, "rules entries must be file names or globs");
-      } else {
-        config.rules.push_back(r.Scalar());
-      }
-    }
-  } else {
-    diags.add(path, rules, "rules must be a list of files or globs");
-  }
-
-  Section batch(path, top.get("batch"), "batch", diags);
-  batch.allow_only({"max_keys", "max_delay"});
-  batch.size("max_keys", config.batch.max_keys, 1, 1000000);
-  batch.duration("max_delay", config.batch.max_delay);
-
-  top.string("state_dir", config.state_dir);
-  top.choice("on_gap", config.on_gap, {"fail", "flush_rules", "flushdb"});
-
-  Section metrics(path, top.get("metrics"), "metrics", diags);
-  metrics.allow_only({"listen"});
-  metrics.string("listen", config.metrics_listen);
-
-  load_replicas(path, top.get("replicas"), config.replicas, diags);
-
-  Section log(path, top.get("log"), "log", diags);
-  log.allow_only({"level", "format"});
-  log.choice("level", config.log.level, {"trace", "debug", "info", "warn", "error"});
-  log.choice("format", config.log.format, {"auto", "text", "json"});
-
-  // Environment overrides (README "Configuration reference") win over the file.
-  config.postgres.dsn = env_or("WALBUST_PG_DSN", config.postgres.dsn);
-  if (const char* url = std::getenv("WALBUST_REDIS_URL"); url != nullptr && *url != '\0') {
-    config.targets.front().settings.url = url;
-    config.redis_configured = true;
-  }
-  for (auto& t : config.targets) {
-    const YAML::Node where = redis.IsDefined()                        ? redis
-                             : targets.IsDefined() && targets.IsMap() ? targets[t.name]
-                                                                      : root;
-    finish_redis(path, where, t.settings, diags);
-  }
-  config.postgres.password_file =
-      resolve_password_file(config.postgres.password_file, "pg-password");
-  if (config.state_dir.empty()) config.state_dir = env_or("STATE_DIRECTORY", ".");
-  // systemd may pass several state directories separated by ':'; the first is ours.
-  if (auto colon = config.state_dir.find(':'); colon != std::string::npos)
-    config.state_dir.resize(colon);
-
+  load_postgres(path, *root, top, config.postgres, diags);
+  load_targets(path, top, config, diags);
+  load_rule_patterns(path, *root, top, config.rules, diags);
+  load_runtime_sections(path, top, config, diags);
+  apply_environment_and_defaults(path, *root, top, config, diags);
   if (diags.size() != errors_before) return std::nullopt;
   return config;
 }

@@ -57,6 +57,56 @@ std::string bind_failure_reason(const std::string& host, int port) {
   return reason;
 }
 
+// Threads, socket options, timeouts and the plain-text answers for errors.
+void configure_server(httplib::Server& server) {
+  // Two workers are plenty for a scraper and a probe, and keep the daemon's thread count low.
+  server.new_task_queue = [] { return new httplib::ThreadPool(2); };
+  // httplib's default sets SO_REUSEPORT, which would let a second daemon silently share the
+  // port; SO_REUSEADDR alone still allows a quick restart.
+  server.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
+  server.set_read_timeout(5, 0);
+  server.set_write_timeout(5, 0);
+  server.set_keep_alive_max_count(100);
+  server.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (res.status == 404) res.set_content("not found\n", "text/plain; charset=utf-8");
+  });
+  server.set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+        res.status = 500;
+        res.set_content("internal error\n", "text/plain; charset=utf-8");
+      });
+}
+
+// The bound port. Throws std::runtime_error naming `listen` and why no address could be bound.
+int bind_listen_address(httplib::Server& server, const ListenAddress& address,
+                        const std::string& listen) {
+  // ":PORT" means every address: "::" is dual-stack on Linux unless IPv6 is disabled, in
+  // which case fall back to IPv4 only.
+  std::vector<std::string> hosts;
+  if (address.host.empty()) {
+    hosts = {"::", "0.0.0.0"};
+  } else {
+    hosts = {address.host};
+  }
+  int bound = -1;
+  for (const auto& host : hosts) {
+    if (address.port == 0) {
+      bound = server.bind_to_any_port(host, AI_PASSIVE);
+    } else if (server.bind_to_port(host, address.port, AI_PASSIVE)) {
+      bound = address.port;
+    }
+    if (bound > 0) break;
+  }
+  if (bound <= 0) {
+    throw std::runtime_error("metrics.listen " + listen + ": " +
+                             bind_failure_reason(hosts.front(), address.port));
+  }
+  return bound;
+}
+
 }  // namespace
 
 std::optional<ListenAddress> parse_listen_address(std::string_view listen) {
@@ -102,17 +152,7 @@ MetricsServer::~MetricsServer() { stop(); }
 void MetricsServer::start() {
   if (server_) return;
   auto server = std::make_unique<httplib::Server>();
-  // Two workers are plenty for a scraper and a probe, and keep the daemon's thread count low.
-  server->new_task_queue = [] { return new httplib::ThreadPool(2); };
-  // httplib's default sets SO_REUSEPORT, which would let a second daemon silently share the
-  // port; SO_REUSEADDR alone still allows a quick restart.
-  server->set_socket_options([](socket_t sock) {
-    int yes = 1;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-  });
-  server->set_read_timeout(5, 0);
-  server->set_write_timeout(5, 0);
-  server->set_keep_alive_max_count(100);
+  configure_server(*server);
 
   server->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(registry_.render(), kMetricsContentType);
@@ -123,37 +163,7 @@ void MetricsServer::start() {
     std::string body = healthy ? (reason.empty() ? "ok" : "ok: " + reason) : reason;
     res.set_content(body + "\n", "text/plain; charset=utf-8");
   });
-  server->set_error_handler([](const httplib::Request&, httplib::Response& res) {
-    if (res.status == 404) res.set_content("not found\n", "text/plain; charset=utf-8");
-  });
-  server->set_exception_handler(
-      [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
-        res.status = 500;
-        res.set_content("internal error\n", "text/plain; charset=utf-8");
-      });
-
-  // ":PORT" means every address: "::" is dual-stack on Linux unless IPv6 is disabled, in
-  // which case fall back to IPv4 only.
-  std::vector<std::string> hosts;
-  if (address_.host.empty()) {
-    hosts = {"::", "0.0.0.0"};
-  } else {
-    hosts = {address_.host};
-  }
-  int bound = -1;
-  for (const auto& host : hosts) {
-    if (address_.port == 0) {
-      bound = server->bind_to_any_port(host, AI_PASSIVE);
-    } else if (server->bind_to_port(host, address_.port, AI_PASSIVE)) {
-      bound = address_.port;
-    }
-    if (bound > 0) break;
-  }
-  if (bound <= 0) {
-    throw std::runtime_error("metrics.listen " + listen_ + ": " +
-                             bind_failure_reason(hosts.front(), address_.port));
-  }
-  port_ = bound;
+  port_ = bind_listen_address(*server, address_, listen_);
   server_ = std::move(server);
   auto finished = std::make_shared<std::atomic<bool>>(false);
   thread_ = std::thread([s = server_.get(), finished] {

@@ -163,6 +163,24 @@ class ServiceTest(unittest.TestCase):
             self.assertEqual(set(obj) >= {"ts", "level", "msg"}, True, obj)
         self.assertTrue(any("streaming from slot" in json.loads(l)["msg"] for l in lines))
 
+    def test_a_reload_names_every_redis_setting_it_cannot_apply_and_keeps_deleting(self):
+        r = self.redis.client()
+        self.w.start()
+        self.w.wait_streaming(timeout=TIMEOUT)
+        # WAIT and TLS settings are bound to the open Redis connection: a reload must say
+        # so rather than keep the old value in silence; the log level applies at once.
+        self.w.config["redis"]["wait"] = {"timeout": "250ms"}
+        self.w.config["log"]["level"] = "debug"
+        self.w.write_config()
+        self.w.signal(signal.SIGHUP)
+        self.w.wait_for_log(r"reloaded .*: 2 rules", timeout=TIMEOUT)
+        log = self.w.log()
+        self.assertRegex(log, r"reload: redis\.wait changed; that takes effect only after a restart")
+        self.assertEqual(len(re.findall(r"takes effect only after a restart", log)), 1, log)
+        r.set("post_detail_1", "x")
+        self.insert_post(1)
+        fixtures.wait_for(lambda: not r.exists("post_detail_1"), TIMEOUT, message="delete after reload")
+
     def test_healthz_reports_redis_down(self):
         self.w.start()
         self.w.wait_streaming(timeout=TIMEOUT)

@@ -55,6 +55,8 @@ class ChangeStream {
   void reset();
 
  private:
+  class Feed;  // one message on its way through feed(), defined in change_stream.cpp
+
   RelationCache relations_;
   bool in_transaction_ = false;
   TransactionBegin current_{};

@@ -19,6 +19,8 @@ struct RedisEndpoint {
   [[nodiscard]] bool is_unix() const { return !socket_path.empty(); }
   // "127.0.0.1:6379/0" or "unix:/run/redis.sock/0": never contains the password.
   [[nodiscard]] std::string describe() const;
+
+  bool operator==(const RedisEndpoint&) const = default;
 };
 
 // Returns nullopt and sets `error` on a malformed URL. Percent-escapes in user and

@@ -6,12 +6,9 @@
 #include <string>
 #include <string_view>
 
-namespace walbust {
+#include "walbust/core/settings.h"
 
-struct LogSettings {
-  std::string level = "info";   // trace | debug | info | warn | error
-  std::string format = "auto";  // auto | text | json
-};
+namespace walbust {
 
 enum class LogStyle { text, journal, json };
 

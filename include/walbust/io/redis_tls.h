@@ -6,19 +6,12 @@
 #include <memory>
 #include <string>
 
+#include "walbust/core/settings.h"
+
 struct ssl_ctx_st;
 struct ssl_st;
 
 namespace walbust {
-
-struct RedisTlsSettings {
-  bool enabled = false;     // rediss://, valkeys://, or a tls: section
-  std::string ca_file;      // empty: the system's trust store
-  std::string cert_file;    // client certificate (chain), for servers that require one
-  std::string key_file;     // its private key; refused when readable by others
-  std::string server_name;  // SNI and the name verified; empty: the host connected to
-  bool verify = true;       // false: no chain or name checks (testing only)
-};
 
 class TlsContext {
  public:
