@@ -508,6 +508,9 @@ log: {{level: info}}
                 workload.prefill_redis(self.r, range(first, first + n), base_keys=False)
                 before = latency.scrape_histograms(metrics_url) if metrics_url else None
                 log(f"latency run {run}: {contender} at {label} txn/s for {self.sizes['latency_s']:.0f} s")
+                # Before every phase, whoever the consumer is (the probe's own consumers are not
+                # started through start(), which waits for its contenders).
+                idle = wait_for_idle(self.args.settle) if self.args.settle > 0 else None
                 load = os.getloadavg()[0]
                 counters = process_counters(pid) if pid else None
                 rows, achieved, cost = self.probe.run(mode, first, n, rate, self.sizes["latency_s"], wait_s=120,
@@ -520,6 +523,7 @@ log: {{level: info}}
                 summary = latency.summarize(ms, len(rows), achieved)
                 summary.pop("quantiles_ms")  # the pooled distribution is kept instead
                 summary["load_avg_1m"] = load
+                summary["idle_before"] = idle
                 # The consumer's cost in this phase: its process (from /proc) or, for the
                 # probe's own consumers, that thread (getrusage).
                 summary["cost"] = cost
@@ -539,6 +543,7 @@ log: {{level: info}}
                 samples[label] = ms
                 log(f"  achieved {achieved:,.0f} txn/s: p50 {fmt_ms(summary['p50_ms'])}  "
                     f"p99 {fmt_ms(summary['p99_ms'])}  max {fmt_ms(summary['max_ms'])}  load {load:.2f}  "
+                    f"idle before {fmt_pct(idle)}  "
                     f"cpu/1M {fmt_num(summary.get('cpu_s_per_1m_changes'))} s  "
                     f"vcsw/1k {fmt_num(summary.get('vcsw_per_1k_txn'))}")
         finally:
