@@ -503,6 +503,81 @@ static void sleep_until(int64_t t) {
   }
 }
 
+/* The keys the floor's writer will delete exist first, so every UNLINK notifies. */
+static void prefill_floor_keys(redisContext *cmd) {
+  char key[64];
+  for (long long i = 0; i < count; ++i) {
+    snprintf(key, sizeof key, KEY_PREFIX "%lld", first_id + i);
+    redisAppendCommand(cmd, "SET %s x", key);
+  }
+  for (long long i = 0; i < count; ++i) {
+    void *r;
+    if (redisGetReply(cmd, &r) != REDIS_OK) die("cannot prefill Redis", cmd->errstr);
+    freeReplyObject(r);
+  }
+}
+
+/* The writer's connection, with its UPDATE prepared. */
+static PGconn *prepare_writer(void) {
+  PGconn *pg = PQconnectdb(pg_dsn);
+  if (PQstatus(pg) != CONNECTION_OK) die("cannot connect to PostgreSQL", PQerrorMessage(pg));
+  PGresult *res = PQprepare(
+      pg, "touch", "UPDATE blog_post SET title = $1, updated_at = now() WHERE id = $2", 2, NULL);
+  if (PQresultStatus(res) != PGRES_COMMAND_OK) die("cannot prepare the UPDATE", PQerrorMessage(pg));
+  PQclear(res);
+  return pg;
+}
+
+static void write_output(const char *path, long long written, double elapsed) {
+  FILE *out = fopen(path, "w");
+  if (!out) die("cannot write the output file", strerror(errno));
+  fprintf(out, "# transactions %lld elapsed_s %.6f", written, elapsed);
+  if (consumer_vcsw >= 0) {
+    fprintf(out, " consumer_cpu_s %.6f consumer_vcsw %ld consumer_ivcsw %ld", consumer_cpu_s,
+            consumer_vcsw, consumer_ivcsw);
+  }
+  fputc('\n', out);
+  for (long long i = 0; i < written; ++i) {
+    fprintf(out, "%lld %lld %lld\n", first_id + i, (long long)commit_ns[i],
+            (long long)delete_ns[i]);
+  }
+  if (fclose(out) != 0) die("cannot write the output file", strerror(errno));
+}
+
+/* Commits (or, for the floor, UNLINKs) one post per transaction at `rate` per second (0: flat
+ * out, for `duration` seconds); notes when each returned. Returns how many it wrote. */
+static long long run_writer(PGconn *pg, redisContext *cmd, double rate, double duration,
+                            double *elapsed) {
+  const int64_t t0 = now_ns();
+  const int64_t stop_at = t0 + (int64_t)(duration * 1e9);
+  long long written = 0;
+  char id_text[32], title[96], key[64];
+  for (; written < count; ++written) {
+    if (rate > 0) {
+      sleep_until(t0 + (int64_t)((double)written * 1e9 / rate));
+    } else if (now_ns() >= stop_at) {
+      break;
+    }
+    const long long id = first_id + written;
+    if (!pg) {
+      snprintf(key, sizeof key, KEY_PREFIX "%lld", id);
+      redisReply *r = redisCommand(cmd, "UNLINK %s", key);
+      if (r == NULL) die("UNLINK failed", cmd->errstr);
+      freeReplyObject(r);
+    } else {
+      snprintf(id_text, sizeof id_text, "%lld", id);
+      snprintf(title, sizeof title, "%s%lld", run_tag, written);
+      const char *params[2] = {title, id_text};
+      PGresult *res = PQexecPrepared(pg, "touch", 2, params, NULL, NULL, 0);
+      if (PQresultStatus(res) != PGRES_COMMAND_OK) die("UPDATE failed", PQerrorMessage(pg));
+      PQclear(res);
+    }
+    commit_ns[written] = now_ns();
+  }
+  *elapsed = (double)(now_ns() - t0) / 1e9;
+  return written;
+}
+
 /* Starts a watcher or consumer thread and waits until it is connected. */
 static void start_thread(pthread_t *thread, void *(*run)(void *)) {
   atomic_int ready = 0;
@@ -543,25 +618,9 @@ int main(int argc, char **argv) {
   if (cmd) redis_ok(cmd, "CONFIG SET notify-keyspace-events %s", "Eg");
   PGconn *pg = NULL;
   if (floor_mode) {
-    /* The keys the writer will delete exist first, so every UNLINK notifies. */
-    char key[64];
-    for (long long i = 0; i < count; ++i) {
-      snprintf(key, sizeof key, KEY_PREFIX "%lld", first_id + i);
-      redisAppendCommand(cmd, "SET %s x", key);
-    }
-    for (long long i = 0; i < count; ++i) {
-      void *r;
-      if (redisGetReply(cmd, &r) != REDIS_OK) die("cannot prefill Redis", cmd->errstr);
-      freeReplyObject(r);
-    }
+    prefill_floor_keys(cmd);
   } else {
-    pg = PQconnectdb(argv[2]);
-    if (PQstatus(pg) != CONNECTION_OK) die("cannot connect to PostgreSQL", PQerrorMessage(pg));
-    PGresult *res = PQprepare(
-        pg, "touch", "UPDATE blog_post SET title = $1, updated_at = now() WHERE id = $2", 2, NULL);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK)
-      die("cannot prepare the UPDATE", PQerrorMessage(pg));
-    PQclear(res);
+    pg = prepare_writer();
   }
 
   /* Precise pacing: the default 50 us timer slack is half the interval at 10k/s. */
@@ -570,33 +629,8 @@ int main(int argc, char **argv) {
   start_thread(&watcher, recv_mode ? receive : watch);
   if (ideal_mode) start_thread(&consumer, consume);
 
-  const int64_t t0 = now_ns();
-  const int64_t stop_at = t0 + (int64_t)(duration * 1e9);
-  long long written = 0;
-  char id_text[32], title[96], key[64];
-  for (; written < count; ++written) {
-    if (rate > 0) {
-      sleep_until(t0 + (int64_t)((double)written * 1e9 / rate));
-    } else if (now_ns() >= stop_at) {
-      break;
-    }
-    const long long id = first_id + written;
-    if (floor_mode) {
-      snprintf(key, sizeof key, KEY_PREFIX "%lld", id);
-      redisReply *r = redisCommand(cmd, "UNLINK %s", key);
-      if (r == NULL) die("UNLINK failed", cmd->errstr);
-      freeReplyObject(r);
-    } else {
-      snprintf(id_text, sizeof id_text, "%lld", id);
-      snprintf(title, sizeof title, "%s%lld", run_tag, written);
-      const char *params[2] = {title, id_text};
-      PGresult *res = PQexecPrepared(pg, "touch", 2, params, NULL, NULL, 0);
-      if (PQresultStatus(res) != PGRES_COMMAND_OK) die("UPDATE failed", PQerrorMessage(pg));
-      PQclear(res);
-    }
-    commit_ns[written] = now_ns();
-  }
-  const double elapsed = (double)(now_ns() - t0) / 1e9;
+  double elapsed = 0;
+  const long long written = run_writer(pg, cmd, rate, duration, &elapsed);
 
   const int64_t give_up = now_ns() + (int64_t)(wait_s * 1e9);
   while (atomic_load(&observed) < written && now_ns() < give_up) sleep_until(now_ns() + 5000000);
@@ -610,19 +644,7 @@ int main(int argc, char **argv) {
   }
   if (pg) PQfinish(pg);
 
-  FILE *out = fopen(argv[10], "w");
-  if (!out) die("cannot write the output file", strerror(errno));
-  fprintf(out, "# transactions %lld elapsed_s %.6f", written, elapsed);
-  if (consumer_vcsw >= 0) {
-    fprintf(out, " consumer_cpu_s %.6f consumer_vcsw %ld consumer_ivcsw %ld", consumer_cpu_s,
-            consumer_vcsw, consumer_ivcsw);
-  }
-  fputc('\n', out);
-  for (long long i = 0; i < written; ++i) {
-    fprintf(out, "%lld %lld %lld\n", first_id + i, (long long)commit_ns[i],
-            (long long)delete_ns[i]);
-  }
-  if (fclose(out) != 0) die("cannot write the output file", strerror(errno));
+  write_output(argv[10], written, elapsed);
   fprintf(stderr, "latency_probe: %lld transactions in %.2f s (%.0f/s), %lld deletes observed\n",
           written, elapsed, elapsed > 0 ? (double)written / elapsed : 0.0,
           (long long)atomic_load(&observed));

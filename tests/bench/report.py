@@ -361,7 +361,9 @@ def plots(res, out_dir):
     lat = res.get("latency")
     if lat and lat["contenders"]:
         rates = [str(r) for r in lat["rates"]]
-        fig, axes = plt.subplots(1, len(rates), figsize=(5 * len(rates), 4), sharey=True)
+        # squeeze=False: with a single rate (--rates 1500) subplots would return one Axes.
+        fig, axes = plt.subplots(1, len(rates), figsize=(5 * len(rates), 4), sharey=True, squeeze=False)
+        axes = axes[0]
         for ax, rate in zip(axes, rates):
             for c in LATENCY_CONTENDERS:
                 ph = lat["contenders"].get(c, {}).get("phases", {}).get(rate)
