@@ -38,7 +38,8 @@ sys.path.insert(0, os.path.join(REPO, "tests", "integration"))  # the lab: fixtu
 import latency  # noqa: E402
 import report  # noqa: E402
 import workload  # noqa: E402
-from measure import Child, WalsenderSampler, build_launcher, proc_cpu_seconds, wait_for_idle  # noqa: E402
+from measure import (Child, WalsenderSampler, build_launcher, counters_delta, proc_cpu_seconds,  # noqa: E402
+                     process_counters, wait_for_idle)
 from fixtures import PG_BIN, PostgresServer, RedisServer, StandbyServer, TlsCertificates, free_port  # noqa: E402
 
 # On top of the lab's PostgreSQL settings. Durability is not what is measured: fsync off
@@ -68,7 +69,11 @@ SIZES = {
 DEFAULT_RATES = "500,1500,5000,10000,flat"  # flat: one writer as fast as it goes
 # "walsender": no cache consumer; the probe streams the slot itself and times each Commit's
 # arrival, the floor of any consumer's latency (as pg_recvlogical is of its throughput).
-LATENCY_CONTENDERS = ("walsender", "naive", "walbust")
+# "ideal": the probe streams the slot and UNLINKs the blog rules' keys itself, pipelined:
+# the floor of any cache consumer on this machine, the one walbust is held against.
+LATENCY_CONTENDERS = ("walsender", "ideal", "naive", "walbust")
+# The probe's mode per contender; the others run as a process and the probe watches Redis.
+PROBE_MODES = {"walsender": "recv", "ideal": "ideal"}
 SCALING_MULTIPLIERS = [1, 4, 16]
 SCALING_BATCHES = [100, 1000, 10000]
 DEFAULT_BATCH = 10000  # README "Configuration reference" default of batch.max_keys
@@ -326,9 +331,15 @@ log: {{level: info}}
             runs_profile = self.profile()
         else:
             runs_profile = None
+        summary = summarize_runs(runs)
+        for c in ("pg_recvlogical", "naive", "walbust", "walbust_tls"):
+            if c in summary:
+                # Cost per unit of work, comparable with the latency runs' (medians).
+                summary[c]["cpu_s_per_1m_changes"] = summary[c]["cpu_s"] * 1e6 / self.backlog_changes
+                summary[c]["vcsw_per_1k_txn"] = summary[c]["vcsw"] * 1e3 / self.backlog_txns
         return {"changes": self.backlog_changes, "transactions": self.backlog_txns, "profile": runs_profile,
                 "keys_per_change": workload.KEYS_PER_CHANGE, "table_rows": self.table_rows,
-                "endpos": self.backlog_endpos, "runs": runs, "summary": summarize_runs(runs)}
+                "endpos": self.backlog_endpos, "runs": runs, "summary": summary}
 
     def profile(self):
         """Extra walbust runs on the backlog, not part of the timings: `perf stat` (context
@@ -440,8 +451,13 @@ log: {{level: info}}
                 metric = [r["walbust_metric"] for r in runs if r.get("walbust_metric")]
                 if metric:
                     s["walbust_metric"] = metric[-1]
+                costs = [r["cost"] for r in runs if r.get("cost")]
+                if costs:
+                    s["cost"] = {k: sum(c[k] for c in costs) for k in costs[0]}
+                    s.update(latency.cost_per_unit(s["cost"], sum(r["transactions"] for r in runs if r.get("cost"))))
                 phases[label] = s
             out["contenders"][contender] = {"phases": phases}
+        out["ratios"] = latency_ratios(out["contenders"])
         if out["walbust_metrics"] is None:
             out["walbust_metrics"] = ("not served: GET /metrics on this build of walbust answers nothing, "
                                       "so walbust_commit_to_delete_seconds is not reported")
@@ -455,7 +471,7 @@ log: {{level: info}}
         for rate in self.rates:
             label = str(rate) if rate else "flat out"
             n = int((rate or 20_000) * self.sizes["latency_s"])
-            rows, achieved = self.probe.run("floor", 1, n, rate, self.sizes["latency_s"], wait_s=10)
+            rows, achieved, _ = self.probe.run("floor", 1, n, rate, self.sizes["latency_s"], wait_s=10)
             s = latency.summarize(latency.latencies_ms(rows), len(rows), achieved)
             s.pop("quantiles_ms")
             floor[label] = s
@@ -469,14 +485,15 @@ log: {{level: info}}
         workload.create_slot(self.conn, slot)
         self.r.flushall()
         metrics_port = free_port() if contender == "walbust" else None
-        child = self.start(contender, slot, metrics_port=metrics_port) if contender != "walsender" else None
-        mode, probe_slot = ("recv", slot) if child is None else ("pg", None)
+        child = None if contender in PROBE_MODES else self.start(contender, slot, metrics_port=metrics_port)
+        mode, probe_slot = (PROBE_MODES[contender], slot) if child is None else ("pg", None)
         phases, samples = {}, {}
         try:
             # Warm-up: the consumer is streaming once a first delete comes through.
             warm = self.table_rows
             self.r.set(f"post_detail_{warm}", b"x")
-            rows, _ = self.probe.run(mode, warm, 1, wait_s=60, slot=probe_slot)
+            rows, _, _ = self.probe.run(mode, warm, 1, wait_s=60, slot=probe_slot)
+            pid = child.contender_pid() if child else None
             if latency.missing(rows):
                 detail = child.log_tail() if child else "the probe's own replication connection"
                 raise RuntimeError(f"{contender} did not deliver anything within 60 s:\n{detail}")
@@ -491,15 +508,26 @@ log: {{level: info}}
                 workload.prefill_redis(self.r, range(first, first + n), base_keys=False)
                 before = latency.scrape_histograms(metrics_url) if metrics_url else None
                 log(f"latency run {run}: {contender} at {label} txn/s for {self.sizes['latency_s']:.0f} s")
+                # Before every phase, whoever the consumer is (the probe's own consumers are not
+                # started through start(), which waits for its contenders).
+                idle = wait_for_idle(self.args.settle) if self.args.settle > 0 else None
                 load = os.getloadavg()[0]
-                rows, achieved = self.probe.run(mode, first, n, rate, self.sizes["latency_s"], wait_s=120,
-                                                slot=probe_slot)
+                counters = process_counters(pid) if pid else None
+                rows, achieved, cost = self.probe.run(mode, first, n, rate, self.sizes["latency_s"], wait_s=120,
+                                                      slot=probe_slot)
+                if pid:
+                    cost = counters_delta(counters, process_counters(pid))
                 if latency.missing(rows):
                     log(f"  {latency.missing(rows)} deletes not observed within 120 s")
                 ms = latency.latencies_ms(rows)
                 summary = latency.summarize(ms, len(rows), achieved)
                 summary.pop("quantiles_ms")  # the pooled distribution is kept instead
                 summary["load_avg_1m"] = load
+                summary["idle_before"] = idle
+                # The consumer's cost in this phase: its process (from /proc) or, for the
+                # probe's own consumers, that thread (getrusage).
+                summary["cost"] = cost
+                summary.update(latency.cost_per_unit(cost, len(rows)))
                 if metrics_url:
                     after = latency.scrape_histograms(metrics_url)
                     if before is not None and after is not None:
@@ -514,7 +542,10 @@ log: {{level: info}}
                 phases[label] = summary
                 samples[label] = ms
                 log(f"  achieved {achieved:,.0f} txn/s: p50 {fmt_ms(summary['p50_ms'])}  "
-                    f"p99 {fmt_ms(summary['p99_ms'])}  max {fmt_ms(summary['max_ms'])}  load {load:.2f}")
+                    f"p99 {fmt_ms(summary['p99_ms'])}  max {fmt_ms(summary['max_ms'])}  load {load:.2f}  "
+                    f"idle before {fmt_pct(idle)}  "
+                    f"cpu/1M {fmt_num(summary.get('cpu_s_per_1m_changes'))} s  "
+                    f"vcsw/1k {fmt_num(summary.get('vcsw_per_1k_txn'))}")
         finally:
             process = {}
             if child:
@@ -544,6 +575,25 @@ log: {{level: info}}
         return out
 
 
+def latency_ratios(contenders):
+    """The event loop rework's yardsticks: walbust's p99 against the ideal consumer's at
+    10,000 txn/s and against the walsender's at 5,000 txn/s, and the writer's flat-out rate
+    with walbust against with the ideal consumer (None where a phase is missing)."""
+    def get(contender, label, key):
+        return contenders.get(contender, {}).get("phases", {}).get(label, {}).get(key)
+
+    def ratio(a, b):
+        return a / b if a is not None and b else None
+
+    return {
+        "walbust_p99/ideal_p99@10000": ratio(get("walbust", "10000", "p99_ms"), get("ideal", "10000", "p99_ms")),
+        "walbust_p99/walsender_p99@5000": ratio(get("walbust", "5000", "p99_ms"),
+                                                get("walsender", "5000", "p99_ms")),
+        "walbust_rate/ideal_rate@flat": ratio(get("walbust", "flat out", "achieved_rate"),
+                                              get("ideal", "flat out", "achieved_rate")),
+    }
+
+
 def summarize_runs(runs):
     """Median and spread per contender over the repetitions."""
     out = {}
@@ -563,6 +613,8 @@ def summarize_runs(runs):
             "keys_per_s": statistics.median(r["keys_per_s"] for r in rs) if "keys_per_s" in rs[0] else None,
             "cpu_s": statistics.median(r["cpu_s"] for r in rs),
             "max_rss_mb": max(r["max_rss_mb"] for r in rs),
+            "vcsw": statistics.median(r["vcsw"] for r in rs),
+            "ivcsw": statistics.median(r["ivcsw"] for r in rs),
             "walsender_cpu_s": statistics.median(r["walsender_cpu_s"] or 0.0 for r in rs),
             "redis_cpu_s": statistics.median(r["redis_cpu_s"] for r in rs),
             "redis_commands": statistics.median(r["redis_commands"] for r in rs),
@@ -580,6 +632,10 @@ def summarize_runs(runs):
 
 def fmt_pct(v):
     return "n/a" if v is None else f"{100 * v:.0f}%"
+
+
+def fmt_num(v):
+    return "n/a" if v is None else f"{v:,.1f}"
 
 
 def fmt_ms(v):

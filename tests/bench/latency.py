@@ -19,22 +19,25 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def build_probe(work_dir):
     """Compiles latency_probe.c (libpq, hiredis) into work_dir."""
     exe = os.path.join(work_dir, "latency_probe")
-    subprocess.run(["cc", "-O2", "-Wall", "-I/usr/include/postgresql", "-o", exe,
+    subprocess.run(["cc", "-O2", "-Wall", "-Wextra", "-I/usr/include/postgresql", "-o", exe,
                     os.path.join(HERE, "latency_probe.c"), "-lpq", "-lhiredis", "-lpthread"], check=True)
     return exe
 
 
 class Probe:
-    """Runs latency_probe; each run returns its samples and the writer's achieved rate."""
+    """Runs latency_probe; each run returns its samples, the writer's achieved rate and, when
+    the probe itself is the consumer, that consumer thread's cost."""
 
     def __init__(self, exe, dsn, redis_port, work_dir):
         self.exe, self.dsn, self.redis_port, self.work_dir = exe, dsn, redis_port, work_dir
         self.runs = 0
 
     def run(self, mode, first_id, count, rate=None, duration=3600.0, wait_s=120.0, slot=None):
-        """mode "pg" (the consumer deletes), "floor" (the probe deletes itself) or "recv" (the
-        probe consumes `slot` and times each Commit's arrival); rate None: flat out.
-        Returns (rows, achieved_rate): rows are (id, commit_ns, delete_ns or 0)."""
+        """mode "pg" (the consumer deletes), "floor" (the probe deletes itself), "recv" (the
+        probe consumes `slot` and times each Commit's arrival) or "ideal" (the probe consumes
+        `slot` and deletes the blog rules' keys itself); rate None: flat out.
+        Returns (rows, achieved_rate, cost): rows are (id, commit_ns, delete_ns or 0); cost is
+        {"cpu_s", "vcsw", "ivcsw"} of the probe's consumer thread (recv, ideal) or None."""
         self.runs += 1
         out = os.path.join(self.work_dir, f"latency-{self.runs}.txt")
         subprocess.run([self.exe, mode, self.dsn, "127.0.0.1", str(self.redis_port), str(rate or 0),
@@ -44,13 +47,18 @@ class Probe:
         with open(out) as f:
             header = f.readline().split()
             written, elapsed = int(header[2]), float(header[4])
+            fields = dict(zip(header[5::2], header[6::2]))
+            cost = None
+            if "consumer_cpu_s" in fields:
+                cost = {"cpu_s": float(fields["consumer_cpu_s"]), "vcsw": int(fields["consumer_vcsw"]),
+                        "ivcsw": int(fields["consumer_ivcsw"])}
             for line in f:
                 i, c, d = line.split()
                 rows.append((int(i), int(c), int(d)))
         os.unlink(out)
         if len(rows) != written:
             raise RuntimeError(f"latency_probe wrote {len(rows)} samples for {written} transactions")
-        return rows, (written / elapsed if elapsed > 0 else 0.0)
+        return rows, (written / elapsed if elapsed > 0 else 0.0), cost
 
 
 def missing(rows):
@@ -133,6 +141,16 @@ def histogram_quantile(q, before, after):
             return prev_bound + (b - prev_bound) * ((rank - prev_count) / (c - prev_count) if c > prev_count else 0)
         prev_bound, prev_count = b, c
     return bounds[-2] if len(bounds) > 1 else None
+
+
+def cost_per_unit(cost, transactions):
+    """CPU seconds per 1M changes and context switches per 1,000 transactions (one change
+    per transaction in the latency runs) of a {"cpu_s", "vcsw", "ivcsw"} total."""
+    if not cost or not transactions:
+        return {}
+    return {"cpu_s_per_1m_changes": cost["cpu_s"] * 1e6 / transactions,
+            "vcsw_per_1k_txn": cost["vcsw"] * 1e3 / transactions,
+            "ivcsw_per_1k_txn": cost["ivcsw"] * 1e3 / transactions}
 
 
 def log(msg):

@@ -27,6 +27,33 @@ def proc_cpu_seconds(pid):
         return None
 
 
+def process_counters(pid):
+    """{"cpu_s", "vcsw", "ivcsw"} of a live process, all its threads: user+sys CPU seconds
+    and voluntary / involuntary context switches (/proc/PID/status counts only the main
+    thread's, so every task is summed; a thread that already exited is not counted)."""
+    cpu = proc_cpu_seconds(pid)
+    if cpu is None:
+        return None
+    vcsw = ivcsw = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        vcsw += int(line.split()[1])
+                    elif line.startswith("nonvoluntary_ctxt_switches:"):
+                        ivcsw += int(line.split()[1])
+    except OSError:
+        return None
+    return {"cpu_s": cpu, "vcsw": vcsw, "ivcsw": ivcsw}
+
+
+def counters_delta(before, after):
+    if before is None or after is None:
+        return None
+    return {k: after[k] - before[k] for k in before}
+
+
 def _cpu_times():
     with open("/proc/stat") as f:
         values = [int(v) for v in f.readline().split()[1:]]
@@ -125,6 +152,15 @@ class Child:
         except ProcessLookupError:
             pass
 
+    def contender_pid(self):
+        """The contender's pid: the launcher's only child."""
+        try:
+            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                pids = f.read().split()
+        except OSError:
+            return None
+        return int(pids[0]) if pids else None
+
     def terminate(self):
         if self.proc.returncode is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -138,9 +174,9 @@ class Child:
             stdout = f.read().decode(errors="replace")
         try:
             with open(self.report_path) as f:
-                user, system, maxrss_kib, _ = f.read().split()
+                user, system, maxrss_kib, _, vcsw, ivcsw = f.read().split()
         except (OSError, ValueError):
-            user = system = maxrss_kib = "nan"  # the launcher itself was killed
+            user = system = maxrss_kib = vcsw = ivcsw = "nan"  # the launcher itself was killed
         return {
             "exit_code": self.proc.returncode,
             "killed_by_timeout": self.killed,
@@ -150,6 +186,10 @@ class Child:
             "cpu_s": float(user) + float(system),
             # Linux reports ru_maxrss in KiB.
             "max_rss_mb": float(maxrss_kib) / 1024.0,
+            # Context switches of all the contender's threads (ru_nvcsw, ru_nivcsw): how often
+            # it waited for input, and how often it was preempted.
+            "vcsw": float(vcsw),
+            "ivcsw": float(ivcsw),
             "load_avg_1m": self.load,
             "idle_before": self.idle_before,
             "stdout": stdout,

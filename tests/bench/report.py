@@ -10,10 +10,19 @@ TLS_RATIO = 1.10  # TLS to Redis may cost at most 10% wall time on the backlog
 RSS_MB = 32.0
 P99_PACED_MS = 1.0
 P99_FLAT_MS = 5.0
+# The event loop rework's goals, against the floors measured in the same run.
+IDEAL_P99_RATIO = 1.5  # walbust p99 / ideal consumer p99 at 10,000 txn/s
+WALSENDER_P99_RATIO = 2.0  # walbust p99 / walsender-alone p99 at 5,000 txn/s
+FLAT_RATE_RATIO = 0.9  # the writer's flat-out rate with walbust / with the ideal consumer
+LATENCY_CONTENDERS = ("walsender", "ideal", "naive", "walbust")
 
 
 def _f(v, fmt="{:.2f}"):
     return "n/a" if v is None else fmt.format(v)
+
+
+def _x(v):
+    return "n/a" if v is None else f"{v:.2f}×"
 
 
 def _pct(v):
@@ -105,7 +114,48 @@ def targets(res):
             # Context, not a target: how much of the flat-out p99 passed inside walbust.
             add("flat out, walbust's own share (its metrics: commit→delete p99 − commit→receive p99)", "–",
                 f"{wm['p99_ms'] - wm['receive_p99_ms']:.2f} ms (of {wm['p99_ms']:.2f} ms)", None)
+    rework_targets(res.get("latency", {}).get("ratios") or {}, add)
     return out
+
+
+def rework_targets(ratios, add):
+    for key, name, goal, at_most in (
+            ("walbust_p99/ideal_p99@10000", "commit→delete p99 at 10000 txn/s vs the ideal consumer",
+             IDEAL_P99_RATIO, True),
+            ("walbust_p99/walsender_p99@5000", "commit→delete p99 at 5000 txn/s vs the walsender alone",
+             WALSENDER_P99_RATIO, True),
+            ("walbust_rate/ideal_rate@flat", "writer's flat-out rate with walbust vs with the ideal consumer",
+             FLAT_RATE_RATIO, False)):
+        v = ratios.get(key)
+        if v is not None:
+            add(name, f"{'≤' if at_most else '≥'} {goal:g}×", f"{v:.2f}×", v <= goal if at_most else v >= goal)
+
+
+def latency_cost_markdown(lat, L):
+    """Cost per unit of work of each contender per rate, and the rework's ratios."""
+    L.append("")
+    L.append("Cost of the consumer per phase (all runs summed): walbust and naive are processes (CPU and context "
+             "switches of all their threads from /proc, sampled before and after each phase); walsender and "
+             "ideal are the probe's consumer thread (getrusage RUSAGE_THREAD). One change per transaction. "
+             "Each phase includes the probe's connection setup and the wait for its last delete.")
+    L.append("")
+    L.append("| rate txn/s | contender | CPU s per 1M changes | voluntary ctx switches per 1k txn | "
+             "involuntary per 1k txn |")
+    L.append("|---|---|---|---|---|")
+    for rate in lat["rates"]:
+        for c in LATENCY_CONTENDERS:
+            ph = lat["contenders"].get(c, {}).get("phases", {}).get(str(rate))
+            if ph and ph.get("cost"):
+                L.append(f"| {rate} | {c} | {_f(ph['cpu_s_per_1m_changes'])} | {_f(ph['vcsw_per_1k_txn'], '{:.1f}')} "
+                         f"| {_f(ph['ivcsw_per_1k_txn'], '{:.1f}')} |")
+    r = lat.get("ratios") or {}
+    L.append("")
+    L.append("Against the floors (pooled p99s; goals of the event loop rework): "
+             f"walbust p99 / ideal p99 at 10000 txn/s = **{_x(r.get('walbust_p99/ideal_p99@10000'))}** "
+             f"(goal ≤ {IDEAL_P99_RATIO:g}×); walbust p99 / walsender-alone p99 at 5000 txn/s = "
+             f"**{_x(r.get('walbust_p99/walsender_p99@5000'))}** (goal ≤ {WALSENDER_P99_RATIO:g}×); the "
+             "writer's flat-out rate with walbust / with the ideal consumer = "
+             f"**{_x(r.get('walbust_rate/ideal_rate@flat'))}** (goal ≥ {FLAT_RATE_RATIO:g}×).")
 
 
 def markdown(res):
@@ -135,15 +185,16 @@ def markdown(res):
                  f"change (rules/blog.yaml); each contender reads its own copy of one slot up to {b['endpos']}. "
                  f"Medians of {s.get('walbust', {}).get('runs', 0)} runs; min–max in brackets.")
         L.append("")
-        L.append("| contender | wall s | changes/s | keys/s | CPU s (user+sys) | peak RSS MB | walsender CPU s | "
-                 "Redis CPU s | Redis commands |")
-        L.append("|---|---|---|---|---|---|---|---|---|")
+        L.append("| contender | wall s | changes/s | keys/s | CPU s (user+sys) | CPU s per 1M changes | "
+                 "voluntary ctx switches per 1k txn | peak RSS MB | walsender CPU s | Redis CPU s | Redis commands |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|")
         for c in ("pg_recvlogical", "naive", "walbust", "walbust_tls"):
             if c not in s:
                 continue
             x = s[c]
             L.append(f"| {c} | {x['wall_s']:.2f} ({x['wall_min_s']:.2f}–{x['wall_max_s']:.2f}) | "
                      f"{_n(x['changes_per_s'])} | {_n(x['keys_per_s'])} | {x['cpu_s']:.2f} | "
+                     f"{_f(x.get('cpu_s_per_1m_changes'))} | {_f(x.get('vcsw_per_1k_txn'), '{:.1f}')} | "
                      f"{x['max_rss_mb']:.1f} | {x['walsender_cpu_s']:.2f} | {x['redis_cpu_s']:.2f} | "
                      f"{_n(x['redis_commands']) if c != 'pg_recvlogical' else '–'} |")
         L.append("")
@@ -157,13 +208,14 @@ def markdown(res):
             L.append("")
         L.append("<details><summary>Every run</summary>")
         L.append("")
-        L.append("| run | contender | exit | wall s | changes/s | CPU user s | CPU sys s | peak RSS MB | "
-                 "walsender CPU s | Redis CPU s | Redis commands | load 1m | idle before | acked to end | Redis keys left |")
-        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        L.append("| run | contender | exit | wall s | changes/s | CPU user s | CPU sys s | voluntary ctx switches | "
+                 "peak RSS MB | walsender CPU s | Redis CPU s | Redis commands | load 1m | idle before | acked to end | "
+                 "Redis keys left |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in b["runs"]:
             L.append(f"| {r['run']} | {r['contender']} | {r['exit_code']} | {r['wall_s']:.2f} | "
                      f"{_n(r['changes_per_s'])} | {r['cpu_user_s']:.2f} | {r['cpu_sys_s']:.2f} | "
-                     f"{r['max_rss_mb']:.1f} | {_f(r['walsender_cpu_s'])} | {r['redis_cpu_s']:.2f} | "
+                     f"{_n(r.get('vcsw'))} | {r['max_rss_mb']:.1f} | {_f(r['walsender_cpu_s'])} | {r['redis_cpu_s']:.2f} | "
                      f"{_n(r['redis_commands']) if 'keys' in r else '–'} | {r['load_avg_1m']:.2f} | {_pct(r['idle_before'])} | "
                      f"{'yes' if r['acknowledged_to_endpos'] else '**no**'} | {r.get('redis_keys_left', '–')} |")
         L.append("")
@@ -182,6 +234,11 @@ def markdown(res):
                  "itself (pgoutput, like pg_recvlogical) and times the arrival of each transaction's Commit "
                  "message instead of a delete. What a consumer adds is its latency minus this one.")
         L.append("")
+        L.append("**ideal** is the floor of any cache consumer on this machine: a thread of the probe streams the "
+                 "slot the same way and, at each Commit, UNLINKs the keys the blog rules render for the "
+                 "transaction (4 per single-row UPDATE, one UNLINK per transaction), pipelined: every Commit "
+                 "already received goes out in one write to the same Redis; deletes are timed like walbust's.")
+        L.append("")
         L.append(f"Samples of {lat['repeat']} runs per consumer pooled; the p99 of each run is listed too.")
         L.append("")
         L.append("| rate txn/s | contender | achieved txn/s | observed | ≤ 0 | p50 ms | p90 ms | p99 ms | max ms | "
@@ -189,7 +246,7 @@ def markdown(res):
         L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for rate in lat["rates"]:
             label = str(rate)
-            for c in ("walsender", "naive", "walbust"):
+            for c in LATENCY_CONTENDERS:
                 ph = lat["contenders"].get(c, {}).get("phases", {}).get(label)
                 if not ph:
                     continue
@@ -203,6 +260,7 @@ def markdown(res):
                 L.append(f"| {label} | {c} | {_n(ph['achieved_rate'])} | {ph['observed']}/{ph['transactions']} | "
                          f"{ph['before_commit_returned']} | {_f(ph['p50_ms'])} | {_f(ph['p90_ms'])} | "
                          f"{_f(ph['p99_ms'])} | {_f(ph['max_ms'])} | {per_run} | {metric} | {share} |")
+        latency_cost_markdown(lat, L)
         fl = lat.get("floor")
         if fl:
             L.append("")
@@ -278,7 +336,8 @@ def plots(res, out_dir):
     except ImportError:
         return []
     paths = []
-    colors = {"pg_recvlogical": "#888888", "walsender": "#888888", "naive": "#d95f02", "walbust": "#1b9e77"}
+    colors = {"pg_recvlogical": "#888888", "walsender": "#888888", "ideal": "#7570b3", "naive": "#d95f02",
+              "walbust": "#1b9e77"}
 
     b = res.get("backlog")
     if b and b["summary"]:
@@ -302,9 +361,11 @@ def plots(res, out_dir):
     lat = res.get("latency")
     if lat and lat["contenders"]:
         rates = [str(r) for r in lat["rates"]]
-        fig, axes = plt.subplots(1, len(rates), figsize=(5 * len(rates), 4), sharey=True)
+        # squeeze=False: with a single rate (--rates 1500) subplots would return one Axes.
+        fig, axes = plt.subplots(1, len(rates), figsize=(5 * len(rates), 4), sharey=True, squeeze=False)
+        axes = axes[0]
         for ax, rate in zip(axes, rates):
-            for c in ("walsender", "naive", "walbust"):
+            for c in LATENCY_CONTENDERS:
                 ph = lat["contenders"].get(c, {}).get("phases", {}).get(rate)
                 if not ph or not ph["quantiles_ms"]:
                     continue

@@ -1,8 +1,9 @@
 /*
  * rusage_exec REPORT_FILE COMMAND [ARGS...]
  *
- * Runs COMMAND, waits for it with wait4() and writes "user_s sys_s maxrss_kib status" to
- * REPORT_FILE. Exits with COMMAND's exit code.
+ * Runs COMMAND, waits for it with wait4() and writes
+ * "user_s sys_s maxrss_kib status nvcsw nivcsw" to REPORT_FILE (the last two: voluntary and
+ * involuntary context switches of all its threads). Exits with COMMAND's exit code.
  *
  * Why not os.wait4() in the Python harness directly: Linux keeps the highest RSS a process
  * had before exec() in its ru_maxrss, and a child forked from the harness starts as a copy
@@ -61,9 +62,9 @@ int main(int argc, char** argv) {
   }
   FILE* out = fopen(argv[1], "w");
   if (out != NULL) {
-    fprintf(out, "%ld.%06ld %ld.%06ld %ld %d\n", (long)ru.ru_utime.tv_sec,
+    fprintf(out, "%ld.%06ld %ld.%06ld %ld %d %ld %ld\n", (long)ru.ru_utime.tv_sec,
             (long)ru.ru_utime.tv_usec, (long)ru.ru_stime.tv_sec, (long)ru.ru_stime.tv_usec,
-            ru.ru_maxrss, status);
+            ru.ru_maxrss, status, ru.ru_nvcsw, ru.ru_nivcsw);
     fclose(out);
   }
   if (WIFEXITED(status)) return WEXITSTATUS(status);
