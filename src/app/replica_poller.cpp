@@ -178,7 +178,7 @@ ReplicaPoller::Clock::time_point ReplicaPoller::service(Replica& r, Clock::time_
 }
 
 void ReplicaPoller::run() {
-  Signals::block_in_this_thread();
+  Signals::begin_worker_thread("replica poller");
   std::vector<pollfd> fds;
   std::vector<std::size_t> owner;
   while (true) {

@@ -1,5 +1,6 @@
 #include "signals.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -46,7 +47,9 @@ void Signals::install() {
   signal(SIGPIPE, SIG_IGN);
 }
 
-void Signals::block_in_this_thread() {
+void Signals::begin_worker_thread(const std::string& name) {
+  // The kernel keeps 15 bytes and refuses longer names outright.
+  (void)pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);

@@ -2,6 +2,7 @@
 // Signal handling: handlers only set flags and poke an eventfd, so loops blocked in
 // poll() wake at once instead of at their next deadline.
 #include <atomic>
+#include <string>
 
 namespace walbust {
 
@@ -9,9 +10,10 @@ class Signals {
  public:
   // Installs handlers for SIGTERM, SIGINT, SIGHUP; ignores SIGPIPE.
   static void install();
-  // Blocks those signals in the calling thread (worker threads call this first, so the
-  // thread that polls the wake fd is the one interrupted).
-  static void block_in_this_thread();
+  // Every worker thread calls this first: blocks those signals in it, so the thread that
+  // polls the wake fd is the one interrupted, and names it (at most 15 bytes are kept), so
+  // top -H, ps -L and a debugger tell the threads apart.
+  static void begin_worker_thread(const std::string& name);
 
   static bool stop_requested();
   static int stop_signal();    // the signal number that asked to stop, or 0

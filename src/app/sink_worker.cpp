@@ -66,7 +66,7 @@ bool SinkWorker::sleep_for(std::chrono::milliseconds delay) {
 }
 
 void SinkWorker::run() {
-  Signals::block_in_this_thread();
+  Signals::begin_worker_thread("sink " + target_.name);
   Connection c(target_, password_);
   // Connect eagerly: readiness (READY=1, /healthz) means Redis answered.
   while (!c.sink->connected() && !abandoned_.load()) {

@@ -35,7 +35,7 @@ void SlotPoller::stop() {
 }
 
 void SlotPoller::run() {
-  Signals::block_in_this_thread();
+  Signals::begin_worker_thread("slot poller");
   PgReplicationConnection conn(conninfo_, password_, /*replication=*/false);
   bool failing = false;
   std::unique_lock lock(mu_);

@@ -48,7 +48,7 @@ void StateWriter::stop() {
 }
 
 void StateWriter::run() {
-  Signals::block_in_this_thread();
+  Signals::begin_worker_thread("state writer");
   std::unique_lock lock(mu_);
   while (true) {
     cv_.wait(lock, [this] { return stop_ || pending_.has_value(); });

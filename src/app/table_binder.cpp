@@ -134,7 +134,7 @@ void TableBinder::apply(Outcome& outcome) {
 }
 
 void TableBinder::reader_loop() {
-  Signals::block_in_this_thread();
+  Signals::begin_worker_thread("catalog reader");
   std::unique_lock lock(reader_mu_);
   for (;;) {
     reader_cv_.wait(lock, [&] { return stop_ || request_.has_value(); });

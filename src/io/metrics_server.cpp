@@ -2,6 +2,7 @@
 
 #include <httplib.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -167,6 +168,7 @@ void MetricsServer::start() {
   server_ = std::move(server);
   auto finished = std::make_shared<std::atomic<bool>>(false);
   thread_ = std::thread([s = server_.get(), finished] {
+    (void)pthread_setname_np(pthread_self(), "metrics http");
     s->listen_after_bind();
     finished->store(true);
   });

@@ -866,6 +866,18 @@ class SentinelGroup:
 # walbust
 
 
+def thread_names(pid):
+    """The names of a process's threads (/proc/PID/task/*/comm)."""
+    names = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/comm") as f:
+                names.append(f.read().strip())
+        except FileNotFoundError:  # the thread ended meanwhile
+            pass
+    return names
+
+
 def walbust_binary():
     path = os.environ.get("WALBUST_BIN") or os.path.join(SOURCE_DIR, "build", "walbust")
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):

@@ -533,6 +533,23 @@ class SlotTest(PipelineCase):
         self.assert_deleted(keys2, "(transaction after --endpos, next run)")
 
 
+class ThreadTest(PipelineCase):
+    audit = False
+
+    def test_the_threads_of_run_are_named_after_their_jobs(self):
+        # The thread structure the README describes ("How it works"), as the kernel sees
+        # it: the stream on the main thread, one sink per target, and the helpers.
+        port = fixtures.free_port()
+        targets = {"cache": {"url": self.redis.url}, "sessions": {"url": self.redis.url}}
+        w = self.start_walbust(config={"redis": fixtures.DELETE, "targets": targets,
+                                       "metrics": {"listen": f"127.0.0.1:{port}"}})
+        w.sync(timeout=30 * SLOW)
+        names = sorted(fixtures.thread_names(w.pid))
+        # The metrics server: its accept loop and two workers, which inherit its name.
+        self.assertEqual(names, sorted(["walbust", "sink cache", "sink sessions", "slot poller",
+                                        "state writer", "catalog reader"] + ["metrics http"] * 3))
+
+
 class ConfigErrorTest(unittest.TestCase):
     def test_missing_config_file(self):
         missing = "/nonexistent/walbust-test/walbust.yaml"
