@@ -8,7 +8,6 @@ restart it, wait for a replica to take over, and move slots between masters with
 that need it fail, they never skip.
 """
 
-import atexit
 import os
 import shutil
 import signal
@@ -21,6 +20,7 @@ import redis as redis_py
 
 from fixtures import (
     REDIS_SERVER,
+    Throwaway,
     free_port,
     log_tail,
     redis_client,
@@ -30,18 +30,6 @@ from fixtures import (
 )
 
 REDIS_CLI = os.environ.get("WALBUST_REDIS_CLI", "redis-cli")
-
-_live = set()
-
-
-@atexit.register
-def _close_all():
-    for c in list(_live):
-        try:
-            c.close()
-        except Exception:  # noqa: BLE001 - best effort at interpreter exit
-            pass
-
 
 class ClusterError(RuntimeError):
     """The cluster could not be started or did not reach the expected state."""
@@ -177,7 +165,7 @@ class ClusterNodeProcess:
         return self.client().execute_command("ROLE")[0].decode()
 
 
-class RedisCluster:
+class RedisCluster(Throwaway):
     """`masters` masters with `replicas` replicas each, joined into one cluster."""
 
     def __init__(self, masters=3, replicas=1, node_timeout_ms=1000, start=True, tls=None):
@@ -188,19 +176,7 @@ class RedisCluster:
         self.replicas = replicas
         ports = _cluster_ports(masters * (1 + replicas), set())
         self.nodes = [ClusterNodeProcess(p, self.tmp, node_timeout_ms, tls) for p in ports]
-        _live.add(self)
-        if start:
-            try:
-                self.start()
-            except BaseException:
-                self.close()
-                raise
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+        self._track(start)
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -228,7 +204,7 @@ class RedisCluster:
                 n.stop()
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
-            _live.discard(self)
+            self._untrack()
 
     # -- state ----------------------------------------------------------------------
 

@@ -156,6 +156,31 @@ def _close_all():
 atexit.register(_close_all)
 
 
+class Throwaway:
+    """The life cycle every object of the lab shares: closed at interpreter exit even when
+    its owner dropped it, started at once unless start=False (and closed again when the
+    start fails, so nothing is left running), usable in `with`. Subclasses define start()
+    (when they start anything) and close(), which calls _untrack()."""
+
+    def _track(self, start=False):
+        _live.add(self)
+        if start:
+            try:
+                self.start()
+            except BaseException:
+                self.close()
+                raise
+
+    def _untrack(self):
+        _live.discard(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def _pg_user_prefix():
     """Runs PostgreSQL programs as the postgres system user when we are root."""
     if os.geteuid() == 0:
@@ -167,7 +192,7 @@ def _pg_user_prefix():
 # PostgreSQL
 
 
-class PostgresServer:
+class PostgresServer(Throwaway):
     """A throwaway PostgreSQL 15 cluster with logical WAL.
 
     Creates the login role `walbust` (REPLICATION) and the database `walbust` owned by it.
@@ -197,22 +222,10 @@ class PostgresServer:
             for path in (self.tmp, self.sockdir):
                 os.chown(path, pw.pw_uid, pw.pw_gid)
             os.chmod(self.tmp, 0o755)
-        _live.add(self)
-        if start:
-            try:
-                self.start()
-            except BaseException:
-                self.close()
-                raise
+        self._track(start)
 
     def __repr__(self):
         return f"PostgresServer(port={self.port}, dir={self.tmp})"
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -316,7 +329,7 @@ class PostgresServer:
                 self.stop("immediate")
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
-            _live.discard(self)
+            self._untrack()
 
     def log(self):
         with open(self.logfile, "rb") as f:
@@ -581,7 +594,7 @@ def wait_redis_ping(proc, client, timeout=20.0):
     return False
 
 
-class TlsCertificates:
+class TlsCertificates(Throwaway):
     """Throwaway certificates made with the openssl command line: a CA; server certificates
     signed by it for 127.0.0.1 and localhost (valid, expired, and one for another name); a
     client certificate; and an unrelated CA. Keys are mode 0600. Attributes are paths:
@@ -590,7 +603,7 @@ class TlsCertificates:
 
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="walbust-tls-")
-        _live.add(self)
+        self._track()
         try:
             self.ca, self.ca_key = self._ca("ca", "walbust test CA")
             self.other_ca, _ = self._ca("other-ca", "unrelated CA")
@@ -635,10 +648,10 @@ class TlsCertificates:
 
     def close(self):
         shutil.rmtree(self.dir, ignore_errors=True)
-        _live.discard(self)
+        self._untrack()
 
 
-class RedisServer:
+class RedisServer(Throwaway):
     """A throwaway redis-server without persistence. With `tls` (a TlsCertificates) it
     accepts TLS only (`--port 0 --tls-port P`) and requires a client certificate;
     `server_cert` picks which of the certificates it presents ("server", "expired",
@@ -654,22 +667,10 @@ class RedisServer:
         self.server_cert = server_cert
         self.port = None
         self.proc = None
-        _live.add(self)
-        if start:
-            try:
-                self.start()
-            except BaseException:
-                self.close()
-                raise
+        self._track(start)
 
     def __repr__(self):
         return f"RedisServer(port={self.port}, dir={self.tmp})"
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     @property
     def url(self):
@@ -733,7 +734,7 @@ class RedisServer:
             self._terminate()
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
-            _live.discard(self)
+            self._untrack()
 
 
 class RedisMonitor:
@@ -772,7 +773,7 @@ class RedisMonitor:
         except AttributeError:  # the reader thread's own disconnect got there first
             pass
         self._thread.join(5)
-class SentinelGroup:
+class SentinelGroup(Throwaway):
     """A master, `replicas` replicas and `sentinels` sentinels (redis-server --sentinel)
     monitoring it as `name`, failing over about 3 s after the master stops answering
     (down-after-milliseconds 1000). Servers are RedisServer objects; the sentinels'
@@ -781,7 +782,7 @@ class SentinelGroup:
     def __init__(self, name="mymaster", replicas=1, sentinels=3):
         self.name = name
         self.master = RedisServer()
-        _live.add(self)
+        self._track()
         self.replicas = []
         self.sentinels = []
         try:
@@ -859,7 +860,7 @@ class SentinelGroup:
             shutil.rmtree(s["tmp"], ignore_errors=True)
         for r in [self.master, *self.replicas]:
             r.close()
-        _live.discard(self)
+        self._untrack()
 
 
 # ---------------------------------------------------------------------------------------
@@ -995,7 +996,7 @@ rules:
 """
 
 
-class Walbust:
+class Walbust(Throwaway):
     """Runs `walbust run` against a PostgresServer and a RedisServer.
 
     The config (README "Configuration reference") is written to WORKDIR/walbust.yaml from `config`, which can be
@@ -1051,16 +1052,10 @@ class Walbust:
         self.rss_samples = []
         self._marker_redis = None
         self.write_config()
-        _live.add(self)
+        self._track()
 
     def __repr__(self):
         return f"Walbust(pid={self.pid}, dir={self.workdir})"
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def write_config(self, text=None):
         with open(self.config_path, "w") as f:
@@ -1151,7 +1146,7 @@ class Walbust:
                 self._marker_redis.close()
             if self._own_workdir and os.environ.get("WALBUST_KEEP_TMP") != "1":
                 shutil.rmtree(self.workdir, ignore_errors=True)
-            _live.discard(self)
+            self._untrack()
 
     # -- logs -----------------------------------------------------------------------
 
