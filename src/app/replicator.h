@@ -107,6 +107,12 @@ class Replicator final : public ChangeHandler {
   // Takes new replica positions and hands every transaction that may be repeated now to
   // the sinks (into local_), followed by a marker that confirms it.
   void release_replayed();
+  // Steps of release_replayed: what the replicas reported, their lag metrics, and the
+  // repeated deletes that are due, queued with one commit marker (false: none were due).
+  bool take_replica_reports();
+  void update_replica_lag(Clock::time_point now);
+  void warn_replay_timeout(const ReplayQueue::Released& r, Clock::time_point now);
+  bool queue_released_repeats(Clock::time_point now);
   // Ends the transaction in the replay queue and asks the replicas for its position.
   void hold_for_replay(AckTracker::Ticket ticket, const TransactionCommit& commit);
   // Between transactions, while the held keys are at their limit: stop reading.

@@ -99,6 +99,13 @@ void Replicator::hold_for_replay(AckTracker::Ticket ticket, const TransactionCom
 
 void Replicator::release_replayed() {
   const auto now = Clock::now();
+  const bool news = take_replica_reports();
+  if (news || now >= next_lag_update_) update_replica_lag(now);
+  if (replay_->next_due() > now) return;
+  if (queue_released_repeats(now)) replica_poller_->want(replay_->wanted());
+}
+
+bool Replicator::take_replica_reports() {
   bool news = false;
   for (std::size_t i = 0; i < metrics_.replicas.size(); ++i) {
     const auto report = replica_poller_->take(i);
@@ -111,29 +118,36 @@ void Replicator::release_replayed() {
           static_cast<double>(std::max<std::int64_t>(0, report->at_us - commit_us)) / 1e6);
     }
   }
-  if (news || now >= next_lag_update_) {
-    next_lag_update_ = now + kLagUpdateInterval;
-    const std::int64_t now_us = pg_epoch_now_us();
-    for (std::size_t i = 0; i < metrics_.replicas.size(); ++i) {
-      const std::int64_t oldest = replay_->oldest_unreplayed_us(i);
-      metrics_.replicas[i]->lag_seconds.store(
-          oldest == 0 ? 0.0 : static_cast<double>(now_us - oldest) / 1e6);
-    }
+  return news;
+}
+
+void Replicator::update_replica_lag(Clock::time_point now) {
+  next_lag_update_ = now + kLagUpdateInterval;
+  const std::int64_t now_us = pg_epoch_now_us();
+  for (std::size_t i = 0; i < metrics_.replicas.size(); ++i) {
+    const std::int64_t oldest = replay_->oldest_unreplayed_us(i);
+    metrics_.replicas[i]->lag_seconds.store(
+        oldest == 0 ? 0.0 : static_cast<double>(now_us - oldest) / 1e6);
   }
-  if (replay_->next_due() > now) return;
+}
+
+void Replicator::warn_replay_timeout(const ReplayQueue::Released& r, Clock::time_point now) {
+  for (const std::size_t i : r.timed_out) metrics_.replicas[i]->timeouts.inc();
+  if (r.timed_out.empty() || now < next_timeout_warning_) return;
+  next_timeout_warning_ = now + kTimeoutWarningInterval;
+  spdlog::warn(
+      "replica {}: has not replayed {} after {}; its deletes are repeated anyway (counted in "
+      "walbust_replica_timeouts_total, further ones are not logged for {})",
+      metrics_.replicas[r.timed_out.front()]->name, format_lsn(r.end_lsn),
+      format_duration(config_.replicas.max_wait), format_duration(kTimeoutWarningInterval));
+}
+
+bool Replicator::queue_released_repeats(Clock::time_point now) {
   AckTracker::Ticket last = 0;
   Lsn last_lsn = kInvalidLsn;
   while (replay_->pop(now, released_scratch_)) {
     auto& r = released_scratch_;
-    for (const std::size_t i : r.timed_out) metrics_.replicas[i]->timeouts.inc();
-    if (!r.timed_out.empty() && now >= next_timeout_warning_) {
-      next_timeout_warning_ = now + kTimeoutWarningInterval;
-      spdlog::warn(
-          "replica {}: has not replayed {} after {}; its deletes are repeated anyway (counted in "
-          "walbust_replica_timeouts_total, further ones are not logged for {})",
-          metrics_.replicas[r.timed_out.front()]->name, format_lsn(r.end_lsn),
-          format_duration(config_.replicas.max_wait), format_duration(kTimeoutWarningInterval));
-    }
+    warn_replay_timeout(r, now);
     metrics_.replica_redeletes->inc(static_cast<double>(r.actions.size()));
     for (auto& a : r.actions) {
       std::uint64_t mask = a.targets;
@@ -149,7 +163,7 @@ void Replicator::release_replayed() {
     last = r.ticket;
     last_lsn = r.end_lsn;
   }
-  if (last == 0) return;
+  if (last == 0) return false;
   // One marker per target covers every transaction released here: confirmations only grow.
   for (auto& local : local_) {
     QueueItem marker;
@@ -159,7 +173,7 @@ void Replicator::release_replayed() {
     marker.after_replay = true;
     local.push_back(std::move(marker));
   }
-  replica_poller_->want(replay_->wanted());
+  return true;
 }
 
 ReplicaPoller::Clock::time_point Replicator::replay_deadline() const {

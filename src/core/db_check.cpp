@@ -316,37 +316,49 @@ class Checker {
   }
 
   void slot() {
-    const std::string& name = needs_.slot;
-    const std::string lit = sql_literal(name);
-    const auto& s = facts_.slot;
-    if (!s.exists) {
-      const auto& streamed = needs_.streamed;
-      if (streamed && streamed->database == facts_.database) {
-        fail("slot " + name + " is missing although walbust streamed from it up to " +
-                 format_lsn(streamed->acknowledged_lsn) +
-                 ": changes were missed and caches may be stale",
-             "-- set on_gap: flush_rules (or flushdb) and restart walbust, which flushes the keys "
-             "and creates the "
-             "slot; or flush the caches yourself, then delete " +
-                 streamed->state_path);
-      } else if (needs_.create_slot) {
-        ok("slot " + name + " does not exist yet: walbust run creates it (create_slot: true)");
-      } else {
-        fail("slot " + name + " does not exist and create_slot is false",
-             "SELECT pg_catalog.pg_create_logical_replication_slot(" + lit + ", 'pgoutput');");
-      }
-      if (facts_.max_replication_slots > 0 &&
-          facts_.replication_slots_used >= facts_.max_replication_slots) {
-        fail("no free replication slot for " + name + " (" +
-                 std::to_string(facts_.replication_slots_used) + " of " +
-                 std::to_string(facts_.max_replication_slots) + " in use)",
-             "ALTER SYSTEM SET max_replication_slots = " +
-                 std::to_string(facts_.max_replication_slots + 10) + ";" + kRestart +
-                 ", or drop an unused slot");
-      }
-      return;
+    if (!facts_.slot.exists) {
+      missing_slot();
+    } else {
+      existing_slot();
     }
-    const std::string drop = "SELECT pg_catalog.pg_drop_replication_slot(" + lit + ");";
+  }
+
+  // No slot of that name: fine when run creates it, a gap when walbust streamed from it.
+  void missing_slot() {
+    const std::string& name = needs_.slot;
+    const auto& streamed = needs_.streamed;
+    if (streamed && streamed->database == facts_.database) {
+      fail("slot " + name + " is missing although walbust streamed from it up to " +
+               format_lsn(streamed->acknowledged_lsn) +
+               ": changes were missed and caches may be stale",
+           "-- set on_gap: flush_rules (or flushdb) and restart walbust, which flushes the keys "
+           "and creates the "
+           "slot; or flush the caches yourself, then delete " +
+               streamed->state_path);
+    } else if (needs_.create_slot) {
+      ok("slot " + name + " does not exist yet: walbust run creates it (create_slot: true)");
+    } else {
+      fail("slot " + name + " does not exist and create_slot is false",
+           "SELECT pg_catalog.pg_create_logical_replication_slot(" + sql_literal(name) +
+               ", 'pgoutput');");
+    }
+    if (facts_.max_replication_slots > 0 &&
+        facts_.replication_slots_used >= facts_.max_replication_slots) {
+      fail("no free replication slot for " + name + " (" +
+               std::to_string(facts_.replication_slots_used) + " of " +
+               std::to_string(facts_.max_replication_slots) + " in use)",
+           "ALTER SYSTEM SET max_replication_slots = " +
+               std::to_string(facts_.max_replication_slots + 10) + ";" + kRestart +
+               ", or drop an unused slot");
+    }
+  }
+
+  // The slot exists: its kind, plugin and database, then whether it still has its WAL.
+  void existing_slot() {
+    const std::string& name = needs_.slot;
+    const auto& s = facts_.slot;
+    const std::string drop =
+        "SELECT pg_catalog.pg_drop_replication_slot(" + sql_literal(name) + ");";
     if (s.slot_type != "logical") {
       fail("slot " + name + " is a " + s.slot_type + " slot, walbust needs a logical one",
            drop + " -- if nothing else uses it; or set postgres.slot to another name");
@@ -362,6 +374,13 @@ class Checker {
           "slot " + name + " belongs to database " + s.database + ", not " + facts_.database,
           "-- set postgres.slot to another name, or connect to " + s.database + " and run " + drop);
     }
+    slot_wal(drop);
+  }
+
+  // A lost slot missed changes; an unreserved one is about to.
+  void slot_wal(const std::string& drop) {
+    const std::string& name = needs_.slot;
+    const auto& s = facts_.slot;
     if (s.wal_status == "lost") {
       fail("slot " + name +
                " is lost (wal_status lost): PostgreSQL removed WAL it still needed, so changes "
