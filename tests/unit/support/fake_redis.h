@@ -81,6 +81,7 @@ struct FakeNode {
   const FakeTopology* cluster = nullptr;          // set: a cluster node with this view
   std::map<std::string, std::string> key_errors;  // key -> error of every command holding it
   int try_again = 0;                              // the next keyed commands answer TRYAGAIN
+  std::vector<std::size_t> writes;                // commands per write: one per pipeline
 };
 
 using FakeNodes = std::map<std::string, FakeNode>;  // by "host:port"
@@ -226,12 +227,15 @@ class FakeTransport final : public RedisTransport {
   }
   Io write(const char* buf, std::size_t len) override {
     in_.append(buf, len);
+    std::size_t commands = 0;
     while (auto argv = next_command()) {
+      ++commands;
       std::string line;
       for (const auto& a : *argv) line += (line.empty() ? "" : " ") + a;
       node_.log.push_back(line);
       out_ += reply_for(node_, *argv, asking_);
     }
+    node_.writes.push_back(commands);
     return Io{len, Want::None};
   }
 
