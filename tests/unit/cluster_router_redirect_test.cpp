@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <set>
 #include <string>
 #include <vector>
@@ -24,6 +25,7 @@ using namespace walbust::testing;
 //   m3 (10923-16383): a 15495
 const std::uint16_t kSlotB = key_hash_slot("b");
 const std::uint16_t kSlotU1 = key_hash_slot("{u1}.a");
+const std::uint16_t kSlotA = key_hash_slot("a");
 
 long occurrences(const std::vector<std::string>& log, const std::string& line) {
   return std::count(log.begin(), log.end(), line);
@@ -53,10 +55,10 @@ class ClusterRedirects : public ::testing::Test {
     m3().keys = {"a"};
   }
 
-  BatchWriter writer() {
-    return BatchWriter(std::make_unique<ClusterRouter>(std::vector<ClusterNode>{{"m1", 7000}},
-                                                       RedisEndpoint{}, fake_options(nodes)),
-                       "unlink", RedisWaitSettings{});
+  BatchWriter writer(RedisWaitSettings wait = {}, std::vector<ClusterNode> seeds = {{"m1", 7000}}) {
+    return BatchWriter(
+        std::make_unique<ClusterRouter>(std::move(seeds), RedisEndpoint{}, fake_options(nodes)),
+        "unlink", wait);
   }
   static const SlotMap& slot_map(BatchWriter& w) {
     return dynamic_cast<ClusterRouter&>(w.router()).slot_map();
@@ -162,6 +164,33 @@ TEST_F(ClusterRedirects, AMovedSlotReloadsTheMapAndTheKeyIsDeletedOnItsNewOwner)
   EXPECT_EQ(m2().keys, (std::set<std::string>{"z"}));
 }
 
+TEST_F(ClusterRedirects, AMovedReplyWinsOverAStaleReloadedMap) {
+  auto w = writer();
+  w.connect();
+  // The slot of "a" moves from m3 to m2; m1, asked for the map first, has not heard yet.
+  FakeTopology m1_view = topology;
+  m1().cluster = &m1_view;
+  topology.assign(kSlotA, "m2:7001");
+  m3().keys.erase("a");
+  m2().keys.insert("a");
+  EXPECT_EQ(delete_keys(w, {"a"}).existed, 1);
+  EXPECT_EQ(data_commands(m3()), (std::vector<std::string>{"UNLINK a"}));
+  EXPECT_EQ(data_commands(m2()), (std::vector<std::string>{"UNLINK a"}));
+  EXPECT_EQ(slot_map(w).master_for(kSlotA)->name(), "m2:7001");
+}
+
+TEST_F(ClusterRedirects, AFullCommandOfOneSlotStartsAnother) {
+  std::vector<std::string> keys;
+  for (int i = 0; i < 600; ++i) keys.push_back("{u1}." + std::to_string(i));
+  auto w = writer();
+  const BatchResult r = delete_keys(w, keys);
+  EXPECT_EQ(r.commands, 3u);
+  const auto sent = data_commands(m1());
+  ASSERT_EQ(sent.size(), 3u);
+  EXPECT_EQ(std::count(sent[0].begin(), sent[0].end(), ' '), 256);
+  EXPECT_EQ(std::count(sent[2].begin(), sent[2].end(), ' '), 600 - 2 * 256);
+}
+
 TEST_F(ClusterRedirects, AnAskSendsAskingAndTheCommandToTheImportingNodeForThatKeyOnly) {
   // Slot {u1} migrates from m1 to m2; {u1}.a has moved already, {u1}.b has not.
   topology.migrating[kSlotU1] = "m2:7001";
@@ -238,6 +267,60 @@ TEST_F(ClusterRedirects, AnUnreachableMasterFailsTheBatchAndTheMapIsReloaded) {
   EXPECT_EQ(delete_keys(w, {"b", "c"}).existed, 1);
   EXPECT_EQ(occurrences(m1().log, "CLUSTER SLOTS"), 2);
   EXPECT_EQ(m2().keys, (std::set<std::string>{"z"}));
+}
+
+TEST_F(ClusterRedirects, AnAskToAnUnreachableNodeFailsTheBatchForARetry) {
+  topology.migrating[kSlotU1] = "m2:7001";
+  m1().keys.erase("{u1}.a");
+  m2().down = true;
+  auto w = writer();
+  expect_retry(w, {"{u1}.a"}, "connection refused");
+  EXPECT_EQ(data_commands(m1()), (std::vector<std::string>{"UNLINK {u1}.a"}));
+}
+
+TEST_F(ClusterRedirects, WaitIsAskedOfEveryMasterWrittenToAndOnlyOfThem) {
+  auto w = writer(RedisWaitSettings{1, std::chrono::milliseconds(50)});
+  m1().replicas = 1;
+  m2().replicas = 1;
+  (void)delete_keys(w, {"b", "c"});
+  EXPECT_EQ(data_commands(m1()).back(), "WAIT 1 50");
+  EXPECT_EQ(data_commands(m2()).back(), "WAIT 1 50");
+  EXPECT_TRUE(m3().log.empty()) << "m3 holds none of the keys";
+  m2().replicas = 0;
+  expect_retry(w, {"b", "c"}, "0 of 1 replicas");
+}
+
+TEST_F(ClusterRedirects, ASeedThatServesNoSlotsIsSkipped) {
+  FakeTopology empty;
+  nodes["m0:7009"].cluster = &empty;
+  auto w = writer({}, {{"m0", 7009}, {"m1", 7000}});
+  w.connect();
+  EXPECT_EQ(occurrences(nodes["m0:7009"].log, "CLUSTER SLOTS"), 1);
+  EXPECT_EQ(slot_map(w).masters().size(), 3u);
+  EXPECT_EQ(delete_keys(w, {"b", "c", "a"}).existed, 3);
+}
+
+TEST_F(ClusterRedirects, NoSeedAnsweringIsRetriedAndAStandaloneSeedIsFatal) {
+  m1().down = true;
+  auto w = writer();
+  try {
+    w.connect();
+    FAIL() << "no node gave a slot map";
+  } catch (const RedisError& e) {
+    EXPECT_EQ(e.kind(), RedisErrorClass::Retry) << e.what();
+    EXPECT_NE(std::string(e.what()).find("no cluster node returned the slot map"),
+              std::string::npos)
+        << e.what();
+  }
+  m1().down = false;
+  m1().cluster = nullptr;
+  try {
+    w.connect();
+    FAIL() << "a standalone server is not a cluster";
+  } catch (const RedisError& e) {
+    EXPECT_TRUE(e.fatal()) << e.what();
+    EXPECT_NE(std::string(e.what()).find("not in cluster mode"), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(ClusterRedirects, MoreRedirectionsThanTheLimitFailTheBatchForARetry) {

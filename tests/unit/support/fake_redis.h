@@ -7,7 +7,8 @@
 // commands holding a given key, and injected TRYAGAIN. A node given a FakeTopology is a
 // cluster node: CLUSTER SLOTS, MOVED for slots it does not own, a migrating slot (ASK for
 // keys it lacks, TRYAGAIN for multi-key commands it holds only part of, ASKING on the
-// importing node), CROSSSLOT and CLUSTERDOWN.
+// importing node), CROSSSLOT and CLUSTERDOWN; any other node refuses CLUSTER as a
+// standalone server does.
 // It does not fake: values or TTLs (a key exists or not), partial reads or writes,
 // timeouts, TLS, RESP3, replication, SCAN cursors, CLUSTER NODES, PUBLISH, XADD, or a
 // command split over several writes.
@@ -206,8 +207,10 @@ inline std::string reply_for(FakeNode& n, const std::vector<std::string>& argv, 
     asking = true;
     return "+OK\r\n";
   }
-  if (n.cluster != nullptr && cmd == "CLUSTER" && argv.size() == 2 && argv[1] == "SLOTS")
-    return cluster_slots_reply(*n.cluster);
+  if (cmd == "CLUSTER") {
+    if (n.cluster == nullptr) return "-ERR This instance has cluster support disabled\r\n";
+    if (argv.size() == 2 && argv[1] == "SLOTS") return cluster_slots_reply(*n.cluster);
+  }
   if (!n.error.empty()) return "-" + n.error + "\r\n";
   if (auto refusal = keyed_refusal(n, argv, asked); !refusal.empty()) return refusal;
   return data_reply(n, argv);
