@@ -323,6 +323,43 @@ TEST_F(ClusterRedirects, NoSeedAnsweringIsRetriedAndAStandaloneSeedIsFatal) {
   }
 }
 
+TEST_F(ClusterRedirects, APatternIsScannedOnEveryMasterAndItsKeysDeletedByTheirOwners) {
+  std::vector<std::string> found;
+  for (int i = 0; i < 30; ++i) {
+    found.push_back("p:" + std::to_string(i));
+    nodes[topology.owner(key_hash_slot(found.back()))].keys.insert(found.back());
+  }
+  auto w = writer();
+  const std::vector<Action> actions = {make(ActionKind::Delete, "b"),
+                                       make(ActionKind::DeletePattern, "p:*")};
+  const BatchResult r = w.apply(pointers(actions));
+  EXPECT_EQ(r.patterns, 1u);
+  EXPECT_EQ(r.existed, 31);
+  EXPECT_EQ(data_commands(m1()).front(), "UNLINK b") << "what stands before the pattern goes first";
+  for (const char* name : {"m1:7000", "m2:7001", "m3:7002"}) {
+    EXPECT_EQ(occurrences(nodes[name].log, "SCAN 0 MATCH p:* COUNT 1000"), 1) << name;
+    for (const auto& k : found) EXPECT_EQ(nodes[name].keys.count(k), 0u) << name << " " << k;
+  }
+}
+
+TEST_F(ClusterRedirects, APatternScanDuringAMigrationIsRetried) {
+  topology.migrating[kSlotU1] = "m2:7001";
+  auto w = writer();
+  const std::vector<Action> actions = {make(ActionKind::DeletePattern, "{u1}.*")};
+  try {
+    (void)w.apply(pointers(actions));
+    FAIL() << "a scan that may have missed a moving key must not be confirmed";
+  } catch (const RedisError& e) {
+    EXPECT_EQ(e.kind(), RedisErrorClass::Retry) << e.what();
+    EXPECT_NE(std::string(e.what()).find("slots kept moving"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(occurrences(m1().log, "SCAN 0 MATCH {u1}.* COUNT 1000"), BatchWriter::kMaxScanPasses);
+  // The keys found were deleted, but only a stable scan confirms the batch.
+  EXPECT_EQ(m1().keys.count("{u1}.a") + m1().keys.count("{u1}.b"), 0u);
+  topology.migrating.clear();
+  EXPECT_EQ(w.apply(pointers(actions)).patterns, 1u);
+}
+
 TEST_F(ClusterRedirects, MoreRedirectionsThanTheLimitFailTheBatchForARetry) {
   auto w = writer();
   w.connect();

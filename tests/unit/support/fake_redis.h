@@ -5,13 +5,13 @@
 // It fakes: PING, AUTH, SELECT, ROLE, SENTINEL get-master-addr-by-name, WAIT, UNLINK, DEL,
 // SET, EXISTS, FLUSHDB, SCAN MATCH (one page), an error for every data command or for the
 // commands holding a given key, and injected TRYAGAIN. A node given a FakeTopology is a
-// cluster node: CLUSTER SLOTS, MOVED for slots it does not own, a migrating slot (ASK for
-// keys it lacks, TRYAGAIN for multi-key commands it holds only part of, ASKING on the
-// importing node), CROSSSLOT and CLUSTERDOWN; any other node refuses CLUSTER as a
+// cluster node: CLUSTER SLOTS, its own line of CLUSTER NODES, MOVED for slots it does not own, a
+// migrating slot (ASK for keys it lacks, TRYAGAIN for multi-key commands it holds only part of,
+// ASKING on the importing node), CROSSSLOT and CLUSTERDOWN; any other node refuses CLUSTER as a
 // standalone server does.
 // It does not fake: values or TTLs (a key exists or not), partial reads or writes,
-// timeouts, TLS, RESP3, replication, SCAN cursors, CLUSTER NODES, PUBLISH, XADD, or a
-// command split over several writes.
+// timeouts, TLS, RESP3, replication, SCAN cursors, other nodes' CLUSTER NODES lines, PUBLISH, XADD,
+// or a command split over several writes.
 #include <fnmatch.h>
 
 #include <algorithm>
@@ -108,6 +108,21 @@ inline std::string cluster_slots_reply(const FakeTopology& t) {
            bulk("id-" + r.master);
   }
   return out;
+}
+
+// The node's own line of CLUSTER NODES: its slots and its migrations, as
+// "[slot->-target id]" on the source and "[slot-<-source id]" on the target.
+inline std::string cluster_nodes_reply(const FakeNode& n) {
+  std::string line = "id-" + n.name + " " + n.name + "@1 myself,master - 0 0 1 connected";
+  for (const auto& r : n.cluster->ranges) {
+    if (r.master == n.name) line += " " + std::to_string(r.first) + "-" + std::to_string(r.last);
+  }
+  for (const auto& [slot, target] : n.cluster->migrating) {
+    const std::string source = n.cluster->owner(slot);
+    if (source == n.name) line += " [" + std::to_string(slot) + "->-id-" + target + "]";
+    if (target == n.name) line += " [" + std::to_string(slot) + "-<-id-" + source + "]";
+  }
+  return bulk(line + "\n");
 }
 
 // What a cluster node answers instead of running a keyed command; "" when it runs it.
@@ -210,6 +225,7 @@ inline std::string reply_for(FakeNode& n, const std::vector<std::string>& argv, 
   if (cmd == "CLUSTER") {
     if (n.cluster == nullptr) return "-ERR This instance has cluster support disabled\r\n";
     if (argv.size() == 2 && argv[1] == "SLOTS") return cluster_slots_reply(*n.cluster);
+    if (argv.size() == 2 && argv[1] == "NODES") return cluster_nodes_reply(n);
   }
   if (!n.error.empty()) return "-" + n.error + "\r\n";
   if (auto refusal = keyed_refusal(n, argv, asked); !refusal.empty()) return refusal;
