@@ -6,11 +6,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "support/fake_redis.h"
+#include "walbust/core/events.h"
 #include "walbust/io/batch_writer.h"
 #include "walbust/io/cluster_router.h"
 
@@ -358,6 +360,47 @@ TEST_F(ClusterRedirects, APatternScanDuringAMigrationIsRetried) {
   EXPECT_EQ(m1().keys.count("{u1}.a") + m1().keys.count("{u1}.b"), 0u);
   topology.migrating.clear();
   EXPECT_EQ(w.apply(pointers(actions)).patterns, 1u);
+}
+
+Action publish(PublishKind kind, const std::string& name, std::vector<std::string> keys) {
+  auto event = std::make_shared<PublishEvent>();
+  event->destination = PublishDestination{kind, name, 100};
+  event->lsn = 0x10;
+  event->xid = 7;
+  event->keys = std::move(keys);
+  Action a = make(ActionKind::Publish, name);
+  a.event = std::move(event);
+  return a;
+}
+
+TEST_F(ClusterRedirects, EventsFollowEveryDeleteAndGoToTheirSlotOwners) {
+  auto w = writer();
+  w.connect();
+  // The stream's slot moves to m2 after the map was loaded: its XADD follows the MOVED.
+  topology.assign(kSlotU1, "m2:7001");
+  m3().subscribers = 2;  // the channel "ch" hashes to m3
+  const std::vector<Action> actions = {
+      make(ActionKind::Delete, "b"), publish(PublishKind::Channel, "ch", {"b"}),
+      make(ActionKind::Delete, "c"), publish(PublishKind::Stream, "{u1}.s", {"c"})};
+  const BatchResult r = w.apply(pointers(actions));
+  const auto on_m1 = data_commands(m1());
+  const auto on_m2 = data_commands(m2());
+  const auto on_m3 = data_commands(m3());
+  ASSERT_EQ(on_m1.size(), 2u);
+  EXPECT_EQ(on_m1[0], "UNLINK b");
+  EXPECT_EQ(on_m1[1].rfind("XADD {u1}.s MAXLEN ~ 100 * lsn 0/10 xid 7 keys", 0), 0u) << on_m1[1];
+  ASSERT_EQ(on_m2.size(), 2u);
+  EXPECT_EQ(on_m2[0], "UNLINK c");
+  EXPECT_EQ(on_m2[1], on_m1[1]);
+  ASSERT_EQ(on_m3.size(), 1u);
+  EXPECT_EQ(on_m3[0].rfind("PUBLISH ch {", 0), 0u) << on_m3[0];
+  // The events are a round of their own, after every delete's reply was read.
+  EXPECT_EQ(m1().writes.back(), 1u);
+  EXPECT_EQ(m2().writes.back(), 1u);
+  ASSERT_EQ(r.events.size(), 2u);
+  EXPECT_EQ(r.events[0].subscribers, 2);
+  EXPECT_EQ(r.events[1].subscribers, -1);
+  EXPECT_EQ(m2().keys.count("{u1}.s"), 1u);
 }
 
 TEST_F(ClusterRedirects, MoreRedirectionsThanTheLimitFailTheBatchForARetry) {

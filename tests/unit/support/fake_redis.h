@@ -3,15 +3,15 @@
 // RedisClient writes and answers them at once from an in-memory keyspace per node, so the
 // batch writer and the routers are tested without servers.
 // It fakes: PING, AUTH, SELECT, ROLE, SENTINEL get-master-addr-by-name, WAIT, UNLINK, DEL,
-// SET, EXISTS, FLUSHDB, SCAN MATCH (one page), an error for every data command or for the
-// commands holding a given key, and injected TRYAGAIN. A node given a FakeTopology is a
-// cluster node: CLUSTER SLOTS, its own line of CLUSTER NODES, MOVED for slots it does not own, a
-// migrating slot (ASK for keys it lacks, TRYAGAIN for multi-key commands it holds only part of,
-// ASKING on the importing node), CROSSSLOT and CLUSTERDOWN; any other node refuses CLUSTER as a
-// standalone server does.
-// It does not fake: values or TTLs (a key exists or not), partial reads or writes,
-// timeouts, TLS, RESP3, replication, SCAN cursors, other nodes' CLUSTER NODES lines, PUBLISH, XADD,
-// or a command split over several writes.
+// SET, EXISTS, FLUSHDB, SCAN MATCH (one page), PUBLISH, XADD (a stream is just a key), an
+// error for every data command or for the commands holding a given key, and injected
+// TRYAGAIN. A node given a FakeTopology is a cluster node: CLUSTER SLOTS, its own line of
+// CLUSTER NODES, MOVED for slots it does not own, a migrating slot (ASK for keys it lacks,
+// TRYAGAIN for multi-key commands it holds only part of, ASKING on the importing node),
+// CROSSSLOT and CLUSTERDOWN; any other node refuses CLUSTER as a standalone server does.
+// It does not fake: values or TTLs (a key exists or not), stream entries, partial reads or
+// writes, timeouts, TLS, RESP3, replication, SCAN cursors, other nodes' CLUSTER NODES
+// lines, or a command split over several writes.
 #include <fnmatch.h>
 
 #include <algorithm>
@@ -73,6 +73,7 @@ struct FakeNode {
   std::set<std::string> keys;
   std::string role = "master";
   int replicas = 0;              // what WAIT reports
+  long long subscribers = 0;     // what PUBLISH reports
   std::string named_master;      // for a sentinel: "host:port", "" for nil
   std::string error;             // when set, every data command gets this error
   bool down = false;             // connections are refused
@@ -95,7 +96,7 @@ inline std::string bulk(const std::string& s) {
 inline std::vector<std::string> command_keys(const std::vector<std::string>& argv) {
   const std::string& cmd = argv[0];
   if (cmd == "UNLINK" || cmd == "DEL") return {argv.begin() + 1, argv.end()};
-  if ((cmd == "SET" || cmd == "EXISTS") && argv.size() > 1) return {argv[1]};
+  if ((cmd == "SET" || cmd == "EXISTS" || cmd == "XADD") && argv.size() > 1) return {argv[1]};
   return {};
 }
 
@@ -169,6 +170,11 @@ inline std::string data_reply(FakeNode& n, const std::vector<std::string>& argv)
     return "+OK\r\n";
   }
   if (cmd == "EXISTS") return ":" + std::to_string(n.keys.count(argv[1])) + "\r\n";
+  if (cmd == "PUBLISH") return ":" + std::to_string(n.subscribers) + "\r\n";
+  if (cmd == "XADD") {
+    n.keys.insert(argv[1]);
+    return bulk("1-0");
+  }
   if (cmd == "FLUSHDB") {
     n.keys.clear();
     return "+OK\r\n";
