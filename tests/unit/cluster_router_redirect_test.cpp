@@ -167,10 +167,11 @@ TEST_F(ClusterRedirects, AMovedSlotReloadsTheMapAndTheKeyIsDeletedOnItsNewOwner)
 }
 
 TEST_F(ClusterRedirects, AMovedReplyWinsOverAStaleReloadedMap) {
+  FakeTopology m1_view;  // outlives the writer, whose connections point at the nodes
   auto w = writer();
   w.connect();
   // The slot of "a" moves from m3 to m2; m1, asked for the map first, has not heard yet.
-  FakeTopology m1_view = topology;
+  m1_view = topology;
   m1().cluster = &m1_view;
   topology.assign(kSlotA, "m2:7001");
   m3().keys.erase("a");
@@ -404,10 +405,11 @@ TEST_F(ClusterRedirects, EventsFollowEveryDeleteAndGoToTheirSlotOwners) {
 }
 
 TEST_F(ClusterRedirects, MoreRedirectionsThanTheLimitFailTheBatchForARetry) {
+  FakeTopology m2_view;
   auto w = writer();
   w.connect();
   // A failover in progress: m1 believes m2 owns the slot of "b", m2 believes m1 does.
-  FakeTopology m2_view = topology;
+  m2_view = topology;
   m2().cluster = &m2_view;
   topology.assign(kSlotB, "m2:7001");
   expect_retry(w, {"b"}, "still redirected");
