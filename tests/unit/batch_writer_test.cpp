@@ -1,163 +1,17 @@
-// The batch writer and the routers against scripted servers: a fake transport speaks RESP
-// for an in-memory keyspace per node, so the batch semantics (deduplication, ordering,
-// patterns where they stand, DEL/UNLINK, WAIT) and sentinel discovery are tested without
-// servers.
+// The batch writer and the routers against scripted servers (support/fake_redis.h), so
+// the batch semantics (deduplication, ordering, patterns where they stand, DEL/UNLINK,
+// WAIT) and sentinel discovery are tested without servers.
 #include "walbust/io/batch_writer.h"
 
-#include <fnmatch.h>
 #include <gtest/gtest.h>
 
-#include <map>
-#include <set>
-
+#include "support/fake_redis.h"
 #include "walbust/io/sentinel_router.h"
 
 namespace walbust {
 namespace {
 
-struct FakeNode {
-  std::set<std::string> keys;
-  std::string role = "master";
-  int replicas = 0;              // what WAIT reports
-  std::string named_master;      // for a sentinel: "host:port", "" for nil
-  std::string error;             // when set, every data command gets this error
-  bool down = false;             // connections are refused
-  std::vector<std::string> log;  // commands received, arguments joined by spaces
-};
-
-using Cluster = std::map<std::string, FakeNode>;  // by "host:port"
-
-std::string bulk(const std::string& s) {
-  return "$" + std::to_string(s.size()) + "\r\n" + s + "\r\n";
-}
-
-std::string reply_for(FakeNode& n, const std::vector<std::string>& argv) {
-  const std::string& cmd = argv[0];
-  if (cmd == "PING") return "+PONG\r\n";
-  if (cmd == "AUTH" || cmd == "SELECT") return "+OK\r\n";
-  if (cmd == "ROLE") return "*1\r\n" + bulk(n.role);
-  if (cmd == "SENTINEL") {
-    if (n.named_master.empty()) return "*-1\r\n";
-    const auto colon = n.named_master.rfind(':');
-    return "*2\r\n" + bulk(n.named_master.substr(0, colon)) +
-           bulk(n.named_master.substr(colon + 1));
-  }
-  if (cmd == "WAIT") return ":" + std::to_string(n.replicas) + "\r\n";
-  if (!n.error.empty()) return "-" + n.error + "\r\n";
-  if (cmd == "UNLINK" || cmd == "DEL") {
-    long long removed = 0;
-    for (std::size_t i = 1; i < argv.size(); ++i)
-      removed += static_cast<long long>(n.keys.erase(argv[i]));
-    return ":" + std::to_string(removed) + "\r\n";
-  }
-  if (cmd == "SET") {
-    n.keys.insert(argv[1]);
-    return "+OK\r\n";
-  }
-  if (cmd == "EXISTS") return ":" + std::to_string(n.keys.count(argv[1])) + "\r\n";
-  if (cmd == "FLUSHDB") {
-    n.keys.clear();
-    return "+OK\r\n";
-  }
-  if (cmd == "SCAN") {
-    std::string out;
-    std::size_t count = 0;
-    for (const auto& k : n.keys) {
-      if (fnmatch(argv[3].c_str(), k.c_str(), 0) == 0) {
-        out += bulk(k);
-        ++count;
-      }
-    }
-    return "*2\r\n" + bulk("0") + "*" + std::to_string(count) + "\r\n" + out;
-  }
-  return "-ERR unknown command '" + cmd + "'\r\n";
-}
-
-// Parses the RESP arrays a client writes and queues the node's replies.
-class FakeTransport final : public RedisTransport {
- public:
-  explicit FakeTransport(FakeNode& node) : node_(node) {}
-  [[nodiscard]] int fd() const override { return -1; }
-  Io read(char* buf, std::size_t len) override {
-    if (out_.empty()) return Io{0, Want::Read};
-    const std::size_t n = std::min(len, out_.size());
-    out_.copy(buf, n);
-    out_.erase(0, n);
-    return Io{n, Want::None};
-  }
-  Io write(const char* buf, std::size_t len) override {
-    in_.append(buf, len);
-    while (auto argv = next_command()) {
-      std::string line;
-      for (const auto& a : *argv) line += (line.empty() ? "" : " ") + a;
-      node_.log.push_back(line);
-      out_ += reply_for(node_, *argv);
-    }
-    return Io{len, Want::None};
-  }
-
- private:
-  std::optional<std::vector<std::string>> next_command() {
-    // *N\r\n then N times $len\r\narg\r\n; the tests write whole commands only.
-    if (in_.empty()) return std::nullopt;
-    std::size_t pos = in_.find("\r\n");
-    const int n = std::stoi(in_.substr(1, pos - 1));
-    pos += 2;
-    std::vector<std::string> argv;
-    for (int i = 0; i < n; ++i) {
-      const std::size_t eol = in_.find("\r\n", pos);
-      const std::size_t len = std::stoul(in_.substr(pos + 1, eol - pos - 1));
-      argv.push_back(in_.substr(eol + 2, len));
-      pos = eol + 2 + len + 2;
-    }
-    in_.erase(0, pos);
-    return argv;
-  }
-
-  FakeNode& node_;
-  std::string in_;
-  std::string out_;
-};
-
-RedisConnectionOptions fake_options(Cluster& nodes) {
-  RedisConnectionOptions o;
-  o.opener = [&nodes](const RedisEndpoint& ep, std::chrono::milliseconds,
-                      const TlsContext*) -> std::unique_ptr<RedisTransport> {
-    FakeNode& n = nodes[ep.host + ":" + std::to_string(ep.port)];
-    if (n.down) throw RedisError(RedisErrorClass::Retry, "connection refused");
-    return std::make_unique<FakeTransport>(n);
-  };
-  return o;
-}
-
-RedisEndpoint endpoint(const std::string& host, int port) {
-  RedisEndpoint ep;
-  ep.host = host;
-  ep.port = port;
-  return ep;
-}
-
-Action make(ActionKind kind, std::string key, std::string value = "") {
-  Action a;
-  a.kind = kind;
-  a.key = std::move(key);
-  a.value = std::move(value);
-  return a;
-}
-
-std::vector<const Action*> pointers(const std::vector<Action>& actions) {
-  std::vector<const Action*> out;
-  for (const auto& a : actions) out.push_back(&a);
-  return out;
-}
-
-std::vector<std::string> data_commands(const FakeNode& n) {
-  std::vector<std::string> out;
-  for (const auto& l : n.log) {
-    if (l != "PING" && l.rfind("ROLE", 0) != 0 && l.rfind("SENTINEL", 0) != 0) out.push_back(l);
-  }
-  return out;
-}
+using namespace walbust::testing;
 
 class SingleServer : public ::testing::Test {
  protected:
@@ -166,7 +20,7 @@ class SingleServer : public ::testing::Test {
                        verb, wait);
   }
   FakeNode& node() { return nodes["r:6379"]; }
-  Cluster nodes;
+  FakeNodes nodes;
 };
 
 TEST_F(SingleServer, DeletesAreDeduplicatedAndASetKeepsItsPlace) {
@@ -271,7 +125,7 @@ class Sentinels : public ::testing::Test {
                                                         endpoint("", 0), fake_options(nodes)),
                        "unlink", RedisWaitSettings{});
   }
-  Cluster nodes;
+  FakeNodes nodes;
 };
 
 TEST_F(Sentinels, TheMasterIsAskedOfTheSentinelsInOrderAndConfirmedWithRole) {
