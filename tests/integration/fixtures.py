@@ -879,6 +879,14 @@ def thread_names(pid):
     return names
 
 
+def write_rules(directory, text, name="rules.yaml"):
+    """Writes rules (or any YAML) from a test's text into DIRECTORY/NAME; returns the path."""
+    path = os.path.join(directory, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
 def walbust_binary():
     path = os.environ.get("WALBUST_BIN") or os.path.join(SOURCE_DIR, "build", "walbust")
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):

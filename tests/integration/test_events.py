@@ -73,13 +73,6 @@ def log(msg):
     print(f"[events] {msg}", file=sys.stderr, flush=True)
 
 
-def write_rules(tmp, text=RULES):
-    path = os.path.join(tmp, "event-rules.yaml")
-    with open(path, "w") as f:
-        f.write(text)
-    return path
-
-
 class Subscriber:
     """Collects the JSON messages of channels; notes which of a message's keys still
     existed in Redis when it arrived (walbust sends it after the deletes)."""
@@ -152,7 +145,7 @@ class EventsCase(unittest.TestCase):
         cls.pg = PostgresServer()
         cls.redis = RedisServer()
         cls.tmp = tempfile.mkdtemp(prefix="walbust-events-")
-        cls.rules = write_rules(cls.tmp)
+        cls.rules = fixtures.write_rules(cls.tmp, RULES, "event-rules.yaml")
         blog_schema(cls.pg)
         conn = cls.pg.connect()
         with conn.cursor() as cur:
@@ -565,7 +558,7 @@ class RuleToolsTest(unittest.TestCase):
         self.tmp = tempfile.mkdtemp(prefix="walbust-events-cli-")
 
     def config(self, rules_text):
-        rules = write_rules(self.tmp, rules_text)
+        rules = fixtures.write_rules(self.tmp, rules_text, "event-rules.yaml")
         path = os.path.join(self.tmp, "walbust.yaml")
         with open(path, "w") as f:
             f.write(f"postgres: {{dsn: 'host=127.0.0.1'}}\nredis: {{url: 'redis://127.0.0.1'}}\n"

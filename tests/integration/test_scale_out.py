@@ -26,6 +26,7 @@ from fixtures import (
     NotifySocket,
     free_port,
     http_get,
+    write_rules,
 )
 
 ITEM_RULES = """\
@@ -89,13 +90,6 @@ def setUpModule():
 def tearDownModule():
     if PG is not None:
         PG.close()
-
-
-def write_rules(tmpdir, text):
-    path = os.path.join(tmpdir, "items.yaml")
-    with open(path, "w") as f:
-        f.write(text)
-    return path
 
 
 class ClusterRedis:
@@ -214,7 +208,7 @@ class ClusterTest(unittest.TestCase):
     def setUpClass(cls):
         cls.cluster = RedisCluster(masters=3, replicas=1, node_timeout_ms=1000)
         cls.tmp = tempfile.mkdtemp(prefix="walbust-scale-")
-        cls.rules = write_rules(cls.tmp, ITEM_RULES_ONE_TARGET)
+        cls.rules = write_rules(cls.tmp, ITEM_RULES_ONE_TARGET, "items.yaml")
 
     @classmethod
     def tearDownClass(cls):
@@ -485,7 +479,7 @@ class TargetsTest(unittest.TestCase):
             r.close()
 
     def test_slowest_target_gates_acknowledgement(self):
-        rules = write_rules(self.tmp, ITEM_RULES.replace("targets: [side]", "targets: [b]"))
+        rules = write_rules(self.tmp, ITEM_RULES.replace("targets: [side]", "targets: [b]"), "items.yaml")
         port = free_port()
         self.w = w = Walbust(PG, self.a, rules=[rules], slot="targets", config={
             "redis": DELETE,
@@ -559,7 +553,7 @@ class StandbyTest(unittest.TestCase):
         self.redis.close()
 
     def instance(self, name):
-        rules = write_rules(self.tmp, ITEM_RULES_ONE_TARGET)
+        rules = write_rules(self.tmp, ITEM_RULES_ONE_TARGET, "items.yaml")
         port = free_port()
         w = Walbust(PG, self.redis, rules=[rules], slot="standby", status_interval="1s",
                     workdir=os.path.join(self.tmp, name),
