@@ -24,8 +24,7 @@ StatusSchedule::Duration StatusSchedule::silent_for(Clock::time_point now) const
 
 std::string StatusSchedule::why_dead(Clock::time_point now) const {
   return "no data from the server for " +
-         std::to_string(
-             std::chrono::duration_cast<std::chrono::seconds>(now - last_received_).count()) +
+         std::to_string(std::chrono::duration_cast<std::chrono::seconds>(silent_for(now)).count()) +
          " s although a reply was requested";
 }
 
