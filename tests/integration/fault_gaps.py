@@ -171,6 +171,11 @@ class GapRecoveryTest(GapCase):
             generated = pool.all_keys()
             w.start()
             w.wait_for_log(r"replication gap", timeout=30 * SLOW)
+            # The flush runs between the new slot's creation and the stream's start. The
+            # slot shows active while it is being created, so an active slot alone does not
+            # prove the flush is done: its log line does.
+            w.wait_for_log(r"(FLUSHDB done|deleted \d+ keys matching .*) after the gap",
+                           timeout=60 * SLOW)
             w.wait_streaming(timeout=60 * SLOW)
             self.assertEqual(self.pg.slot_info("walbust")["wal_status"] in ("reserved", "extended"),
                              True, "the new slot is not healthy")
