@@ -1,6 +1,5 @@
 // `walbust dry-run`: what `run` would delete, on the real replication stream, without
 // writing to Redis and without moving the production slot.
-#include <poll.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -15,6 +14,7 @@
 #include "walbust/core/change_stream.h"
 #include "walbust/core/dry_run_format.h"
 #include "walbust/core/status_schedule.h"
+#include "walbust/io/event_loop.h"
 #include "walbust/io/key_sink.h"
 #include "walbust/io/pg_replication.h"
 #include "walbust/io/redis_client.h"
@@ -159,6 +159,7 @@ class DryRun final : public ChangeHandler {
   // receive timeout.
   int stream(PgReplicationConnection& conn) {
     StatusSchedule schedule(loaded_.config.postgres.status_interval, Clock::now());
+    EventLoop loop(Signals::wake_fd());
     auto send_status = [&](bool ask) {
       conn.send_status(last_end_, ask);
       schedule.status_sent(Clock::now(), ask);
@@ -183,8 +184,7 @@ class DryRun final : public ChangeHandler {
           if (silence == StatusSchedule::Silence::AskForReply) send_status(true);
           auto wait_until = schedule.next_wakeup(now, false);
           if (deadline_) wait_until = std::min(wait_until, *deadline_);
-          conn.wait_readable(wait_until, Signals::wake_fd());
-          Signals::drain_wake_fd();
+          (void)loop.run_once(wait_until, conn.stream_socket());
           break;
         }
       }

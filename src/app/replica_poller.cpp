@@ -2,12 +2,9 @@
 
 #include <poll.h>
 #include <spdlog/spdlog.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include <random>
 
-#include "signals.h"
 #include "walbust/core/backoff.h"
 #include "walbust/core/duration.h"
 #include "walbust/io/pg_replication.h"
@@ -41,53 +38,29 @@ std::chrono::milliseconds answer_timeout(const ReplicaSettings& s) {
 }  // namespace
 
 ReplicaPoller::ReplicaPoller(const ReplicaSettings& settings, std::string password,
-                             RunMetrics& metrics, std::function<void()> wake)
-    : settings_(settings),
-      password_(std::move(password)),
-      metrics_(metrics),
-      wake_(std::move(wake)) {
+                             RunMetrics& metrics)
+    : settings_(settings), password_(std::move(password)), metrics_(metrics) {
   for (std::size_t i = 0; i < settings_.dsns.size(); ++i) {
     replicas_.push_back(
         std::make_unique<Replica>(settings_.dsns[i], password_, *metrics_.replicas[i]));
   }
   reports_.resize(replicas_.size());
-  event_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 }
 
-ReplicaPoller::~ReplicaPoller() {
-  stop();
-  if (event_fd_ >= 0) ::close(event_fd_);
-}
+ReplicaPoller::~ReplicaPoller() { close(); }
 
-void ReplicaPoller::start() {
-  thread_ = std::thread([this] { run(); });
-}
-
-void ReplicaPoller::stop() {
-  {
-    std::lock_guard lock(mu_);
-    stop_ = true;
-  }
-  const std::uint64_t one = 1;
-  (void)!::write(event_fd_, &one, sizeof one);
-  if (thread_.joinable()) thread_.join();
+void ReplicaPoller::close() {
+  for (auto& r : replicas_) r->conn.close();
 }
 
 void ReplicaPoller::want(Lsn lsn) {
-  {
-    std::lock_guard lock(mu_);
-    // Lower too (kInvalidLsn once nothing waits): a lagging replica is not polled after
-    // max_wait released what waited for it.
-    const bool more = lsn > wanted_;
-    wanted_ = lsn;
-    if (!more) return;
-  }
-  const std::uint64_t one = 1;
-  (void)!::write(event_fd_, &one, sizeof one);
+  // Lower too (kInvalidLsn once nothing waits): a lagging replica is not polled after
+  // max_wait released what waited for it.
+  if (lsn > wanted_) next_ = Clock::time_point::min();
+  wanted_ = lsn;
 }
 
 std::optional<ReplicaPoller::Report> ReplicaPoller::take(std::size_t i) {
-  std::lock_guard lock(mu_);
   auto out = reports_[i];
   reports_[i].reset();
   return out;
@@ -133,15 +106,10 @@ void ReplicaPoller::on_reading(Replica& r, std::size_t index, bool in_recovery,
   if (!lsn) return;
   r.known = std::max(r.known, *lsn);
   r.metrics.replay_lsn.store(*lsn);
-  {
-    std::lock_guard lock(mu_);
-    reports_[index] = Report{*lsn, Clock::now(), pg_epoch_now_us()};
-  }
-  wake_();
+  reports_[index] = Report{*lsn, Clock::now(), pg_epoch_now_us()};
 }
 
-ReplicaPoller::Clock::time_point ReplicaPoller::service(Replica& r, Clock::time_point now,
-                                                        Lsn wanted) {
+ReplicaPoller::Clock::time_point ReplicaPoller::service(Replica& r, Clock::time_point now) {
   using State = ReplicaConnection::State;
   const auto state = r.conn.state();
   if ((state == State::Connecting || state == State::Querying) &&
@@ -157,7 +125,7 @@ ReplicaPoller::Clock::time_point ReplicaPoller::service(Replica& r, Clock::time_
       r.since = now;
       r.last_query = Clock::time_point{};  // the first query goes out once connected
     }
-    if (r.conn.state() == State::Ready && wanted > r.known) {
+    if (r.conn.state() == State::Ready && wanted_ > r.known) {
       const auto due = r.last_query + settings_.poll_interval;
       if (now < due) return due;
       r.conn.send_query();
@@ -177,53 +145,37 @@ ReplicaPoller::Clock::time_point ReplicaPoller::service(Replica& r, Clock::time_
                                         : r.since + answer_timeout(settings_);
 }
 
-void ReplicaPoller::run() {
-  Signals::begin_worker_thread("replica poller");
-  std::vector<pollfd> fds;
-  std::vector<std::size_t> owner;
-  while (true) {
-    Lsn wanted = kInvalidLsn;
-    {
-      std::lock_guard lock(mu_);
-      if (stop_) break;
-      wanted = wanted_;
-    }
-    const auto now = Clock::now();
-    auto wake_at = now + std::chrono::seconds(1);
-    fds.clear();
-    owner.clear();
-    fds.push_back(pollfd{event_fd_, POLLIN, 0});
-    for (std::size_t i = 0; i < replicas_.size(); ++i) {
-      wake_at = std::min(wake_at, service(*replicas_[i], now, wanted));
-      const auto& conn = replicas_[i]->conn;
-      if (conn.events() != 0 && conn.socket() >= 0) {
-        fds.push_back(pollfd{conn.socket(), conn.events(), 0});
-        owner.push_back(i);
-      }
-    }
-    const auto wait = std::chrono::ceil<std::chrono::milliseconds>(
-        std::max(wake_at - now, Clock::duration::zero()));
-    (void)::poll(fds.data(), fds.size(), static_cast<int>(wait.count()));
-    if (fds[0].revents != 0) {
-      std::uint64_t v = 0;
-      (void)!::read(event_fd_, &v, sizeof v);
-    }
-    for (std::size_t f = 1; f < fds.size(); ++f) {
-      if (fds[f].revents == 0) continue;
-      Replica& r = *replicas_[owner[f - 1]];
-      try {
-        if (auto reading = r.conn.step())
-          on_reading(r, owner[f - 1], reading->in_recovery, reading->replay_lsn);
-        if (r.conn.state() == ReplicaConnection::State::Ready &&
-            r.metrics.status.load() == ReplicaMetrics::Status::Connecting) {
-          r.metrics.status.store(ReplicaMetrics::Status::Up);
-        }
-      } catch (const PgError& e) {
-        on_failure(r, e.what());
-      }
-    }
+ReplicaPoller::Clock::time_point ReplicaPoller::prepare(std::vector<pollfd>& fds) {
+  polled_.clear();
+  for (std::size_t i = 0; i < replicas_.size(); ++i) {
+    const auto& conn = replicas_[i]->conn;
+    if (conn.events() == 0 || conn.socket() < 0) continue;
+    fds.push_back(pollfd{conn.socket(), conn.events(), 0});
+    polled_.push_back(i);
   }
-  for (auto& r : replicas_) r->conn.close();
+  return next_;
+}
+
+void ReplicaPoller::dispatch(Clock::time_point now, std::span<const pollfd> ready) {
+  // Answers first: a round that came late must not time out an answer that is waiting.
+  for (std::size_t f = 0; f < ready.size() && f < polled_.size(); ++f) {
+    if (ready[f].revents != 0) step(*replicas_[polled_[f]], polled_[f]);
+  }
+  next_ = Clock::time_point::max();
+  for (auto& r : replicas_) next_ = std::min(next_, service(*r, now));
+}
+
+void ReplicaPoller::step(Replica& r, std::size_t index) {
+  try {
+    if (auto reading = r.conn.step())
+      on_reading(r, index, reading->in_recovery, reading->replay_lsn);
+    if (r.conn.state() == ReplicaConnection::State::Ready &&
+        r.metrics.status.load() == ReplicaMetrics::Status::Connecting) {
+      r.metrics.status.store(ReplicaMetrics::Status::Up);
+    }
+  } catch (const PgError& e) {
+    on_failure(r, e.what());
+  }
 }
 
 }  // namespace walbust

@@ -1,25 +1,26 @@
 #pragma once
-// Reads each read replica's replay position on its own connection, in its own thread, so
-// a slow or dead replica never holds up the replication loop or the first deletes.
-// Replicas are asked only while some transaction waits for a position they have not
-// reported yet, at most once per poll_interval each: an idle system does not poll. Lost
-// connections are retried with capped exponential backoff and jitter.
+// Reads each read replica's replay position on its own non-blocking connection, served by
+// the stream thread's EventLoop: a slow or dead replica delays neither the replication
+// stream nor the first deletes, because it only ever adds an fd and a deadline to the
+// loop's wait and never blocks. Replicas are asked only while some transaction waits for a
+// position they have not reported yet, at most once per poll_interval each: an idle system
+// does not poll. Lost connections are retried with capped exponential backoff and jitter.
 #include <chrono>
 #include <cstdint>
-#include <functional>
-#include <mutex>
+#include <memory>
 #include <optional>
+#include <span>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "run_metrics.h"
 #include "walbust/core/lsn.h"
 #include "walbust/io/config.h"
+#include "walbust/io/event_loop.h"
 
 namespace walbust {
 
-class ReplicaPoller {
+class ReplicaPoller final : public EventLoop::Source {
  public:
   using Clock = std::chrono::steady_clock;
   struct Report {
@@ -28,36 +29,38 @@ class ReplicaPoller {
     std::int64_t at_us = 0;  // the same instant in PostgreSQL epoch microseconds
   };
 
-  // `metrics` has one entry per dsn (RunMetrics::add_replicas). `wake` is called from the
-  // poller thread after a new report, so the source thread takes it at once.
-  ReplicaPoller(const ReplicaSettings& settings, std::string password, RunMetrics& metrics,
-                std::function<void()> wake);
-  ~ReplicaPoller();
-  void start();
-  void stop();
+  // `metrics` has one entry per dsn (RunMetrics::add_replicas). Connects once the loop
+  // first dispatches it.
+  ReplicaPoller(const ReplicaSettings& settings, std::string password, RunMetrics& metrics);
+  ~ReplicaPoller() override;
+  ReplicaPoller(const ReplicaPoller&) = delete;
+  ReplicaPoller& operator=(const ReplicaPoller&) = delete;
 
   // Replicas that have not reported `lsn` yet are asked until they do; kInvalidLsn: stop.
+  // A higher position is asked for in the loop's next round, without waiting.
   void want(Lsn lsn);
   // The newest report of replica `i` not taken yet.
   [[nodiscard]] std::optional<Report> take(std::size_t i);
+  void close();
+
+  Clock::time_point prepare(std::vector<pollfd>& fds) override;
+  void dispatch(Clock::time_point now, std::span<const pollfd> ready) override;
 
  private:
   struct Replica;
-  void run();
-  // One pass: timeouts, (re)connects and queries due; returns when to look again.
-  Clock::time_point service(Replica& r, Clock::time_point now, Lsn wanted);
+  // Timeouts, (re)connects and queries due; returns when to look again.
+  Clock::time_point service(Replica& r, Clock::time_point now);
+  // Reads what the replica's socket brought.
+  void step(Replica& r, std::size_t index);
   void on_reading(Replica& r, std::size_t index, bool in_recovery, std::optional<Lsn> lsn);
   void on_failure(Replica& r, const std::string& what);
 
   ReplicaSettings settings_;
   std::string password_;
   RunMetrics& metrics_;
-  std::function<void()> wake_;
   std::vector<std::unique_ptr<Replica>> replicas_;
-  int event_fd_ = -1;
-  std::thread thread_;
-  std::mutex mu_;
-  bool stop_ = false;
+  std::vector<std::size_t> polled_;  // the replica of each fd prepare() added
+  Clock::time_point next_ = Clock::time_point::min();
   Lsn wanted_ = kInvalidLsn;
   std::vector<std::optional<Report>> reports_;
 };

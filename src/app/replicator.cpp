@@ -1,6 +1,5 @@
 #include "replicator.h"
 
-#include <poll.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -25,6 +24,9 @@ constexpr std::size_t kLocalChunk = 512;
 // How long a SIGTERM waits for in-flight deletes before giving up on them.
 constexpr auto kShutdownGrace = std::chrono::seconds(8);
 constexpr auto kProgressInterval = std::chrono::seconds(10);
+// While the stream is busy, how often the loop's other sources get a round: replica
+// answers wait at most this long, for one extra poll() per interval.
+constexpr auto kBusyRoundInterval = std::chrono::milliseconds(2);
 
 std::size_t queue_capacity(const BatchSettings& batch) {
   // Two batches: one in flight, one forming. Bounded, so memory does not follow backlog.
@@ -54,6 +56,7 @@ Replicator::Replicator(Config config, RuleSet rules, std::optional<Lsn> endpos)
       conn_(config_.postgres.dsn, pg_password_),
       state_(config_.state_dir, config_.postgres.slot),
       state_writer_(state_),
+      loop_(Signals::wake_fd()),
       local_(config_.targets.size()) {
   binder_ = std::make_unique<TableBinder>(config_.postgres.dsn, pg_password_,
                                           config_.postgres.publication, rules_, &metrics_.registry);
@@ -143,12 +146,7 @@ void Replicator::sleep_interruptibly(std::chrono::milliseconds delay) {
     }
     const auto now = Clock::now();
     if (now >= until) return;
-    auto wake = std::min({until, next_progress_, next_watchdog_, replay_deadline()});
-    pollfd pfd{Signals::wake_fd(), POLLIN, 0};
-    const auto ms =
-        std::chrono::ceil<std::chrono::milliseconds>(std::max(wake - now, Clock::duration::zero()));
-    (void)::poll(&pfd, pfd.fd >= 0 ? 1 : 0, static_cast<int>(ms.count()));
-    Signals::drain_wake_fd();
+    (void)loop_.run_once(std::min({until, next_progress_, next_watchdog_, replay_deadline()}));
     maybe_reload();
   }
 }
@@ -489,6 +487,7 @@ void Replicator::stream_loop() {
     if (!stream_.in_transaction()) maybe_reload();
     binder_->tick(Clock::now());
     if (replay_) {
+      serve_sources_while_busy(Clock::now());
       release_replayed();
       if (!stream_.in_transaction() && replay_->full()) wait_for_replay_room();
     }
@@ -535,9 +534,15 @@ bool Replicator::wait_for_data() {
   if (probing && schedule_.endpos_probe_due(now)) send_status(true);
   const auto deadline = std::min({schedule_.next_wakeup(now, probing), next_progress_,
                                   next_watchdog_, binder_->next_refresh(), replay_deadline()});
-  conn_.wait_readable(deadline, Signals::wake_fd());
-  Signals::drain_wake_fd();
+  (void)loop_.run_once(deadline, conn_.stream_socket());
+  next_busy_round_ = Clock::now() + kBusyRoundInterval;
   return true;
+}
+
+void Replicator::serve_sources_while_busy(Clock::time_point now) {
+  if (!loop_.has_sources() || now < next_busy_round_) return;
+  (void)loop_.run_once(now);
+  next_busy_round_ = now + kBusyRoundInterval;
 }
 
 void Replicator::on_begin(const TransactionBegin& begin) {
@@ -798,7 +803,10 @@ void Replicator::shutdown(bool drain_fully) {
   state_writer_.stop();
   save_state();
   if (slot_poller_) slot_poller_->stop();
-  if (replica_poller_) replica_poller_->stop();
+  if (replica_poller_) {
+    loop_.remove(*replica_poller_);
+    replica_poller_->close();
+  }
   if (metrics_server_) metrics_server_->stop();
   spdlog::info("stopped; acknowledged up to {}", format_lsn(tracker_.flush_lsn()));
 }

@@ -24,6 +24,7 @@
 #include "walbust/core/rules.h"
 #include "walbust/core/status_schedule.h"
 #include "walbust/io/config.h"
+#include "walbust/io/event_loop.h"
 #include "walbust/io/metrics_server.h"
 #include "walbust/io/pg_replication.h"
 #include "walbust/io/state_store.h"
@@ -99,6 +100,9 @@ class Replicator final : public ChangeHandler {
   [[nodiscard]] std::size_t queued() const;
   [[nodiscard]] std::size_t local_size() const;
   void sleep_interruptibly(std::chrono::milliseconds delay);
+  // While frames keep coming the stream never waits: the loop's sources (replica
+  // connections) get a round without waiting at least every kBusyRoundInterval.
+  void serve_sources_while_busy(Clock::time_point now);
   [[nodiscard]] std::pair<bool, std::string> health() const;
 
   // Read replicas (replicator_replicas.cpp): deletes repeated once replicas replayed.
@@ -148,7 +152,11 @@ class Replicator final : public ChangeHandler {
   std::string database_;
   std::string status_text_ = "starting";
   std::unique_ptr<ReplayQueue> replay_;  // null without replicas
-  std::unique_ptr<ReplicaPoller> replica_poller_;
+  // Every wait of this thread: the replication socket, the wake fd (signals, catalog
+  // reads) and the replica connections, one poll() per round.
+  EventLoop loop_;
+  std::unique_ptr<ReplicaPoller> replica_poller_;  // a source of loop_, with replicas only
+  Clock::time_point next_busy_round_{};
   std::vector<std::int64_t> replayed_scratch_;
   ReplayQueue::Released released_scratch_;
   Clock::time_point next_lag_update_{};

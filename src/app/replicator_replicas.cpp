@@ -2,7 +2,6 @@
 // replica replayed it plus `grace` (or `max_wait` passed), through the same sinks as the
 // first deletes, and the transaction is acknowledged only after that (see README, "Read
 // replicas").
-#include <poll.h>
 #include <spdlog/spdlog.h>
 
 #include "exit_codes.h"
@@ -73,9 +72,8 @@ int Replicator::start_replicas() {
   replay_ = std::make_unique<ReplayQueue>(
       ReplayQueue::Settings{settings.dsns.size(), settings.grace, settings.max_wait,
                             kReplayTransactionKeys, kReplayTotalKeys});
-  replica_poller_ =
-      std::make_unique<ReplicaPoller>(settings, pg_password_, metrics_, [] { Signals::wake(); });
-  replica_poller_->start();
+  replica_poller_ = std::make_unique<ReplicaPoller>(settings, pg_password_, metrics_);
+  loop_.add(*replica_poller_);
   spdlog::info(
       "read replicas: {}; every delete is repeated {} after all of them replayed its commit, or {} "
       "after "
@@ -183,11 +181,7 @@ ReplicaPoller::Clock::time_point Replicator::replay_deadline() const {
 
 void Replicator::wait_for_replicas(Clock::time_point until) {
   until = std::min({until, schedule_.next_status(), next_progress_, next_watchdog_});
-  const auto ms = std::chrono::ceil<std::chrono::milliseconds>(
-      std::max(until - Clock::now(), Clock::duration::zero()));
-  pollfd pfd{Signals::wake_fd(), POLLIN, 0};
-  (void)::poll(&pfd, pfd.fd >= 0 ? 1 : 0, static_cast<int>(std::min<long long>(ms.count(), 1000)));
-  Signals::drain_wake_fd();
+  (void)loop_.run_once(std::min(until, Clock::now() + std::chrono::seconds(1)));
 }
 
 void Replicator::wait_for_replay_room() {

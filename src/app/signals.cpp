@@ -67,9 +67,5 @@ void Signals::request_stop() {
 }
 int Signals::wake_fd() { return g_wake_fd; }
 void Signals::wake() { poke(); }
-void Signals::drain_wake_fd() {
-  std::uint64_t v = 0;
-  if (g_wake_fd >= 0) (void)!::read(g_wake_fd, &v, sizeof v);
-}
 
 }  // namespace walbust

@@ -1,6 +1,6 @@
 #pragma once
-// Signal handling: handlers only set flags and poke an eventfd, so loops blocked in
-// poll() wake at once instead of at their next deadline.
+// Signal handling: handlers only set flags and poke an eventfd, so the EventLoop blocked
+// in poll() wakes at once instead of at its next deadline.
 #include <atomic>
 #include <string>
 
@@ -19,9 +19,8 @@ class Signals {
   static int stop_signal();    // the signal number that asked to stop, or 0
   static bool take_reload();   // true once per SIGHUP
   static void request_stop();  // from code (e.g. a fatal sink error)
-  static int wake_fd();        // readable after any signal; drained by drain_wake_fd()
+  static int wake_fd();        // readable after any signal; the EventLoop waiting on it drains it
   static void wake();          // makes wake_fd readable from another thread (news for the loop)
-  static void drain_wake_fd();
 };
 
 }  // namespace walbust

@@ -328,16 +328,22 @@ ReplicationFrame PgReplicationConnection::try_read() {
   return frame;
 }
 
-void PgReplicationConnection::wait_readable(Clock::time_point deadline, int wake_fd) {
+int PgReplicationConnection::stream_socket() {
+  const int fd = socket();
+  if (fd < 0) fail("waiting for the replication stream");
+  return fd;
+}
+
+void PgReplicationConnection::wait_readable(Clock::time_point deadline) {
   const auto now = Clock::now();
   int timeout_ms = 0;
   if (deadline > now) {
     timeout_ms =
         static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(deadline - now).count());
   }
-  pollfd pfd[2] = {{PQsocket(conn_), POLLIN, 0}, {wake_fd, POLLIN, 0}};
-  if (pfd[0].fd < 0) fail("waiting for the replication stream");
-  const int rc = ::poll(pfd, wake_fd >= 0 ? 2 : 1, timeout_ms);
+  pollfd pfd{PQsocket(conn_), POLLIN, 0};
+  if (pfd.fd < 0) fail("waiting for the replication stream");
+  const int rc = ::poll(&pfd, 1, timeout_ms);
   if (rc < 0 && errno != EINTR) throw PgError("", std::string("poll: ") + std::strerror(errno));
 }
 

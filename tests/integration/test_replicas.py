@@ -283,6 +283,11 @@ class TestTwoReplicas(ReplicaCase):
         for s in self.replicas:
             self.assertGreaterEqual(
                 metric(m, "walbust_replica_replay_lag_seconds_count", replica=f"127.0.0.1:{s.port}"), 1)
+        # Both replica connections are served by the stream thread's loop: replicas add
+        # no thread (README "How it works").
+        self.assertEqual(sorted(fixtures.thread_names(w.pid)),
+                         sorted(["walbust", "sink default", "slot poller", "state writer",
+                                 "catalog reader"] + ["metrics http"] * 3))
 
 
 class TestMemory(ReplicaCase):

@@ -96,9 +96,9 @@ class PgReplicationConnection {
   // Returns the next frame already received without blocking (Kind::None when none is
   // buffered, Kind::End when the server ended the stream). Throws PgError on failure.
   [[nodiscard]] ReplicationFrame try_read();
-  // Waits until the socket is readable, `wake_fd` (if >= 0) is readable, or the
-  // deadline passes.
-  void wait_readable(Clock::time_point deadline, int wake_fd = -1);
+  // The socket to wait on (an EventLoop) before try_read; throws PgError when there is
+  // none.
+  [[nodiscard]] int stream_socket();
   // Sends a standby status update (write = flush = apply = `flush`) and flushes it.
   void send_status(Lsn flush, bool reply_requested = false);
   // Ends COPY mode cleanly after a final status update.
@@ -108,6 +108,8 @@ class PgReplicationConnection {
   [[nodiscard]] std::string quote_literal(std::string_view value);
 
  private:
+  // Waits until the socket is readable or the deadline passes (finish_stream only).
+  void wait_readable(Clock::time_point deadline);
   [[noreturn]] void fail(const std::string& context);
   void free_buffer();
 

@@ -1,0 +1,69 @@
+#pragma once
+// The one wait of the thread that streams from PostgreSQL. It keeps three promises:
+//
+// - One poll() per round covers the caller's socket, the process's wake fd and the fds of
+//   every source; it ends when one of them is ready or at the earliest deadline any of
+//   them named, never later.
+// - Every source is dispatched in every round, after the poll, with the revents of its
+//   own fds: a source reads what is ready before it judges its timeouts, so a round that
+//   came late (the caller was busy) never fails a connection whose answer is waiting.
+// - A source that is slow or stalled only delays itself: its fds and deadlines never
+//   postpone another source's deadline or the caller's.
+//
+// poll() rather than epoll: a handful of fds whose interest changes from round to round
+// (libpq alternates between wanting to read and to write while it connects), where
+// epoll's registration calls would cost more than the scan they save.
+//
+// The clock and the poll call can be replaced, so the scheduling is tested without
+// sockets or waiting (tests/unit/event_loop_test.cpp).
+#include <poll.h>
+
+#include <chrono>
+#include <functional>
+#include <span>
+#include <vector>
+
+namespace walbust {
+
+class EventLoop {
+ public:
+  using Clock = std::chrono::steady_clock;
+  using NowFn = std::function<Clock::time_point()>;
+  using PollFn = std::function<int(pollfd* fds, nfds_t count, int timeout_ms)>;
+
+  // Something with sockets and deadlines of its own, served by the loop.
+  class Source {
+   public:
+    virtual ~Source() = default;
+    // Adds the fds this source waits for now (its next dispatch sees their revents in the
+    // same order) and returns when it must run again at the latest (max(): no deadline).
+    // No side effects: everything happens in dispatch.
+    virtual Clock::time_point prepare(std::vector<pollfd>& fds) = 0;
+    // After the wait, every round: `ready` holds the fds it added, with their revents.
+    virtual void dispatch(Clock::time_point now, std::span<const pollfd> ready) = 0;
+  };
+
+  // `wake_fd` (-1: none) is an eventfd that other threads and signal handlers write to
+  // end a wait early; the loop drains it.
+  explicit EventLoop(int wake_fd, NowFn now = Clock::now, PollFn poll = ::poll);
+
+  // Served in every round until removed; not owned.
+  void add(Source& source);
+  void remove(Source& source);
+  [[nodiscard]] bool has_sources() const { return !sources_.empty(); }
+
+  // One round: waits for `fd` (-1: none) to become readable, the wake fd, or the sources,
+  // at most until `until` (now or earlier: no wait, only what is ready already), then
+  // dispatches every source. Returns true when `fd` is readable.
+  bool run_once(Clock::time_point until, int fd = -1);
+
+ private:
+  int wake_fd_;
+  NowFn now_;
+  PollFn poll_;
+  std::vector<Source*> sources_;
+  std::vector<pollfd> fds_;
+  std::vector<std::size_t> first_fd_;  // per source: where its fds start in fds_
+};
+
+}  // namespace walbust

@@ -1,0 +1,60 @@
+#include "walbust/io/event_loop.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+namespace walbust {
+
+EventLoop::EventLoop(int wake_fd, NowFn now, PollFn poll)
+    : wake_fd_(wake_fd), now_(std::move(now)), poll_(std::move(poll)) {}
+
+void EventLoop::add(Source& source) {
+  if (std::find(sources_.begin(), sources_.end(), &source) == sources_.end())
+    sources_.push_back(&source);
+}
+
+void EventLoop::remove(Source& source) { std::erase(sources_, &source); }
+
+bool EventLoop::run_once(Clock::time_point until, int fd) {
+  // Slots 0 and 1 are the caller's fd and the wake fd; -1 makes poll() skip a slot.
+  fds_.assign({pollfd{fd, POLLIN, 0}, pollfd{wake_fd_, POLLIN, 0}});
+  first_fd_.clear();
+  for (Source* s : sources_) {
+    first_fd_.push_back(fds_.size());
+    until = std::min(until, s->prepare(fds_));
+  }
+  first_fd_.push_back(fds_.size());
+
+  const auto now = now_();
+  long long ms = 0;
+  if (until > now) {
+    ms = std::chrono::ceil<std::chrono::milliseconds>(until - now).count();
+    ms = std::min<long long>(ms, std::numeric_limits<int>::max());
+  }
+  const int rc = poll_(fds_.data(), static_cast<nfds_t>(fds_.size()), static_cast<int>(ms));
+  if (rc < 0) {
+    if (errno != EINTR) throw std::runtime_error(std::string("poll: ") + std::strerror(errno));
+    for (auto& p : fds_) p.revents = 0;  // a signal: the wake fd says so next round
+  }
+  if (fds_[1].revents != 0) {
+    std::uint64_t drained = 0;
+    (void)!::read(wake_fd_, &drained, sizeof drained);
+  }
+  const bool readable = fds_[0].revents != 0;
+  const auto after = now_();
+  for (std::size_t i = 0; i < sources_.size(); ++i) {
+    const std::span<const pollfd> own(fds_.data() + first_fd_[i],
+                                      first_fd_[i + 1] - first_fd_[i]);
+    sources_[i]->dispatch(after, own);
+  }
+  return readable;
+}
+
+}  // namespace walbust
