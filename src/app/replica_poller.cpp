@@ -35,6 +35,9 @@ std::chrono::milliseconds answer_timeout(const ReplicaSettings& s) {
   return std::max<std::chrono::milliseconds>(std::chrono::seconds(5), 4 * s.poll_interval);
 }
 
+// How often a host name lookup in flight is looked at (it has no fd to poll).
+constexpr auto kResolvePoll = std::chrono::milliseconds(5);
+
 }  // namespace
 
 ReplicaPoller::ReplicaPoller(const ReplicaSettings& settings, std::string password,
@@ -112,10 +115,11 @@ void ReplicaPoller::on_reading(Replica& r, std::size_t index, bool in_recovery,
 ReplicaPoller::Clock::time_point ReplicaPoller::service(Replica& r, Clock::time_point now) {
   using State = ReplicaConnection::State;
   const auto state = r.conn.state();
-  if ((state == State::Connecting || state == State::Querying) &&
+  if ((state == State::Resolving || state == State::Connecting || state == State::Querying) &&
       now - r.since >= answer_timeout(settings_)) {
-    on_failure(
-        r, state == State::Connecting ? "connecting timed out" : "no answer to the position query");
+    on_failure(r, state == State::Resolving    ? "resolving the host name timed out"
+                  : state == State::Connecting ? "connecting timed out"
+                                               : "no answer to the position query");
     return r.next_attempt;
   }
   try {
@@ -141,8 +145,15 @@ ReplicaPoller::Clock::time_point ReplicaPoller::service(Replica& r, Clock::time_
     on_failure(r, e.what());
     return r.next_attempt;
   }
-  return r.conn.state() == State::Ready ? Clock::time_point::max()
-                                        : r.since + answer_timeout(settings_);
+  const auto timeout = r.since + answer_timeout(settings_);
+  switch (r.conn.state()) {
+    case State::Ready:
+      return Clock::time_point::max();
+    case State::Resolving:  // no fd to wait on: look again shortly
+      return std::min(timeout, now + kResolvePoll);
+    default:
+      return timeout;
+  }
 }
 
 ReplicaPoller::Clock::time_point ReplicaPoller::prepare(std::vector<pollfd>& fds) {
@@ -160,6 +171,9 @@ void ReplicaPoller::dispatch(Clock::time_point now, std::span<const pollfd> read
   // Answers first: a round that came late must not time out an answer that is waiting.
   for (std::size_t f = 0; f < ready.size() && f < polled_.size(); ++f) {
     if (ready[f].revents != 0) step(*replicas_[polled_[f]], polled_[f]);
+  }
+  for (std::size_t i = 0; i < replicas_.size(); ++i) {
+    if (replicas_[i]->conn.state() == ReplicaConnection::State::Resolving) step(*replicas_[i], i);
   }
   next_ = Clock::time_point::max();
   for (auto& r : replicas_) next_ = std::min(next_, service(*r, now));

@@ -50,8 +50,7 @@ bool EventLoop::run_once(Clock::time_point until, int fd) {
   const bool readable = fds_[0].revents != 0;
   const auto after = now_();
   for (std::size_t i = 0; i < sources_.size(); ++i) {
-    const std::span<const pollfd> own(fds_.data() + first_fd_[i],
-                                      first_fd_[i + 1] - first_fd_[i]);
+    const std::span<const pollfd> own(fds_.data() + first_fd_[i], first_fd_[i + 1] - first_fd_[i]);
     sources_[i]->dispatch(after, own);
   }
   return readable;

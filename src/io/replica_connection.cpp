@@ -34,11 +34,18 @@ struct ConnectParams {
       "connect_timeout",  "keepalives_idle", "keepalives_interval",      "keepalives_count",
       "tcp_user_timeout", "dbname",          "fallback_application_name"};
   std::vector<const char*> values;
-  ConnectParams(const std::string& conninfo, const std::string& password)
+  // `resolved`: HostResolver's keywords, after the conninfo so they win. The strings must
+  // outlive the connect call.
+  ConnectParams(const std::string& conninfo, const std::string& password,
+                const std::vector<std::pair<std::string, std::string>>& resolved = {})
       : values{"5", "10", "5", "3", "10000", conninfo.c_str(), "walbust-replica"} {
     if (!password.empty()) {
       keys.push_back("password");
       values.push_back(password.c_str());
+    }
+    for (const auto& [key, value] : resolved) {
+      keys.push_back(key.c_str());
+      values.push_back(value.c_str());
     }
     keys.push_back(nullptr);
     values.push_back(nullptr);
@@ -111,6 +118,7 @@ ReplicaConnection::~ReplicaConnection() { close(); }
 int ReplicaConnection::socket() const { return conn_ != nullptr ? PQsocket(conn_) : -1; }
 
 void ReplicaConnection::close() {
+  resolver_.reset();
   if (conn_ != nullptr) PQfinish(conn_);
   conn_ = nullptr;
   state_ = State::Closed;
@@ -125,8 +133,17 @@ void ReplicaConnection::fail(const std::string& what) {
 
 void ReplicaConnection::start_connect() {
   close();
-  const ConnectParams params(conninfo_, password_);
+  resolver_ = std::make_unique<HostResolver>(conninfo_);
+  state_ = State::Resolving;
+  events_ = 0;
+  if (resolver_->done()) connect_resolved();
+}
+
+void ReplicaConnection::connect_resolved() {
+  if (!resolver_->error().empty()) fail("cannot connect: " + resolver_->error());
+  const ConnectParams params(conninfo_, password_, resolver_->params());
   conn_ = PQconnectStartParams(params.keys.data(), params.values.data(), 1);
+  resolver_.reset();
   if (conn_ == nullptr || PQstatus(conn_) == CONNECTION_BAD) fail("cannot connect");
   PQsetNoticeProcessor(conn_, silence_notices, nullptr);
   state_ = State::Connecting;
@@ -142,6 +159,10 @@ void ReplicaConnection::send_query() {
 }
 
 std::optional<ReplicaReading> ReplicaConnection::step() {
+  if (state_ == State::Resolving) {
+    if (resolver_->done()) connect_resolved();
+    return std::nullopt;
+  }
   if (state_ == State::Connecting) {
     switch (PQconnectPoll(conn_)) {
       case PGRES_POLLING_READING:

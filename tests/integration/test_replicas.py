@@ -269,7 +269,10 @@ class TestTwoReplicas(ReplicaCase):
 
     def test_the_repeat_waits_for_the_slower_of_two_standbys(self):
         fast, slow = self.replicas
-        w = self.start(self.make_walbust())
+        # One standby by host name: its lookup runs beside the stream thread's loop.
+        by_name = fast.dsn.replace("host=127.0.0.1", "host=localhost")
+        self.assertNotEqual(by_name, fast.dsn)
+        w = self.start(self.make_walbust(dsns=[by_name, slow.dsn]))
         slow.pause_replay()
         end = self.update_and_see_first_delete(w)
         fast.wait_replayed(end)
@@ -280,9 +283,9 @@ class TestTwoReplicas(ReplicaCase):
         w.wait_for(lambda: not self.r.exists("post_detail_1"), 10 * SLOW, message="repeat")
         w.wait_confirmed(end, timeout=10 * SLOW)
         m = self.metrics()
-        for s in self.replicas:
+        for host, s in (("localhost", fast), ("127.0.0.1", slow)):
             self.assertGreaterEqual(
-                metric(m, "walbust_replica_replay_lag_seconds_count", replica=f"127.0.0.1:{s.port}"), 1)
+                metric(m, "walbust_replica_replay_lag_seconds_count", replica=f"{host}:{s.port}"), 1)
         # Both replica connections are served by the stream thread's loop: replicas add
         # no thread (README "How it works").
         self.assertEqual(sorted(fixtures.thread_names(w.pid)),

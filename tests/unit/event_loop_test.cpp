@@ -65,8 +65,8 @@ struct PeriodicSource : EventLoop::Source {
   std::vector<int> fds;
   Clock::time_point deadline = Clock::time_point::max();
   Clock::duration period{};
-  int runs = 0;           // dispatches at or after the deadline
-  Clock::duration worst{};  // how late the latest of them came
+  int runs = 0;                          // dispatches at or after the deadline
+  Clock::duration worst{};               // how late the latest of them came
   std::vector<std::vector<short>> seen;  // revents per dispatch
 
   Clock::time_point prepare(std::vector<pollfd>& out) override {
@@ -111,7 +111,8 @@ TEST(EventLoop, AStalledConnectionDelaysNoOtherDeadlineForAMinute) {
   auto loop = world.loop();
   const int replication = 10, redis = 11;
   const auto start = world.now;
-  for (int i = 1; i <= 600; ++i) world.ready_at[replication].push_back(start + i * milliseconds(100));
+  for (int i = 1; i <= 600; ++i)
+    world.ready_at[replication].push_back(start + i * milliseconds(100));
   world.ready_at[redis].push_back(start + seconds(60) + milliseconds(50));
   PeriodicSource stalled, status;
   stalled.fds = {redis};

@@ -1,13 +1,17 @@
 #pragma once
 // An ordinary, non-blocking libpq connection to a read replica that reads its replay
-// position. Non-blocking so one thread can watch many replicas and a dead or slow one
-// never holds up the others: the caller polls socket() for events() and calls step().
+// position. Non-blocking from the host name lookup on (HostResolver), so the stream
+// thread's loop can serve many replicas and a dead or slow one never holds it up: the
+// caller polls socket() for events() and calls step(), and calls step() while Resolving
+// (there is no socket yet) until the lookup ended.
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "walbust/core/db_check.h"
 #include "walbust/core/lsn.h"
+#include "walbust/io/host_resolver.h"
 
 struct pg_conn;
 
@@ -28,14 +32,14 @@ struct ReplicaReading {
 
 class ReplicaConnection {
  public:
-  enum class State { Closed, Connecting, Ready, Querying };
+  enum class State { Closed, Resolving, Connecting, Ready, Querying };
 
   ReplicaConnection(std::string conninfo, std::string password);
   ~ReplicaConnection();
   ReplicaConnection(const ReplicaConnection&) = delete;
   ReplicaConnection& operator=(const ReplicaConnection&) = delete;
 
-  // Starts connecting. Throws PgError when it fails at once.
+  // Starts resolving the host names, then connecting. Throws PgError when it fails at once.
   void start_connect();
   // Sends the position query; only in State::Ready. Throws PgError.
   void send_query();
@@ -53,8 +57,11 @@ class ReplicaConnection {
   [[noreturn]] void fail(const std::string& what);
   std::optional<ReplicaReading> read_result();
 
+  void connect_resolved();
+
   std::string conninfo_;
   std::string password_;
+  std::unique_ptr<HostResolver> resolver_;  // while Resolving
   pg_conn* conn_ = nullptr;
   State state_ = State::Closed;
   short events_ = 0;
