@@ -650,9 +650,10 @@ bool Replicator::push_local(std::size_t t) {
     // Blocked on a full queue: the socket was not read meanwhile, so silence since then
     // says nothing about the server.
     schedule_.forgive_silence(Clock::now());
-    // The queue is full (Redis slow or down): keep the walsender from timing us out and
-    // systemd informed while waiting.
+    // The queue is full (Redis slow or down): keep the walsender from timing us out,
+    // systemd informed and the replicas read while waiting.
     tick();
+    serve_sources_while_busy(Clock::now());
     if (Signals::stop_requested()) return false;
     for (const auto& sink : sinks_) {
       if (sink->failed()) return false;

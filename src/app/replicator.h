@@ -100,8 +100,9 @@ class Replicator final : public ChangeHandler {
   [[nodiscard]] std::size_t queued() const;
   [[nodiscard]] std::size_t local_size() const;
   void sleep_interruptibly(std::chrono::milliseconds delay);
-  // While frames keep coming the stream never waits: the loop's sources (replica
-  // connections) get a round without waiting at least every kBusyRoundInterval.
+  // While frames keep coming, or a full queue blocks it, the stream never waits in the
+  // loop: its sources (replica connections) get a round without waiting at least every
+  // kBusyRoundInterval.
   void serve_sources_while_busy(Clock::time_point now);
   [[nodiscard]] std::pair<bool, std::string> health() const;
 
