@@ -14,18 +14,24 @@ void DeleteDeduplicator::scan(const std::vector<const Action*>& actions) {
   table_.assign(size, kEmpty);
   const std::size_t mask = size - 1;
   const std::hash<std::string_view> hash;
+  // Each key's slot holds the latest Delete or SET of it: a Delete is repeated only when
+  // that is a Delete.
   for (std::size_t i = 0; i < actions.size(); ++i) {
     const Action& a = *actions[i];
-    if (a.kind != ActionKind::Delete) continue;
+    if (a.kind != ActionKind::Delete && a.kind != ActionKind::BumpVersion) continue;
     for (std::size_t slot = hash(a.key) & mask;; slot = (slot + 1) & mask) {
       if (table_[slot] == kEmpty) {
         table_[slot] = static_cast<std::uint32_t>(i);
         break;
       }
-      if (actions[table_[slot]]->key == a.key) {
+      const Action& latest = *actions[table_[slot]];
+      if (latest.key != a.key) continue;
+      if (a.kind == ActionKind::Delete && latest.kind == ActionKind::Delete) {
         repeated_[i] = 1;
-        break;
+      } else {
+        table_[slot] = static_cast<std::uint32_t>(i);
       }
+      break;
     }
   }
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "walbust/core/events.h"
+#include "walbust/core/key_family.h"
 
 namespace walbust {
 
@@ -53,13 +54,16 @@ BatchResult BatchWriter::apply(const std::vector<const Action*>& actions) {
         events_.push_back(a);
         break;
       case ActionKind::BumpVersion:
-        // Ordered after earlier deletes of the batch; SET is idempotent on replay.
+        // Ordered after earlier deletes of the batch; SET is idempotent on replay. A
+        // pattern the new key matches must be scanned again where it next stands.
         ops_.push_back(RedisOp{RedisOp::Kind::Set, a->key, a->value, 0});
+        std::erase_if(patterns, [&](const std::string* p) { return glob_match(*p, a->key); });
         break;
       case ActionKind::DeletePattern:
         // Scanned where it stands: what earlier transactions delete goes first, and no
         // later transaction's delete is visible before this pattern's keys are gone.
-        // Once per batch: every scan runs after all of the batch's commits anyway.
+        // Once per batch (unless a SET of the batch made a key it matches): every scan
+        // runs after all of the batch's commits anyway.
         if (std::none_of(patterns.begin(), patterns.end(),
                          [&](const std::string* p) { return *p == a->key; })) {
           patterns.push_back(&a->key);

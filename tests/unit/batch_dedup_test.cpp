@@ -60,5 +60,19 @@ TEST(DeleteDeduplicator, BinaryKeysAndReuseAcrossBatches) {
   EXPECT_FALSE(d.repeated(0));
 }
 
+TEST(DeleteDeduplicator, ADeleteAfterASetOfItsKeyIsNotARepeat) {
+  // DEL k, SET k, DEL k: dropping the second delete would leave the SET's key behind.
+  const std::vector<Action> actions = {
+      make(ActionKind::Delete, "k"),          make(ActionKind::BumpVersion, "k"),
+      make(ActionKind::Delete, "k"),          make(ActionKind::Delete, "k"),
+      make(ActionKind::BumpVersion, "other"), make(ActionKind::Delete, "k")};
+  DeleteDeduplicator d;
+  d.scan(pointers(actions));
+  EXPECT_FALSE(d.repeated(0));
+  EXPECT_FALSE(d.repeated(2)) << "the SET of k in between makes it a new delete";
+  EXPECT_TRUE(d.repeated(3));
+  EXPECT_TRUE(d.repeated(5)) << "a SET of another key changes nothing for k";
+}
+
 }  // namespace
 }  // namespace walbust

@@ -12,7 +12,8 @@
 namespace walbust {
 namespace {
 
-std::map<std::string, std::string> resolve(const std::string& conninfo, std::string* error = nullptr) {
+std::map<std::string, std::string> resolve(const std::string& conninfo,
+                                           std::string* error = nullptr) {
   HostResolver resolver(conninfo);
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (!resolver.done()) {
@@ -28,8 +29,8 @@ std::map<std::string, std::string> resolve(const std::string& conninfo, std::str
 
 TEST(HostResolver, AddressesSocketDirectoriesAndChosenHostaddrsNeedNoLookup) {
   for (const char* conninfo :
-       {"host=127.0.0.1 port=5432 dbname=x", "host=::1", "host=/var/run/postgresql",
-        "dbname=x", "host=db.example hostaddr=10.0.0.1", "postgresql://127.0.0.1:5433/x"}) {
+       {"host=127.0.0.1 port=5432 dbname=x", "host=::1", "host=/var/run/postgresql", "dbname=x",
+        "host=db.example hostaddr=10.0.0.1", "postgresql://127.0.0.1:5433/x"}) {
     HostResolver resolver(conninfo);
     EXPECT_TRUE(resolver.done()) << conninfo;
     EXPECT_TRUE(resolver.params().empty()) << conninfo;

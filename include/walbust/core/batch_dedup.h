@@ -14,7 +14,9 @@ namespace walbust {
 class DeleteDeduplicator {
  public:
   // After this, repeated(i) is true for a Delete action whose key an earlier Delete of
-  // `actions` already has. Other kinds are never marked. Scratch space is reused.
+  // `actions` already has, with no version bump (SET) of that key in between: a delete
+  // after a SET of its key must reach Redis, or the SET's key would survive it. Other
+  // kinds are never marked. Scratch space is reused.
   void scan(const std::vector<const Action*>& actions);
   [[nodiscard]] bool repeated(std::size_t i) const { return repeated_[i] != 0; }
 
