@@ -14,8 +14,8 @@ namespace walbust {
 
 struct ReplicaPoller::Replica {
   Replica(const std::string& dsn, const std::string& password, ReplicaMetrics& m)
-      : conn(dsn, password), metrics(m) {}
-  ReplicaConnection conn;
+      : conn(dsn, password, "walbust-replica"), metrics(m) {}
+  AsyncPgConnection conn;
   ReplicaMetrics& metrics;
   Backoff backoff{std::chrono::milliseconds(100), std::chrono::seconds(10)};
   Clock::time_point next_attempt{};  // while closed
@@ -113,7 +113,7 @@ void ReplicaPoller::on_reading(Replica& r, std::size_t index, bool in_recovery,
 }
 
 ReplicaPoller::Clock::time_point ReplicaPoller::service(Replica& r, Clock::time_point now) {
-  using State = ReplicaConnection::State;
+  using State = AsyncPgConnection::State;
   const auto state = r.conn.state();
   if ((state == State::Resolving || state == State::Connecting || state == State::Querying) &&
       now - r.since >= answer_timeout(settings_)) {
@@ -132,12 +132,12 @@ ReplicaPoller::Clock::time_point ReplicaPoller::service(Replica& r, Clock::time_
     if (r.conn.state() == State::Ready && wanted_ > r.known) {
       const auto due = r.last_query + settings_.poll_interval;
       if (now < due) return due;
-      r.conn.send_query();
+      r.conn.send_query(kReplicaPositionQuery);
       r.last_query = now;
       r.since = now;
     } else if (r.conn.state() == State::Ready && r.last_query == Clock::time_point{}) {
       // Once after connecting: learn whether it is a standby and where it is.
-      r.conn.send_query();
+      r.conn.send_query(kReplicaPositionQuery);
       r.last_query = now;
       r.since = now;
     }
@@ -173,7 +173,7 @@ void ReplicaPoller::dispatch(Clock::time_point now, std::span<const pollfd> read
     if (ready[f].revents != 0) step(*replicas_[polled_[f]], polled_[f]);
   }
   for (std::size_t i = 0; i < replicas_.size(); ++i) {
-    if (replicas_[i]->conn.state() == ReplicaConnection::State::Resolving) step(*replicas_[i], i);
+    if (replicas_[i]->conn.state() == AsyncPgConnection::State::Resolving) step(*replicas_[i], i);
   }
   next_ = Clock::time_point::max();
   for (auto& r : replicas_) next_ = std::min(next_, service(*r, now));
@@ -181,9 +181,11 @@ void ReplicaPoller::dispatch(Clock::time_point now, std::span<const pollfd> read
 
 void ReplicaPoller::step(Replica& r, std::size_t index) {
   try {
-    if (auto reading = r.conn.step())
-      on_reading(r, index, reading->in_recovery, reading->replay_lsn);
-    if (r.conn.state() == ReplicaConnection::State::Ready &&
+    if (auto rows = r.conn.step()) {
+      const ReplicaReading reading = replica_reading(*rows);
+      on_reading(r, index, reading.in_recovery, reading.replay_lsn);
+    }
+    if (r.conn.state() == AsyncPgConnection::State::Ready &&
         r.metrics.status.load() == ReplicaMetrics::Status::Connecting) {
       r.metrics.status.store(ReplicaMetrics::Status::Up);
     }

@@ -188,7 +188,7 @@ void Replicator::start_workers() {
                                    std::min(config_.postgres.status_interval,
                                             std::chrono::milliseconds(std::chrono::seconds(10))),
                                    metrics_);
-  slot_poller_->start();
+  loop_.add(*slot_poller_);
   // Rules are bound before the first change: a rule that cannot match is reported at start.
   (void)binder_->refresh();
   if (const auto wd = notifier_.watchdog_interval()) {
@@ -486,8 +486,8 @@ void Replicator::stream_loop() {
     tick();
     if (!stream_.in_transaction()) maybe_reload();
     binder_->tick(Clock::now());
+    serve_sources_while_busy(Clock::now());
     if (replay_) {
-      serve_sources_while_busy(Clock::now());
       release_replayed();
       if (!stream_.in_transaction() && replay_->full()) wait_for_replay_room();
     }
@@ -803,7 +803,10 @@ void Replicator::shutdown(bool drain_fully) {
   conn_.close();
   state_writer_.stop();
   save_state();
-  if (slot_poller_) slot_poller_->stop();
+  if (slot_poller_) {
+    loop_.remove(*slot_poller_);
+    slot_poller_->close();
+  }
   if (replica_poller_) {
     loop_.remove(*replica_poller_);
     replica_poller_->close();

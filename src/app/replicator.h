@@ -101,8 +101,8 @@ class Replicator final : public ChangeHandler {
   [[nodiscard]] std::size_t local_size() const;
   void sleep_interruptibly(std::chrono::milliseconds delay);
   // While frames keep coming, or a full queue blocks it, the stream never waits in the
-  // loop: its sources (replica connections) get a round without waiting at least every
-  // kBusyRoundInterval.
+  // loop: its sources (slot poller, replica connections) get a round without waiting at
+  // least every kBusyRoundInterval.
   void serve_sources_while_busy(Clock::time_point now);
   [[nodiscard]] std::pair<bool, std::string> health() const;
 
@@ -154,7 +154,7 @@ class Replicator final : public ChangeHandler {
   std::string status_text_ = "starting";
   std::unique_ptr<ReplayQueue> replay_;  // null without replicas
   // Every wait of this thread: the replication socket, the wake fd (signals, catalog
-  // reads) and the replica connections, one poll() per round.
+  // reads), the slot poller's and the replica connections, one poll() per round.
   EventLoop loop_;
   std::unique_ptr<ReplicaPoller> replica_poller_;  // a source of loop_, with replicas only
   Clock::time_point next_busy_round_{};

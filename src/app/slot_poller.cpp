@@ -1,75 +1,85 @@
 #include "slot_poller.h"
 
 #include <spdlog/spdlog.h>
-#include <sys/socket.h>
 
-#include "signals.h"
+#include "walbust/core/sql_quote.h"
 #include "walbust/io/pg_replication.h"
 
 namespace walbust {
 
-SlotPoller::SlotPoller(std::string conninfo, std::string password, std::string slot,
+SlotPoller::SlotPoller(std::string conninfo, std::string password, const std::string& slot,
                        std::chrono::milliseconds interval, RunMetrics& metrics)
-    : conninfo_(std::move(conninfo)),
-      password_(std::move(password)),
-      slot_(std::move(slot)),
+    : conn_(std::move(conninfo), std::move(password), "walbust-slot-poller"),
+      query_(
+          "SELECT (pg_catalog.pg_current_wal_lsn() - confirmed_flush_lsn)::bigint, "
+          "coalesce(safe_wal_size, -1) FROM pg_catalog.pg_replication_slots WHERE slot_name = " +
+          sql_literal(slot)),
+      slot_(slot),
       interval_(interval),
       metrics_(metrics) {}
 
-SlotPoller::~SlotPoller() { stop(); }
-
-void SlotPoller::start() {
-  thread_ = std::thread([this] { run(); });
+SlotPoller::Clock::time_point SlotPoller::prepare(std::vector<pollfd>& fds) {
+  polled_ = conn_.events() != 0 && conn_.socket() >= 0;
+  if (polled_) fds.push_back(pollfd{conn_.socket(), conn_.events(), 0});
+  return next_;
 }
 
-void SlotPoller::stop() {
-  {
-    std::lock_guard lock(mu_);
-    stop_ = true;
-    // A query blocked on a silent network would never return: shutting the socket down
-    // makes it fail at once, so stopping never hangs.
-    if (socket_ >= 0) ::shutdown(socket_, SHUT_RDWR);
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
-}
-
-void SlotPoller::run() {
-  Signals::begin_worker_thread("slot poller");
-  PgReplicationConnection conn(conninfo_, password_, /*replication=*/false);
-  bool failing = false;
-  std::unique_lock lock(mu_);
-  while (!stop_) {
-    lock.unlock();
+void SlotPoller::dispatch(Clock::time_point now, std::span<const pollfd> ready) {
+  // The answer first: a round that came late must not time out an answer that is waiting.
+  const bool readable = polled_ && !ready.empty() && ready.front().revents != 0;
+  if (readable || conn_.state() == AsyncPgConnection::State::Resolving) {
     try {
-      if (!conn.connected()) {
-        conn.connect();
-        std::lock_guard guard(mu_);
-        socket_ = conn.socket();
-      }
-      const auto rows = conn.query(
-          "SELECT (pg_catalog.pg_current_wal_lsn() - confirmed_flush_lsn)::bigint, "
-          "coalesce(safe_wal_size, -1) "
-          "FROM pg_catalog.pg_replication_slots WHERE slot_name = " +
-          conn.quote_literal(slot_));
-      if (!rows.empty()) {
-        if (rows[0][0]) metrics_.lag_bytes.set(std::stod(*rows[0][0]));
-        if (rows[0][1]) metrics_.slot_safe_wal_size.set(std::stod(*rows[0][1]));
-      }
-      failing = false;
-    } catch (const std::exception& e) {
-      // Only metrics depend on this connection, and an outage of the server is already
-      // logged by the replication connection: debug level, once per outage.
-      if (!failing) spdlog::debug("postgres: cannot read slot {} for metrics: {}", slot_, e.what());
-      failing = true;
-      {
-        std::lock_guard guard(mu_);
-        socket_ = -1;
-      }
-      conn.close();
+      if (auto rows = conn_.step()) on_rows(*rows);
+    } catch (const PgError& e) {
+      on_failure(e.what(), now);
     }
-    lock.lock();
-    cv_.wait_for(lock, interval_, [this] { return stop_; });
+  }
+  next_ = service(now);
+}
+
+void SlotPoller::on_rows(const PgRows& rows) {
+  if (!rows.empty() && rows[0].size() == 2) {
+    if (rows[0][0]) metrics_.lag_bytes.set(std::stod(*rows[0][0]));
+    if (rows[0][1]) metrics_.slot_safe_wal_size.set(std::stod(*rows[0][1]));
+  }
+  failing_ = false;
+}
+
+void SlotPoller::on_failure(const std::string& what, Clock::time_point now) {
+  conn_.close();
+  next_query_ = now + interval_;
+  if (!failing_) spdlog::debug("postgres: cannot read slot {} for metrics: {}", slot_, what);
+  failing_ = true;
+}
+
+SlotPoller::Clock::time_point SlotPoller::service(Clock::time_point now) {
+  using State = AsyncPgConnection::State;
+  const State state = conn_.state();
+  if (state != State::Closed && state != State::Ready && now - since_ >= kAnswerTimeout) {
+    on_failure("no answer", now);
+    return next_query_;
+  }
+  try {
+    if (conn_.state() == State::Closed && now >= next_query_) {
+      conn_.start_connect();
+      since_ = now;
+    }
+    if (conn_.state() == State::Ready && now >= next_query_) {
+      conn_.send_query(query_);
+      since_ = now;
+      next_query_ = now + interval_;
+    }
+  } catch (const PgError& e) {
+    on_failure(e.what(), now);
+  }
+  switch (conn_.state()) {
+    case State::Closed:
+    case State::Ready:
+      return next_query_;
+    case State::Resolving:  // no fd to wait on: look again shortly
+      return std::min(since_ + kAnswerTimeout, now + std::chrono::milliseconds(5));
+    default:
+      return since_ + kAnswerTimeout;
   }
 }
 

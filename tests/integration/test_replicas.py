@@ -289,7 +289,7 @@ class TestTwoReplicas(ReplicaCase):
         # Both replica connections are served by the stream thread's loop: replicas add
         # no thread (README "How it works").
         self.assertEqual(sorted(fixtures.thread_names(w.pid)),
-                         sorted(["walbust", "sink default", "slot poller", "state writer",
+                         sorted(["walbust", "sink default", "state writer",
                                  "catalog reader"] + ["metrics http"] * 3))
 
 

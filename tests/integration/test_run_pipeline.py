@@ -546,8 +546,37 @@ class ThreadTest(PipelineCase):
         w.sync(timeout=30 * SLOW)
         names = sorted(fixtures.thread_names(w.pid))
         # The metrics server: its accept loop and two workers, which inherit its name.
-        self.assertEqual(names, sorted(["walbust", "sink cache", "sink sessions", "slot poller",
+        self.assertEqual(names, sorted(["walbust", "sink cache", "sink sessions",
                                         "state writer", "catalog reader"] + ["metrics http"] * 3))
+
+
+class SlotMetricsTest(PipelineCase):
+    audit = False
+
+    def lag(self, port):
+        status, body = fixtures.http_get(port, "/metrics")
+        m = re.search(r"(?m)^walbust_replication_lag_bytes (\S+)$", body or "")
+        return float(m.group(1)) if status == 200 and m else None
+
+    def test_the_lag_metric_follows_the_slot_while_redis_is_down_and_after(self):
+        # The slot is read on the stream thread's loop: the metric must keep moving while
+        # a dead Redis holds every acknowledgement back, and fall once Redis is back.
+        port = fixtures.free_port()
+        w = self.start_walbust(status_interval="200ms",
+                               config={"metrics": {"listen": f"127.0.0.1:{port}"}})
+        w.sync(timeout=30 * SLOW)
+        self.r.close()
+        self.redis.kill9()
+        self.pg.execute(f"INSERT INTO {fixtures.MARKER_TABLE} (note) "
+                        "SELECT 'lag' FROM generate_series(1, 3000)")
+        w.wait_for(lambda: (self.lag(port) or 0) > 100_000, 30 * SLOW,
+                   message="the lag metric to grow while Redis is down")
+        status, body = fixtures.http_get(port, "/metrics")
+        self.assertRegex(body, r"(?m)^walbust_slot_safe_wal_size_bytes -?\d")
+        self.redis.start()
+        self.r = self.redis.client()
+        w.wait_for(lambda: (lag := self.lag(port)) is not None and lag < 100_000, 60 * SLOW,
+                   message="the lag metric to fall once Redis is back")
 
 
 class ConfigErrorTest(unittest.TestCase):

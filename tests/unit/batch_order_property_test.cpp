@@ -30,8 +30,8 @@ std::vector<Action> random_actions(std::mt19937& rng, std::size_t n) {
     if (roll < 6) {
       out.push_back(make(ActionKind::Delete, kKeys[rng() % kKeys.size()]));
     } else if (roll < 8) {
-      out.push_back(make(ActionKind::BumpVersion, kKeys[rng() % kKeys.size()],
-                         std::to_string(rng() % 100)));
+      out.push_back(
+          make(ActionKind::BumpVersion, kKeys[rng() % kKeys.size()], std::to_string(rng() % 100)));
     } else {
       out.push_back(make(ActionKind::DeletePattern, kPatterns[rng() % kPatterns.size()]));
     }
@@ -58,9 +58,8 @@ std::set<std::string> one_by_one(std::set<std::string> keys, const std::vector<A
         keys.insert(a.key);
         break;
       case ActionKind::DeletePattern:
-        std::erase_if(keys, [&](const std::string& k) {
-          return fnmatch(a.key.c_str(), k.c_str(), 0) == 0;
-        });
+        std::erase_if(
+            keys, [&](const std::string& k) { return fnmatch(a.key.c_str(), k.c_str(), 0) == 0; });
         break;
       default:
         break;

@@ -1,19 +1,14 @@
 #pragma once
-// An ordinary, non-blocking libpq connection to a read replica that reads its replay
-// position. Non-blocking from the host name lookup on (HostResolver), so the stream
-// thread's loop can serve many replicas and a dead or slow one never holds it up: the
-// caller polls socket() for events() and calls step(), and calls step() while Resolving
-// (there is no socket yet) until the lookup ended.
+// What walbust asks a read replica: its name for logs and metrics, the facts checked at
+// start and by `check --db` (a blocking inspection), and the replay position query that
+// the ReplicaPoller sends on an AsyncPgConnection.
 #include <chrono>
-#include <memory>
 #include <optional>
 #include <string>
 
 #include "walbust/core/db_check.h"
 #include "walbust/core/lsn.h"
-#include "walbust/io/host_resolver.h"
-
-struct pg_conn;
+#include "walbust/io/async_pg_connection.h"
 
 namespace walbust {
 
@@ -30,41 +25,10 @@ struct ReplicaReading {
 [[nodiscard]] ReplicaFacts inspect_replica(const std::string& conninfo,
                                            const std::string& password);
 
-class ReplicaConnection {
- public:
-  enum class State { Closed, Resolving, Connecting, Ready, Querying };
-
-  ReplicaConnection(std::string conninfo, std::string password);
-  ~ReplicaConnection();
-  ReplicaConnection(const ReplicaConnection&) = delete;
-  ReplicaConnection& operator=(const ReplicaConnection&) = delete;
-
-  // Starts resolving the host names, then connecting. Throws PgError when it fails at once.
-  void start_connect();
-  // Sends the position query; only in State::Ready. Throws PgError.
-  void send_query();
-  // Advances after socket activity (or a timeout). Returns the reading once a query
-  // completed. Throws PgError on failure; the connection is then closed.
-  [[nodiscard]] std::optional<ReplicaReading> step();
-  void close();
-
-  [[nodiscard]] State state() const { return state_; }
-  [[nodiscard]] int socket() const;
-  // poll() events the connection waits for (POLLIN / POLLOUT), 0 when none.
-  [[nodiscard]] short events() const { return events_; }
-
- private:
-  [[noreturn]] void fail(const std::string& what);
-  std::optional<ReplicaReading> read_result();
-
-  void connect_resolved();
-
-  std::string conninfo_;
-  std::string password_;
-  std::unique_ptr<HostResolver> resolver_;  // while Resolving
-  pg_conn* conn_ = nullptr;
-  State state_ = State::Closed;
-  short events_ = 0;
-};
+// The query that reads a replica's position, and its answer.
+inline constexpr const char* kReplicaPositionQuery =
+    "SELECT pg_catalog.pg_is_in_recovery(), pg_catalog.pg_last_wal_replay_lsn()::text";
+// Throws PgError when the rows are not one row of two columns.
+[[nodiscard]] ReplicaReading replica_reading(const PgRows& rows);
 
 }  // namespace walbust
