@@ -411,7 +411,7 @@ log: {{level: info}}
         try:
             runs = []
             for rep in range(self.sizes["repeat"]):
-                for label, dsn in (("none", None), ("one caught-up replica", standby.dsn())):
+                for label, dsn in (("none", None), ("one caught-up replica", standby.dsn)):
                     log(f"replicas: {label}, run {rep + 1}/{self.sizes['repeat']}")
                     res = self.measured_run("walbust", "backlog_src", self.backlog_endpos, self.backlog_changes,
                                             workload.KEYS_PER_CHANGE, replica_dsn=dsn)
