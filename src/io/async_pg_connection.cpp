@@ -44,8 +44,7 @@ void AsyncPgConnection::start_connect() {
 
 void AsyncPgConnection::connect_resolved() {
   if (!resolver_->error().empty()) fail("cannot connect: " + resolver_->error());
-  const ConnectParams params(conninfo_, password_, application_name_.c_str(),
-                             resolver_->params());
+  const ConnectParams params(conninfo_, password_, application_name_.c_str(), resolver_->params());
   conn_ = PQconnectStartParams(params.keys.data(), params.values.data(), 1);
   resolver_.reset();
   if (conn_ == nullptr || PQstatus(conn_) == CONNECTION_BAD) fail("cannot connect");
