@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Formats walbust's C and C++ sources with clang-format 14 and the repository's .clang-format.
 #
-#   scripts/format.sh            rewrite every tracked .c/.cpp/.h file in place
+#   scripts/format.sh            rewrite every .c/.cpp/.h file git tracks or would track
 #   scripts/format.sh --check    change nothing; list the files that differ and exit 1 if any
 #
 # scripts/test.sh runs the check first, so unformatted code fails the test command.
@@ -26,7 +26,9 @@ if ! "$formatter" --version | grep -q 'version 14\.'; then
   exit 2
 fi
 
-mapfile -t files < <(git ls-files '*.c' '*.cpp' '*.h' | grep -v '^tests/fuzz/corpus/')
+# Untracked files too (not ignored ones): a new file is formatted before its first commit.
+mapfile -t files < <(git ls-files --cached --others --exclude-standard '*.c' '*.cpp' '*.h' |
+  grep -v '^tests/fuzz/corpus/')
 if [ "$check" -eq 0 ]; then
   "$formatter" -i "${files[@]}"
   exit 0
