@@ -28,24 +28,6 @@ DatabaseNeeds database_needs(const LoadedConfig& loaded) {
   return needs;
 }
 
-std::string one_line(std::string_view message) {
-  std::string out;
-  bool pending_break = false;
-  for (const char c : message) {
-    if (c == '\n' || c == '\r') {
-      pending_break = true;
-      continue;
-    }
-    if (pending_break) {
-      if (c == '\t' || c == ' ') continue;
-      if (!out.empty()) out += "; ";
-      pending_break = false;
-    }
-    out += c;
-  }
-  return out;
-}
-
 std::unique_ptr<PgReplicationConnection> connect_for_inspection(const Config& config) {
   const std::string where = redact_conninfo(config.postgres.dsn);
   std::string password;

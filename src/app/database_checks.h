@@ -7,6 +7,7 @@
 
 #include "config_loading.h"
 #include "walbust/core/db_check.h"
+#include "walbust/core/message_text.h"
 #include "walbust/io/pg_replication.h"
 
 namespace walbust {
@@ -19,8 +20,5 @@ namespace walbust {
 
 // Prints each finding and the summary to stdout; returns the number of problems.
 std::size_t print_findings(const std::vector<Finding>& findings);
-
-// A PostgreSQL message on one line: libpq's multi-line errors joined with "; ".
-[[nodiscard]] std::string one_line(std::string_view message);
 
 }  // namespace walbust

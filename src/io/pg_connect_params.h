@@ -1,25 +1,14 @@
 #pragma once
 // What the non-blocking SQL connections (AsyncPgConnection) and the blocking replica
-// inspection share: libpq connect parameters with bounded connects and keepalives, and
-// libpq messages on one line. Private to src/io.
+// inspection share: libpq connect parameters with bounded connects and keepalives.
+// Private to src/io.
 #include <string>
 #include <utility>
 #include <vector>
 
-namespace walbust {
+#include "walbust/core/message_text.h"
 
-inline std::string one_line(const char* msg) {
-  std::string out;
-  for (const char* p = msg != nullptr ? msg : ""; *p != '\0'; ++p) {
-    if (*p == '\n') {
-      if (p[1] != '\0') out += "; ";
-      continue;
-    }
-    out += *p;
-  }
-  while (!out.empty() && out.back() == ' ') out.pop_back();
-  return out;
-}
+namespace walbust {
 
 // Same defaults as the primary's connections: bounded connects and TCP keepalives, so a
 // silently dead server is noticed; the user's conninfo (expanded from dbname) wins.

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "walbust/core/byte_reader.h"
+#include "walbust/core/message_text.h"
 
 namespace walbust {
 namespace {
@@ -22,29 +23,11 @@ void put_u64(std::vector<char>& out, std::uint64_t v) {
     out.push_back(static_cast<char>((v >> shift) & 0xff));
 }
 
-// libpq messages end with a newline and may contain more (DETAIL, HINT): folded into one
-// line so every log entry stays one line (journald splits on newlines).
-std::string trim_message(const char* msg) {
-  std::string s = msg != nullptr ? msg : "";
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  std::string out;
-  out.reserve(s.size());
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] != '\n') {
-      out += s[i];
-      continue;
-    }
-    while (i + 1 < s.size() && (s[i + 1] == '\t' || s[i + 1] == ' ')) ++i;  // continuation indent
-    out += "; ";
-  }
-  return out;
-}
-
 // Server notices (e.g. "WARNING: terminating connection due to immediate shutdown") go
 // through the logger instead of libpq's default of printing to stderr. Info level: the
 // outage they announce gets its own warning from the code that sees the connection fail.
 void forward_notice(void*, const char* message) {
-  spdlog::info("postgres notice: {}", trim_message(message));
+  spdlog::info("postgres notice: {}", one_line(message));
 }
 
 struct ResultGuard {
@@ -97,7 +80,7 @@ void PgReplicationConnection::connect() {
   conn_ = PQconnectdbParams(keys.data(), values.data(), 1);
   if (conn_ == nullptr) throw PgError("", "cannot allocate a PostgreSQL connection");
   if (PQstatus(conn_) != CONNECTION_OK) {
-    const std::string msg = trim_message(PQerrorMessage(conn_));
+    const std::string msg = one_line(PQerrorMessage(conn_));
     PQfinish(conn_);
     conn_ = nullptr;
     throw PgError("", "cannot connect to PostgreSQL: " + msg);
@@ -132,7 +115,7 @@ void PgReplicationConnection::free_buffer() {
 }
 
 void PgReplicationConnection::fail(const std::string& context) {
-  const std::string msg = conn_ != nullptr ? trim_message(PQerrorMessage(conn_)) : "not connected";
+  const std::string msg = conn_ != nullptr ? one_line(PQerrorMessage(conn_)) : "not connected";
   throw PgError("", context + ": " + msg);
 }
 
@@ -157,8 +140,8 @@ namespace {
 // Turns a failed result into a PgError carrying its SQLSTATE; frees the result.
 [[noreturn]] void throw_result(PGconn* conn, PGresult* r, const std::string& context) {
   const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-  std::string msg = trim_message(PQresultErrorMessage(r));
-  if (msg.empty()) msg = trim_message(PQerrorMessage(conn));
+  std::string msg = one_line(PQresultErrorMessage(r));
+  if (msg.empty()) msg = one_line(PQerrorMessage(conn));
   std::string sqlstate = state != nullptr ? state : "";
   PQclear(r);
   throw PgError(sqlstate, context + ": " + msg);
@@ -291,7 +274,7 @@ ReplicationFrame PgReplicationConnection::try_read() {
     std::string error;
     std::string sqlstate;
     if (r != nullptr && PQresultStatus(r) != PGRES_COMMAND_OK) {
-      error = trim_message(PQresultErrorMessage(r));
+      error = one_line(PQresultErrorMessage(r));
       const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
       if (state != nullptr) sqlstate = state;
     }
