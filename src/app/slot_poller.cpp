@@ -2,6 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <charconv>
+#include <optional>
+
 #include "walbust/core/sql_quote.h"
 #include "walbust/io/pg_replication.h"
 
@@ -37,10 +40,24 @@ void SlotPoller::dispatch(Clock::time_point now, std::span<const pollfd> ready) 
   next_ = service(now);
 }
 
+namespace {
+
+// A bigint column as the server sent it; nullopt for NULL or anything else, never a throw:
+// this runs inside the stream thread's loop.
+std::optional<double> bigint(const std::optional<std::string>& text) {
+  if (!text) return std::nullopt;
+  long long v = 0;
+  const auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), v);
+  if (ec != std::errc() || end != text->data() + text->size()) return std::nullopt;
+  return static_cast<double>(v);
+}
+
+}  // namespace
+
 void SlotPoller::on_rows(const PgRows& rows) {
   if (!rows.empty() && rows[0].size() == 2) {
-    if (rows[0][0]) metrics_.lag_bytes.set(std::stod(*rows[0][0]));
-    if (rows[0][1]) metrics_.slot_safe_wal_size.set(std::stod(*rows[0][1]));
+    if (const auto lag = bigint(rows[0][0])) metrics_.lag_bytes.set(*lag);
+    if (const auto safe = bigint(rows[0][1])) metrics_.slot_safe_wal_size.set(*safe);
   }
   failing_ = false;
 }
