@@ -35,9 +35,6 @@ std::chrono::milliseconds answer_timeout(const ReplicaSettings& s) {
   return std::max<std::chrono::milliseconds>(std::chrono::seconds(5), 4 * s.poll_interval);
 }
 
-// How often a host name lookup in flight is looked at (it has no fd to poll).
-constexpr auto kResolvePoll = std::chrono::milliseconds(5);
-
 }  // namespace
 
 ReplicaPoller::ReplicaPoller(const ReplicaSettings& settings, std::string password,
@@ -150,7 +147,7 @@ ReplicaPoller::Clock::time_point ReplicaPoller::service(Replica& r, Clock::time_
     case State::Ready:
       return Clock::time_point::max();
     case State::Resolving:  // no fd to wait on: look again shortly
-      return std::min(timeout, now + kResolvePoll);
+      return std::min(timeout, now + AsyncPgConnection::kLookupRecheck);
     default:
       return timeout;
   }

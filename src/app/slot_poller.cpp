@@ -94,7 +94,7 @@ SlotPoller::Clock::time_point SlotPoller::service(Clock::time_point now) {
     case State::Ready:
       return next_query_;
     case State::Resolving:  // no fd to wait on: look again shortly
-      return std::min(since_ + kAnswerTimeout, now + std::chrono::milliseconds(5));
+      return std::min(since_ + kAnswerTimeout, now + AsyncPgConnection::kLookupRecheck);
     default:
       return since_ + kAnswerTimeout;
   }

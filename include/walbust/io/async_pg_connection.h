@@ -6,6 +6,7 @@
 // no socket yet) until the lookup ended. One query at a time; connects are bounded by
 // connect_timeout and dead peers found by TCP keepalives, like walbust's other
 // connections.
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -22,6 +23,8 @@ using PgRows = std::vector<std::vector<std::optional<std::string>>>;
 class AsyncPgConnection {
  public:
   enum class State { Closed, Resolving, Connecting, Ready, Querying };
+  // A lookup in flight has no fd to wake a poll: call step() again this soon.
+  static constexpr std::chrono::milliseconds kLookupRecheck{5};
 
   AsyncPgConnection(std::string conninfo, std::string password, std::string application_name);
   ~AsyncPgConnection();
