@@ -139,8 +139,8 @@ void HostResolver::finish() {
       continue;
     }
     if (const int rc = gai_error(&l->request); rc != 0) {
-      error_ = "could not translate host name \"" + hosts_[i] +
-               "\" to address: " + (rc == EAI_SYSTEM ? std::strerror(errno) : gai_strerror(rc));
+      error_ =
+          "could not translate host name \"" + hosts_[i] + "\" to address: " + gai_strerror(rc);
       return;
     }
     std::vector<std::string> seen;
