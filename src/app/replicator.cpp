@@ -540,7 +540,7 @@ bool Replicator::wait_for_data() {
 }
 
 void Replicator::serve_sources_while_busy(Clock::time_point now) {
-  if (!loop_.has_sources() || now < next_busy_round_) return;
+  if (now < next_busy_round_) return;
   (void)loop_.run_once(now);
   next_busy_round_ = now + kBusyRoundInterval;
 }

@@ -50,7 +50,6 @@ class EventLoop {
   // Served in every round until removed; not owned.
   void add(Source& source);
   void remove(Source& source);
-  [[nodiscard]] bool has_sources() const { return !sources_.empty(); }
 
   // One round: waits for `fd` (-1: none) to become readable, the wake fd, or the sources,
   // at most until `until` (now or earlier: no wait, only what is ready already), then
