@@ -6,8 +6,9 @@
 #include <optional>
 #include <stdexcept>
 #include <string_view>
-#include <thread>
 #include <unordered_map>
+
+#include "walbust/io/fiber.h"
 
 namespace walbust {
 namespace {
@@ -372,7 +373,7 @@ std::vector<std::size_t> ClusterRouter::settle(std::map<std::string, NodePlan>& 
       if (!m.node.host.empty()) map_.assign(m.slot, m.node);
     }
   }
-  if (out.try_again) std::this_thread::sleep_for(std::chrono::milliseconds(10 << round));
+  if (out.try_again) (void)pause_for(std::chrono::milliseconds(10 << round));
   std::sort(out.next.begin(), out.next.end());
   return out.next;
 }

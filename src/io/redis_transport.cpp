@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "walbust/io/fiber.h"
 #include "walbust/io/redis_client.h"
 #include "walbust/io/redis_tls.h"
 
@@ -177,16 +178,8 @@ int open_tcp(const RedisEndpoint& ep, std::chrono::milliseconds timeout) {
 }  // namespace
 
 bool wait_ready(int fd, RedisTransport::Want want, std::chrono::milliseconds timeout) {
-  pollfd p{fd, static_cast<short>(want == RedisTransport::Want::Write ? POLLOUT : POLLIN), 0};
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (true) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    const int rc = ::poll(&p, 1, static_cast<int>(std::max<long long>(0, left.count())));
-    if (rc > 0) return true;  // readable, writable, or an error the next call reports
-    if (rc == 0) return false;
-    if (errno != EINTR) io_error("poll failed", errno);
-  }
+  const short events = want == RedisTransport::Want::Write ? POLLOUT : POLLIN;
+  return fiber_wait(fd, events, timeout) == Fiber::Wake::Ready;
 }
 
 std::unique_ptr<RedisTransport> open_transport(const RedisEndpoint& endpoint,

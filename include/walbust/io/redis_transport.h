@@ -1,8 +1,7 @@
 #pragma once
 // How a Redis connection moves bytes: a plain socket (TCP or unix) or a TLS session on a
 // TCP socket. Non-blocking: an operation that cannot progress says which readiness it
-// waits for, so a poll loop (today the connection's own, later one event loop for every
-// socket) can drive it through fd().
+// waits for, and the connection waits for it with wait_ready().
 #include <chrono>
 #include <cstddef>
 #include <functional>
@@ -43,7 +42,8 @@ class RedisTransport {
 using TransportOpener = std::function<std::unique_ptr<RedisTransport>(
     const RedisEndpoint&, std::chrono::milliseconds, const TlsContext*)>;
 
-// Waits until `fd` is ready for `want` or `timeout` passes; false on timeout.
+// Waits until `fd` is ready for `want` or `timeout` passes; false on timeout. In a fiber
+// the wait suspends it (fiber_wait), so the event loop serves everything else meanwhile.
 [[nodiscard]] bool wait_ready(int fd, RedisTransport::Want want, std::chrono::milliseconds timeout);
 
 }  // namespace walbust
