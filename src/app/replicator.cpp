@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cctype>
 #include <random>
-#include <thread>
 
 #include "exit_codes.h"
 #include "signals.h"
@@ -19,7 +18,7 @@
 namespace walbust {
 namespace {
 
-// Items gathered before they are handed to the queue in one lock round trip.
+// Items gathered before they are handed to the targets in one go.
 constexpr std::size_t kLocalChunk = 512;
 // How long a SIGTERM waits for in-flight deletes before giving up on them.
 constexpr auto kShutdownGrace = std::chrono::seconds(8);
@@ -28,12 +27,7 @@ constexpr auto kProgressInterval = std::chrono::seconds(10);
 // answers wait at most this long, for one extra poll() per interval.
 constexpr auto kBusyRoundInterval = std::chrono::milliseconds(2);
 
-std::size_t queue_capacity(const BatchSettings& batch) {
-  // Two batches: one in flight, one forming. Bounded, so memory does not follow backlog.
-  return std::max<std::size_t>(2 * batch.max_keys, 4096);
-}
-
-// A thread whose heartbeat is older than this is stalled: the watchdog stops pinging so
+// A target whose heartbeat is older than this is stalled: the watchdog stops pinging so
 // systemd restarts the service. Generous: Redis timeouts and backoff sleeps are shorter.
 constexpr auto kStallLimit = std::chrono::seconds(30);
 
@@ -62,16 +56,15 @@ Replicator::Replicator(Config config, RuleSet rules, std::optional<Lsn> endpos)
                                           config_.postgres.publication, rules_, &metrics_.registry);
   for (std::size_t i = 0; i < config_.targets.size(); ++i) {
     const auto& t = config_.targets[i];
-    queues_.push_back(std::make_unique<ActionQueue>(queue_capacity(config_.batch)));
     sinks_.push_back(std::make_unique<SinkWorker>(
-        i, t, read_password_file(t.settings.password_file), config_.batch, *queues_[i], tracker_,
+        i, t, read_password_file(t.settings.password_file), config_.batch, tracker_,
         *metrics_.targets[i], metrics_.redeletes));
   }
 }
 
 std::size_t Replicator::queued() const {
   std::size_t n = 0;
-  for (const auto& q : queues_) n += q->size();
+  for (const auto& sink : sinks_) n += sink->queued();
   return n;
 }
 
@@ -120,7 +113,7 @@ std::pair<bool, std::string> Replicator::health() const {
     }
     targets += "\ntarget " + t.name + " (" + where +
                "): " + (up ? "up" : "unreachable, nothing acknowledged until it is back") + ", " +
-               std::to_string(queues_[i]->size()) + " actions queued";
+               std::to_string(sinks_[i]->queued()) + " actions queued";
   }
   if (healthy) body = "streaming";
   // A rule that cannot match leaves its keys stale: as unhealthy as a stopped stream.
@@ -193,14 +186,18 @@ void Replicator::start_workers() {
   (void)binder_->refresh();
   if (const auto wd = notifier_.watchdog_interval()) {
     next_watchdog_ = Clock::now();
-    spdlog::info("systemd watchdog: pinging every {} ms while both threads make progress",
-                 std::chrono::duration_cast<std::chrono::milliseconds>(*wd).count());
+    spdlog::info(
+        "systemd watchdog: pinging every {} ms while the stream and every target make progress",
+        std::chrono::duration_cast<std::chrono::milliseconds>(*wd).count());
   } else {
     next_watchdog_ = Clock::time_point::max();
   }
   next_progress_ = Clock::now() + kProgressInterval;
   last_progress_ = Snapshot{0, 0, 0, Clock::now()};
-  for (auto& sink : sinks_) sink->start();
+  for (auto& sink : sinks_) {
+    loop_.add(*sink);
+    sink->start();
+  }
 }
 
 void Replicator::stream_with_reconnects() {
@@ -642,23 +639,24 @@ bool Replicator::flush_local() {
 }
 
 bool Replicator::push_local(std::size_t t) {
-  if (local_[t].empty() || sinks_[t]->try_apply_now(local_[t])) return true;
-  while (!local_[t].empty()) {
+  if (local_[t].empty()) return true;
+  while (sinks_[t]->full()) {
+    // The target is behind (Redis slow or down): keep the walsender from timing us out,
+    // systemd informed and the replicas read while the loop serves it.
+    tick();
     const auto deadline =
         std::min({schedule_.next_status(), next_watchdog_, Clock::now() + std::chrono::seconds(1)});
-    if (queues_[t]->push(local_[t], deadline)) break;
-    // Blocked on a full queue: the socket was not read meanwhile, so silence since then
-    // says nothing about the server.
+    (void)loop_.run_once(deadline);
+    next_busy_round_ = Clock::now() + kBusyRoundInterval;
+    // The socket was not read meanwhile, so silence since then says nothing about the
+    // server.
     schedule_.forgive_silence(Clock::now());
-    // The queue is full (Redis slow or down): keep the walsender from timing us out,
-    // systemd informed and the replicas read while waiting.
-    tick();
-    serve_sources_while_busy(Clock::now());
     if (Signals::stop_requested()) return false;
     for (const auto& sink : sinks_) {
       if (sink->failed()) return false;
     }
   }
+  sinks_[t]->push(local_[t]);
   return true;
 }
 
@@ -772,26 +770,26 @@ void Replicator::shutdown(bool drain_fully) {
   // Hand over what was read; without a stream connection this may be partial work of an
   // unacknowledged transaction, which is harmless.
   for (std::size_t t = 0; t < local_.size(); ++t) {
-    (void)queues_[t]->push(local_[t], Clock::now() + std::chrono::seconds(1));
-    local_[t].clear();
-    queues_[t]->close();  // the sink drains what is queued, then exits
+    sinks_[t]->push(local_[t]);
+    sinks_[t]->close();  // the target applies its backlog, then ends
   }
-  if (!drain_fully) {
-    const auto deadline = Clock::now() + kShutdownGrace;
-    auto all_finished = [this] {
-      return std::all_of(sinks_.begin(), sinks_.end(), [](const auto& s) { return s->finished(); });
-    };
-    while (Clock::now() < deadline && !all_finished())
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    if (!all_finished()) {
-      // Past the grace period the rest is dropped unacknowledged: PostgreSQL resends it.
-      spdlog::warn(
-          "shutdown: Redis did not confirm {} queued actions in time; they stay unacknowledged",
-          queued());
-    }
-    for (auto& sink : sinks_) sink->abandon();
+  const auto deadline = drain_fully ? Clock::time_point::max() : Clock::now() + kShutdownGrace;
+  auto all_finished = [this] {
+    return std::all_of(sinks_.begin(), sinks_.end(), [](const auto& s) { return s->finished(); });
+  };
+  while (Clock::now() < deadline && !all_finished()) {
+    (void)loop_.run_once(std::min(deadline, Clock::now() + std::chrono::milliseconds(100)));
   }
-  for (auto& sink : sinks_) sink->join();
+  if (!all_finished()) {
+    // Past the grace period the rest is dropped unacknowledged: PostgreSQL resends it.
+    spdlog::warn(
+        "shutdown: Redis did not confirm {} queued actions in time; they stay unacknowledged",
+        queued());
+  }
+  for (auto& sink : sinks_) {
+    sink->abandon();
+    loop_.remove(*sink);
+  }
   if (conn_.connected() && metrics_.streaming.load()) {
     try {
       send_status();

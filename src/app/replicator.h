@@ -1,7 +1,7 @@
 #pragma once
 // `walbust run`: the source side of the pipeline. Owns the replication connection,
-// decodes and matches changes, hands actions to the sink workers through the bounded
-// queue, and sends standby status updates with the position AckTracker allows. Also
+// decodes and matches changes, hands actions to each Redis target's SinkWorker, and sends
+// standby status updates with the position AckTracker allows. Also
 // drives what an operator sees: systemd notifications, health, progress lines, reloads.
 #include <chrono>
 #include <memory>
@@ -17,7 +17,6 @@
 #include "state_writer.h"
 #include "table_binder.h"
 #include "walbust/core/ack_tracker.h"
-#include "walbust/core/action_queue.h"
 #include "walbust/core/change_stream.h"
 #include "walbust/core/events.h"
 #include "walbust/core/replay_queue.h"
@@ -44,7 +43,7 @@ class Replicator final : public ChangeHandler {
   using Clock = std::chrono::steady_clock;
   struct Reconnect;  // backoff and outage state, defined in replicator.cpp
 
-  // Metrics server, slot poller, rule binding, watchdog and the sink threads.
+  // Metrics server, slot poller, rule binding, watchdog and the Redis targets.
   void start_workers();
   // Streams until stopped or a fatal error, reconnecting with backoff after each failure.
   void stream_with_reconnects();
@@ -83,8 +82,8 @@ class Replicator final : public ChangeHandler {
   // Periodic duties, from every loop that may wait: status updates to PostgreSQL,
   // watchdog, readiness, progress lines and STATUS=.
   void tick();
-  // Pushes locally gathered items into the queue, sending status updates while the
-  // queue is full. Returns false when asked to stop first.
+  // Hands locally gathered items to the targets, serving the loop (status updates
+  // included) while a target's backlog is full. Returns false when asked to stop first.
   bool flush_local();
   bool push_local(std::size_t target);
   // Moves event_actions_ to their targets' local queues.
@@ -100,9 +99,9 @@ class Replicator final : public ChangeHandler {
   [[nodiscard]] std::size_t queued() const;
   [[nodiscard]] std::size_t local_size() const;
   void sleep_interruptibly(std::chrono::milliseconds delay);
-  // While frames keep coming, or a full queue blocks it, the stream never waits in the
-  // loop: its sources (slot poller, replica connections) get a round without waiting at
-  // least every kBusyRoundInterval.
+  // While frames keep coming the stream never waits in the loop: its sources (Redis
+  // targets, slot poller, replica connections) get a round without waiting at least
+  // every kBusyRoundInterval.
   void serve_sources_while_busy(Clock::time_point now);
   [[nodiscard]] std::pair<bool, std::string> health() const;
 
@@ -136,11 +135,7 @@ class Replicator final : public ChangeHandler {
 
   RunMetrics metrics_;
   AckTracker tracker_;
-  // One queue per Redis target: each target takes the actions of the rules that name it
-  // (all by default) and every commit marker, at its own pace.
-  std::vector<std::unique_ptr<ActionQueue>> queues_;
   std::vector<std::uint64_t> rule_targets_;  // per rule: bit i = target i
-  std::vector<std::unique_ptr<SinkWorker>> sinks_;
   PgReplicationConnection conn_;
   ChangeStream stream_;
   StateStore state_;
@@ -154,8 +149,12 @@ class Replicator final : public ChangeHandler {
   std::string status_text_ = "starting";
   std::unique_ptr<ReplayQueue> replay_;  // null without replicas
   // Every wait of this thread: the replication socket, the wake fd (signals, catalog
-  // reads), the slot poller's and the replica connections, one poll() per round.
+  // reads), every Redis connection, the slot poller's and the replica connections, one
+  // poll() per round.
   EventLoop loop_;
+  // One per Redis target, each a source of loop_: a target takes the actions of the rules
+  // that name it (all by default) and every commit marker, at its own pace.
+  std::vector<std::unique_ptr<SinkWorker>> sinks_;
   std::unique_ptr<ReplicaPoller> replica_poller_;  // a source of loop_, with replicas only
   Clock::time_point next_busy_round_{};
   std::vector<std::int64_t> replayed_scratch_;

@@ -19,7 +19,7 @@
 
 namespace walbust {
 
-// Monotonic "last seen alive" stamp of a thread, for the watchdog.
+// Monotonic "last seen alive" stamp of the stream or a Redis target, for the watchdog.
 class Heartbeat {
  public:
   void beat() {
@@ -50,8 +50,8 @@ struct TargetMetrics {
   Histogram& commit_to_delete;
   Counter& events_channel;  // walbust_events_published_total{kind="channel"}
   Counter& events_stream;   // walbust_events_published_total{kind="stream"}
-  // walbust_event_subscribers{channel}: what the last PUBLISH there returned. Sink thread
-  // only (under its connection lock).
+  // walbust_event_subscribers{channel}: what the last PUBLISH there returned. The
+  // target's SinkWorker only.
   Gauge& subscribers(const std::string& channel);
   std::atomic<bool> up{false};
   Heartbeat heartbeat;

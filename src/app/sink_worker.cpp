@@ -2,11 +2,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <optional>
 #include <random>
 
 #include "signals.h"
 #include "walbust/core/backoff.h"
-#include "walbust/io/key_sink.h"
 #include "walbust/io/pg_replication.h"
 #include "walbust/io/redis_client.h"
 
@@ -14,9 +15,8 @@ namespace walbust {
 
 struct SinkWorker::Connection {
   // The log names the target and its servers, so a TLS or failover message says which.
-  Connection(const RedisTarget& t, const std::string& password)
-      : sink(make_key_sink(t.settings, password)),
-        where("target " + t.name + " (" + sink->describe() + ")") {}
+  Connection(std::unique_ptr<KeySink> s, const std::string& name)
+      : sink(std::move(s)), where("target " + name + " (" + sink->describe() + ")") {}
   std::unique_ptr<KeySink> sink;
   std::string where;
   Backoff backoff{std::chrono::milliseconds(100), std::chrono::seconds(10)};
@@ -25,83 +25,182 @@ struct SinkWorker::Connection {
   std::chrono::steady_clock::time_point outage_started{};
 };
 
-SinkWorker::SinkWorker(std::size_t target_index, const RedisTarget& target, std::string password,
-                       const BatchSettings& batch, ActionQueue& queue, AckTracker& tracker,
-                       TargetMetrics& metrics, Counter& redeletes)
+std::size_t SinkWorker::backlog_capacity(const BatchSettings& batch) {
+  return std::max<std::size_t>(2 * batch.max_keys, 4096);
+}
+
+SinkWorker::SinkWorker(std::size_t target_index, std::string name, SinkFactory make_sink,
+                       const BatchSettings& batch, AckTracker& tracker, TargetMetrics& metrics,
+                       Counter& redeletes, EventLoop::NowFn now)
     : target_index_(target_index),
-      target_(target),
-      password_(std::move(password)),
+      name_(std::move(name)),
+      make_sink_(std::move(make_sink)),
       batch_(batch),
-      queue_(queue),
       tracker_(tracker),
       metrics_(metrics),
-      redeletes_(redeletes) {}
+      redeletes_(redeletes),
+      now_(std::move(now)),
+      backlog_(backlog_capacity(batch)),
+      fiber_([this] { body(); }) {}
 
-SinkWorker::~SinkWorker() {
-  abandon();
-  join();
-}
+SinkWorker::SinkWorker(std::size_t target_index, const RedisTarget& target,
+                       const std::string& password, const BatchSettings& batch, AckTracker& tracker,
+                       TargetMetrics& metrics, Counter& redeletes)
+    : SinkWorker(
+          target_index, target.name,
+          [settings = target.settings, password] { return make_key_sink(settings, password); },
+          batch, tracker, metrics, redeletes) {}
+
+SinkWorker::~SinkWorker() { abandon(); }
 
 void SinkWorker::start() {
-  thread_ = std::thread([this] { run(); });
+  if (!fiber_.started()) resume(Fiber::Wake::Ready);
 }
 
-void SinkWorker::abandon() {
-  abandoned_.store(true);
-  cv_.notify_all();
+void SinkWorker::resume(Fiber::Wake wake) {
+  fiber_.resume(wake);
+  if (!fiber_.finished()) deadline_ = now_() + fiber_.wait_timeout();
 }
 
-void SinkWorker::join() {
-  if (thread_.joinable()) thread_.join();
+void SinkWorker::push(std::vector<QueueItem>& items) {
+  if (items.empty()) return;
+  backlog_.push(items);
+  queued_.store(backlog_.size(), std::memory_order_relaxed);
+  // An idle target writes at once; a gathering one once a full batch is there.
+  if (waiting_ == Waiting::Work ||
+      (waiting_ == Waiting::Gathering && backlog_.size() >= batch_.max_keys)) {
+    resume(Fiber::Wake::Ready);
+  }
 }
 
-std::string SinkWorker::failure() const {
-  std::lock_guard lock(mu_);
-  return failure_;
+void SinkWorker::close() {
+  closed_ = true;
+  if (waiting_ == Waiting::Work) resume(Fiber::Wake::Ready);
 }
 
-bool SinkWorker::sleep_for(std::chrono::milliseconds delay) {
-  std::unique_lock lock(mu_);
-  return !cv_.wait_for(lock, delay, [this] { return abandoned_.load(); });
+void SinkWorker::abandon() { fiber_.cancel(); }
+
+EventLoop::Clock::time_point SinkWorker::prepare(std::vector<pollfd>& fds) {
+  if (!fiber_.started() || fiber_.finished()) return Clock::time_point::max();
+  if (fiber_.wait_fd() >= 0) fds.push_back(pollfd{fiber_.wait_fd(), fiber_.wait_events(), 0});
+  return deadline_;
 }
 
-void SinkWorker::run() {
-  Signals::begin_worker_thread("sink " + target_.name);
-  Connection c(target_, password_);
+void SinkWorker::dispatch(Clock::time_point now, std::span<const pollfd> ready) {
+  if (!fiber_.started() || fiber_.finished()) return;
+  if (!ready.empty() && ready.front().revents != 0) {
+    resume(Fiber::Wake::Ready);
+  } else if (now >= deadline_) {
+    resume(Fiber::Wake::Timeout);
+  }
+}
+
+void SinkWorker::body() {
+  Connection c(make_sink_(), name_);
   // Connect eagerly: readiness (READY=1, /healthz) means Redis answered.
-  while (!c.sink->connected() && !abandoned_.load()) {
+  while (!c.sink->connected()) {
+    std::optional<RedisError> error;
     try {
       c.sink->connect();
       on_success(c);
     } catch (const RedisError& e) {
-      if (!on_error(c, e)) break;
+      error = e;
     }
+    if (error && !on_error(c, *error)) return;
   }
-  if (c.sink->connected()) {
-    {
-      std::lock_guard lock(conn_mu_);
-      conn_ = &c;
+  apply_batches(c);
+}
+
+void SinkWorker::take(std::vector<QueueItem>& batch, std::size_t max_actions) {
+  (void)backlog_.take(batch, max_actions);
+  queued_.store(backlog_.size(), std::memory_order_relaxed);
+}
+
+void SinkWorker::wait_for_work() {
+  const auto now = now_();
+  const auto until = std::min(now + std::chrono::seconds(1), redelete_.next_due());
+  waiting_ = Waiting::Work;
+  (void)fiber_wait(-1, 0, std::chrono::ceil<std::chrono::milliseconds>(std::max(until - now, {})));
+  waiting_ = Waiting::Nothing;
+}
+
+void SinkWorker::gather(std::vector<QueueItem>& batch) {
+  // Latency traded for fewer round trips: more keys for up to max_delay.
+  const auto until = now_() + batch_.max_delay;
+  while (!fiber_.cancelled()) {
+    const auto n = static_cast<std::size_t>(
+        std::count_if(batch.begin(), batch.end(),
+                      [](const QueueItem& item) { return item.kind == QueueItem::Kind::Action; }));
+    if (n >= batch_.max_keys) return;
+    take(batch, batch_.max_keys - n);
+    const auto now = now_();
+    if (now >= until || closed_) return;
+    waiting_ = Waiting::Gathering;
+    (void)fiber_wait(-1, 0, std::chrono::ceil<std::chrono::milliseconds>(until - now));
+    waiting_ = Waiting::Nothing;
+  }
+}
+
+namespace {
+
+// The actions of a batch, in order.
+void collect_actions(const std::vector<QueueItem>& batch, std::vector<const Action*>& actions) {
+  for (const auto& item : batch) {
+    if (item.kind == QueueItem::Kind::Action) actions.push_back(&item.action);
+  }
+}
+
+}  // namespace
+
+void SinkWorker::apply_batches(Connection& c) {
+  std::vector<QueueItem> batch;
+  std::vector<const Action*> actions;
+  while (!fiber_.cancelled()) {
+    metrics_.heartbeat.beat();
+    if (backlog_.empty()) {
+      if (closed_) return;
+      apply_redeletes(c);
+      if (backlog_.empty() && !closed_) wait_for_work();
+      continue;
     }
-    loop(c);
+    batch.clear();
+    take(batch, batch_.max_keys);
+    if (batch_.max_delay.count() > 0) gather(batch);
+    actions.clear();
+    collect_actions(batch, actions);
+    BatchResult result;
+    if (!actions.empty() && !apply_with_retries(c, actions, result)) return;
+    confirmed(batch, actions, result);
+    apply_redeletes(c);
   }
-  {
-    std::lock_guard lock(conn_mu_);
-    conn_ = nullptr;
+}
+
+bool SinkWorker::apply_with_retries(Connection& c, const std::vector<const Action*>& actions,
+                                    BatchResult& result) {
+  while (true) {
+    std::optional<RedisError> error;
+    try {
+      if (!c.sink->connected()) c.sink->connect();
+      result = c.sink->apply(actions);
+      on_success(c);
+      return true;
+    } catch (const RedisError& e) {
+      error = e;
+    }
+    if (!on_error(c, *error)) return false;
   }
-  finished_.store(true);
 }
 
 bool SinkWorker::on_error(Connection& c, const RedisError& e) {
+  c.sink->close();
+  if (fiber_.cancelled()) return false;  // abandoned: the error is the cancellation itself
   metrics_.errors.inc();
   metrics_.up.store(false);
   metrics_.heartbeat.beat();
   if (e.fatal()) {
-    {
-      std::lock_guard lock(mu_);
-      failure_ = e.what();
-    }
+    failure_ = e.what();
     spdlog::error("redis {}: {}; this needs a configuration change, stopping", c.where, e.what());
-    failed_.store(true);
+    failed_ = true;
     Signals::request_stop();
     return false;
   }
@@ -109,11 +208,10 @@ bool SinkWorker::on_error(Connection& c, const RedisError& e) {
     spdlog::warn("redis {}: {}; retrying with backoff, nothing is acknowledged meanwhile", c.where,
                  e.what());
     c.outage = true;
-    c.outage_started = std::chrono::steady_clock::now();
+    c.outage_started = now_();
   }
-  c.sink->close();
   std::uniform_real_distribution<double> jitter(0.0, 1.0);
-  return sleep_for(c.backoff.next(jitter(c.rng)));
+  return pause_for(c.backoff.next(jitter(c.rng)));
 }
 
 void SinkWorker::on_success(Connection& c) {
@@ -121,110 +219,12 @@ void SinkWorker::on_success(Connection& c) {
   metrics_.set_master(c.sink->current_master());
   metrics_.heartbeat.beat();
   if (!c.outage) return;
-  const std::chrono::duration<double> took = std::chrono::steady_clock::now() - c.outage_started;
+  const std::chrono::duration<double> took = now_() - c.outage_started;
   spdlog::info("redis {}: reachable again after {:.1f}s and {} attempts", c.where, took.count(),
                c.backoff.attempts());
   metrics_.reconnects.inc();
   c.outage = false;
   c.backoff.reset();
-}
-
-namespace {
-
-// The actions of a batch, in order; false when it holds a pattern (SCAN takes long).
-bool collect_actions(const std::vector<QueueItem>& batch, std::vector<const Action*>& actions) {
-  bool quick = true;
-  for (const auto& item : batch) {
-    if (item.kind != QueueItem::Kind::Action) continue;
-    actions.push_back(&item.action);
-    quick = quick && item.action.kind != ActionKind::DeletePattern;
-  }
-  return quick;
-}
-
-}  // namespace
-
-void SinkWorker::loop(Connection& c) {
-  std::vector<QueueItem> batch;
-  std::vector<const Action*> actions;
-  while (!abandoned_.load()) {
-    metrics_.heartbeat.beat();
-    batch.clear();
-    ActionQueue::Clock::time_point deadline;
-    {
-      std::lock_guard lock(conn_mu_);
-      deadline =
-          std::min(ActionQueue::Clock::now() + std::chrono::seconds(1), redelete_.next_due());
-    }
-    const auto waited = queue_.wait(deadline);
-    if (waited == ActionQueue::PopResult::Closed) break;
-    // Popping and applying under the connection lock: whenever the source finds the lock
-    // free and the queue empty, everything handed over before was confirmed.
-    std::lock_guard lock(conn_mu_);
-    if (waited == ActionQueue::PopResult::Timeout ||
-        queue_.pop(batch, batch_.max_keys, ActionQueue::Clock::now()) !=
-            ActionQueue::PopResult::Items) {
-      apply_redeletes(c);
-      continue;
-    }
-    if (batch_.max_delay.count() > 0) {
-      // Gather more keys for up to max_delay (latency traded for fewer round trips).
-      const auto gather_until = ActionQueue::Clock::now() + batch_.max_delay;
-      while (true) {
-        std::size_t n = 0;
-        for (const auto& item : batch) n += item.kind == QueueItem::Kind::Action ? 1 : 0;
-        if (n >= batch_.max_keys) break;
-        if (queue_.pop(batch, batch_.max_keys - n, gather_until) != ActionQueue::PopResult::Items)
-          break;
-      }
-    }
-    actions.clear();
-    (void)collect_actions(batch, actions);
-    BatchResult result;
-    if (!actions.empty()) {
-      while (true) {
-        try {
-          if (!c.sink->connected()) c.sink->connect();
-          result = c.sink->apply(actions);
-          on_success(c);
-          break;
-        } catch (const RedisError& e) {
-          if (!on_error(c, e)) return;
-        }
-      }
-    }
-    confirmed(batch, actions, result);
-    apply_redeletes(c);
-  }
-}
-
-bool SinkWorker::try_apply_now(std::vector<QueueItem>& items) {
-  // Gathering for max_delay is this thread's job; a failed or stopping worker gets none.
-  if (items.empty() || batch_.max_delay.count() > 0 || abandoned_.load() || failed_.load())
-    return false;
-  std::unique_lock lock(conn_mu_, std::try_to_lock);
-  if (!lock.owns_lock() || conn_ == nullptr || !queue_.empty()) return false;
-  Connection& c = *conn_;
-  if (c.outage || !c.sink->connected()) return false;
-  std::vector<const Action*>& actions = apply_now_actions_;
-  actions.clear();
-  if (!collect_actions(items, actions) || actions.size() > kApplyNowMaxActions) return false;
-  BatchResult result;
-  if (!actions.empty()) {
-    try {
-      result = c.sink->apply(actions);
-    } catch (const RedisError& e) {
-      // The worker retries these from the queue, counting and logging the error then.
-      metrics_.errors.inc();
-      spdlog::debug("redis {}: {}; handing the batch to the sink thread", c.where, e.what());
-      c.sink->close();
-      return false;
-    }
-    on_success(c);
-  }
-  confirmed(items, actions, result);
-  items.clear();
-  return true;
 }
 
 void SinkWorker::confirmed(const std::vector<QueueItem>& batch,
@@ -235,7 +235,7 @@ void SinkWorker::confirmed(const std::vector<QueueItem>& batch,
     metrics_.commands.inc(static_cast<double>(result.commands));
     metrics_.batches.inc();
     metrics_.batch_keys.observe(static_cast<double>(result.keys));
-    const auto now = RedeleteQueue::Clock::now();
+    const auto now = now_();
     for (const Action* a : actions) {
       if (a->redelete_after_ms > 0 && a->kind == ActionKind::Delete) {
         redelete_.push(a->key, now + std::chrono::milliseconds(a->redelete_after_ms));
@@ -267,9 +267,9 @@ void SinkWorker::confirmed(const std::vector<QueueItem>& batch,
 }
 
 void SinkWorker::apply_redeletes(Connection& c) {
-  if (redelete_.next_due() > RedeleteQueue::Clock::now()) return;
+  if (redelete_.next_due() > now_()) return;
   std::vector<std::string> keys;
-  redelete_.pop_due(RedeleteQueue::Clock::now(), batch_.max_keys, keys);
+  redelete_.pop_due(now_(), batch_.max_keys, keys);
   if (keys.empty()) return;
   std::vector<Action> actions(keys.size());
   std::vector<const Action*> ptrs;
@@ -277,20 +277,22 @@ void SinkWorker::apply_redeletes(Connection& c) {
     actions[i].key = std::move(keys[i]);
     ptrs.push_back(&actions[i]);
   }
+  bool sent = false;
   try {
     if (!c.sink->connected()) c.sink->connect();
     const BatchResult result = c.sink->apply(ptrs);
     metrics_.commands.inc(static_cast<double>(result.commands));
     redeletes_.inc(static_cast<double>(result.keys));
-  } catch (const RedisError& e) {
-    // Best effort, but not silently: retried later, after the main path recovers.
+    sent = true;
+  } catch (const RedisError&) {
+    // Best effort, but not silently: counted, and retried after the main path recovers.
     metrics_.errors.inc();
-    c.sink->close();
-    (void)e;
-    keys.clear();
-    for (auto& a : actions) keys.push_back(std::move(a.key));
-    redelete_.requeue(keys, RedeleteQueue::Clock::now() + std::chrono::seconds(1));
   }
+  if (sent) return;
+  c.sink->close();
+  keys.clear();
+  for (auto& a : actions) keys.push_back(std::move(a.key));
+  redelete_.requeue(keys, now_() + std::chrono::seconds(1));
 }
 
 }  // namespace walbust

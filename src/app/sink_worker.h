@@ -1,101 +1,125 @@
 #pragma once
-// The sink thread of one Redis target: takes batches from the queue, applies them with
-// retries (capped exponential backoff with jitter) and confirms to the AckTracker only
-// what Redis acknowledged. A fatal Redis error (bad password, missing ACL permission)
-// stops the daemon instead of retrying forever. Second deletes (redelete_after) are
-// issued from here too, outside the acknowledgement path.
+// One Redis target, served by the stream's EventLoop: it takes what the stream hands over
+// in batches, applies each with retries (capped exponential backoff with jitter) and
+// confirms to the AckTracker only what Redis acknowledged. A fatal Redis error (bad
+// password, missing ACL permission) stops the daemon instead of retrying forever. Second
+// deletes (redelete_after) are issued from here too, outside the acknowledgement path.
 //
-// The source thread may apply a small batch itself (try_apply_now) when this thread is
-// idle: on a busy machine every hand-over costs two thread wake-ups per round trip, and
-// each wake-up preempts whoever runs, the walsender included. The connection is shared
-// under a mutex; the worker pops only while holding it and the source applies only when
-// the queue is empty, so batches reach Redis and the AckTracker in order.
+// The target's work runs in a Fiber on the loop's thread, so the Redis layer keeps its
+// sequential code while every wait of it (a reply, a connect, a backoff) hands the thread
+// back to the loop. What that gives, and what the tests check (sink_worker_test):
+//  - One batch in flight per target; the next forms in the backlog meanwhile (natural
+//    batching), and a batch handed to an idle target is written at once.
+//  - Batches reach Redis and confirmations reach the AckTracker in the order the stream
+//    handed them over, because one fiber takes them one after the other.
+//  - A slow or stalled Redis never delays the stream's status replies or another target:
+//    its waits are the loop's fds and deadlines like any other source's.
+//  - Nothing here needs a lock: the stream and every target share one thread.
 #include <atomic>
-#include <condition_variable>
-#include <mutex>
+#include <chrono>
+#include <functional>
+#include <memory>
 #include <string>
-#include <thread>
+#include <vector>
 
 #include "run_metrics.h"
 #include "walbust/core/ack_tracker.h"
-#include "walbust/core/action_queue.h"
 #include "walbust/core/redelete_queue.h"
+#include "walbust/core/target_backlog.h"
 #include "walbust/io/config.h"
+#include "walbust/io/event_loop.h"
+#include "walbust/io/fiber.h"
+#include "walbust/io/key_sink.h"
 
 namespace walbust {
 
-class RedisClient;
 class RedisError;
-struct BatchResult;
 
-class SinkWorker {
+class SinkWorker final : public EventLoop::Source {
  public:
-  SinkWorker(std::size_t target_index, const RedisTarget& target, std::string password,
-             const BatchSettings& batch, ActionQueue& queue, AckTracker& tracker,
-             TargetMetrics& metrics, Counter& redeletes);
-  ~SinkWorker();
+  using Clock = EventLoop::Clock;
+  using SinkFactory = std::function<std::unique_ptr<KeySink>()>;
 
-  // Starts the thread, which connects to Redis at once (retrying until it answers or the
-  // worker is abandoned) and then applies batches until the queue is closed and drained.
+  // `make_sink` builds the target's connection (tests: a scripted one); `now` is the
+  // loop's clock, which turns the fiber's timeouts into deadlines.
+  SinkWorker(std::size_t target_index, std::string name, SinkFactory make_sink,
+             const BatchSettings& batch, AckTracker& tracker, TargetMetrics& metrics,
+             Counter& redeletes, EventLoop::NowFn now = Clock::now);
+  SinkWorker(std::size_t target_index, const RedisTarget& target, const std::string& password,
+             const BatchSettings& batch, AckTracker& tracker, TargetMetrics& metrics,
+             Counter& redeletes);
+  ~SinkWorker() override;
+
+  // Connects to Redis (retrying until it answers); batches flow once it did.
   void start();
-  // Stop retrying a failing batch (shutdown deadline passed); pending work is dropped,
-  // which is safe because it was never acknowledged.
+  // Hands over `items` (complete, in order after everything handed over before); `items`
+  // is then empty. An idle target starts writing them before this returns.
+  void push(std::vector<QueueItem>& items);
+  // The stream hands over nothing more while this holds: memory stays bounded.
+  [[nodiscard]] bool full() const { return backlog_.full(); }
+  // Handed over and not yet taken into a batch. Any thread (health, progress).
+  [[nodiscard]] std::size_t queued() const { return queued_.load(std::memory_order_relaxed); }
+  // No more pushes: the backlog is applied, then the fiber ends.
+  void close();
+  // Stop retrying (shutdown deadline passed): the fiber unwinds now and what was not
+  // confirmed is dropped, which is safe because it was never acknowledged.
   void abandon();
-  void join();
 
-  // From the source thread: applies `items` (complete, in order after everything handed
-  // over before) on this worker's connection and confirms them, when the worker is idle,
-  // its connection healthy, the queue empty and the batch small. True when done (`items`
-  // is then empty); false leaves `items` untouched for the queue, also after a Redis error,
-  // which the worker then retries with its usual backoff.
-  bool try_apply_now(std::vector<QueueItem>& items);
+  [[nodiscard]] bool failed() const { return failed_; }
+  // The fiber ended (closed and drained, abandoned, or failed).
+  [[nodiscard]] bool finished() const { return fiber_.finished(); }
+  [[nodiscard]] const std::string& failure() const { return failure_; }
 
-  // Batches larger than this go through the queue: the source keeps decoding meanwhile.
-  static constexpr std::size_t kApplyNowMaxActions = 256;
-
-  [[nodiscard]] bool failed() const { return failed_.load(); }
-  // The thread has exited (queue closed and drained, abandoned, or failed).
-  [[nodiscard]] bool finished() const { return finished_.load(); }
-  [[nodiscard]] std::string failure() const;
+  Clock::time_point prepare(std::vector<pollfd>& fds) override;
+  void dispatch(Clock::time_point now, std::span<const pollfd> ready) override;
 
   // Second deletes kept in memory at most; beyond it the oldest are dropped.
   static constexpr std::size_t kRedeleteCapacity = 100000;
+  // The backlog's bound: two batches, one in flight and one forming.
+  [[nodiscard]] static std::size_t backlog_capacity(const BatchSettings& batch);
 
  private:
   struct Connection;
-  void run();
-  void loop(Connection& c);
+  void body();
+  void apply_batches(Connection& c);
+  // Sends `actions` until Redis confirmed them; false when the fiber must end.
+  bool apply_with_retries(Connection& c, const std::vector<const Action*>& actions,
+                          BatchResult& result);
   // Handles one failed attempt: fatal errors stop the daemon, others back off. Returns
-  // false when the worker must exit.
+  // false when the fiber must end. Called outside any catch handler: it waits.
   bool on_error(Connection& c, const RedisError& e);
   void on_success(Connection& c);
   void apply_redeletes(Connection& c);
+  // Waits for the stream to hand over work, a second delete to come due, or a second.
+  void wait_for_work();
+  // With batch.max_delay: takes more of the backlog for up to max_delay.
+  void gather(std::vector<QueueItem>& batch);
   // Bookkeeping after Redis confirmed `actions` of `batch` (`result`, when there were
   // any): metrics, second deletes, commit→delete latency and the confirmation to the
-  // AckTracker. Under conn_mu_.
+  // AckTracker.
   void confirmed(const std::vector<QueueItem>& batch, const std::vector<const Action*>& actions,
                  const BatchResult& result);
-  // Waits for `delay` unless abandoned; false when abandoned.
-  bool sleep_for(std::chrono::milliseconds delay);
+  void take(std::vector<QueueItem>& batch, std::size_t max_actions);
+  // Resumes the fiber and turns the timeout of its next wait into a deadline.
+  void resume(Fiber::Wake wake);
 
   std::size_t target_index_;
-  RedisTarget target_;
-  std::string password_;
+  std::string name_;
+  SinkFactory make_sink_;
   BatchSettings batch_;
-  ActionQueue& queue_;
   AckTracker& tracker_;
   TargetMetrics& metrics_;
   Counter& redeletes_;
-  RedeleteQueue redelete_{kRedeleteCapacity};  // under conn_mu_
-  std::mutex conn_mu_;          // held while the connection is in use, by either thread
-  Connection* conn_ = nullptr;  // the worker's connection once connected; under conn_mu_
-  std::vector<const Action*> apply_now_actions_;  // try_apply_now's scratch; under conn_mu_
-  std::thread thread_;
-  std::atomic<bool> abandoned_{false};
-  std::atomic<bool> failed_{false};
-  std::atomic<bool> finished_{false};
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
+  EventLoop::NowFn now_;
+  TargetBacklog backlog_;
+  std::atomic<std::size_t> queued_{0};
+  RedeleteQueue redelete_{kRedeleteCapacity};
+  Fiber fiber_;
+  Clock::time_point deadline_ = Clock::time_point::max();  // of the fiber's current wait
+  enum class Waiting { Nothing, Work, Gathering };
+  Waiting waiting_ = Waiting::Nothing;  // a wait the stream's push() ends early
+  bool closed_ = false;
+  bool failed_ = false;
   std::string failure_;
 };
 

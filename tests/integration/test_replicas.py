@@ -286,11 +286,10 @@ class TestTwoReplicas(ReplicaCase):
         for host, s in (("localhost", fast), ("127.0.0.1", slow)):
             self.assertGreaterEqual(
                 metric(m, "walbust_replica_replay_lag_seconds_count", replica=f"{host}:{s.port}"), 1)
-        # Both replica connections are served by the stream thread's loop: replicas add
-        # no thread (README "How it works").
+        # Both replica connections are served by the stream thread's loop, like the Redis
+        # target: replicas add no thread (README "How it works").
         self.assertEqual(sorted(fixtures.thread_names(w.pid)),
-                         sorted(["walbust", "sink default", "state writer",
-                                 "catalog reader"] + ["metrics http"] * 3))
+                         sorted(["walbust", "state writer", "catalog reader"] + ["metrics http"] * 3))
 
 
 class TestMemory(ReplicaCase):

@@ -536,18 +536,24 @@ class SlotTest(PipelineCase):
 class ThreadTest(PipelineCase):
     audit = False
 
-    def test_the_threads_of_run_are_named_after_their_jobs(self):
+    def test_the_threads_of_run_are_named_after_their_jobs_whatever_the_targets(self):
         # The thread structure the README describes ("How it works"), as the kernel sees
-        # it: the stream on the main thread, one sink per target, and the helpers.
-        port = fixtures.free_port()
-        targets = {"cache": {"url": self.redis.url}, "sessions": {"url": self.redis.url}}
-        w = self.start_walbust(config={"redis": fixtures.DELETE, "targets": targets,
-                                       "metrics": {"listen": f"127.0.0.1:{port}"}})
-        w.sync(timeout=30 * SLOW)
-        names = sorted(fixtures.thread_names(w.pid))
-        # The metrics server: its accept loop and two workers, which inherit its name.
-        self.assertEqual(names, sorted(["walbust", "sink cache", "sink sessions",
-                                        "state writer", "catalog reader"] + ["metrics http"] * 3))
+        # it: the stream and every Redis target on the main thread's loop, and the helpers
+        # that block. One target or three: the same threads.
+        expected = sorted(["walbust", "state writer", "catalog reader"] + ["metrics http"] * 3)
+        for names in (["cache"], ["cache", "sessions", "feeds"]):
+            port = fixtures.free_port()
+            targets = {name: {"url": self.redis.url} for name in names}
+            w = Walbust(self.pg, self.redis, rules=[blog_rules_path()],
+                        config={"redis": fixtures.DELETE, "targets": targets,
+                                "metrics": {"listen": f"127.0.0.1:{port}"}})
+            self.addCleanup(self._finish, w)
+            w.start()
+            w.wait_streaming(timeout=30 * SLOW)
+            w.sync(timeout=30 * SLOW)
+            # The metrics server: its accept loop and two workers, which inherit its name.
+            self.assertEqual(sorted(fixtures.thread_names(w.pid)), expected, names)
+            w.stop()
 
 
 class SlotMetricsTest(PipelineCase):
