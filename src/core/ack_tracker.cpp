@@ -8,29 +8,21 @@ namespace walbust {
 AckTracker::AckTracker(std::size_t targets, bool after_replay)
     : targets_(targets == 0 ? 1 : targets), confirmed_(targets_ * (after_replay ? 2 : 1), 0) {}
 
-void AckTracker::start_from(Lsn lsn) {
-  std::lock_guard lock(mu_);
-  flush_ = std::max(flush_, lsn);
-}
+void AckTracker::start_from(Lsn lsn) { flush_ = std::max(flush_, lsn); }
 
-void AckTracker::begin() {
-  std::lock_guard lock(mu_);
-  in_transaction_ = true;
-}
+void AckTracker::begin() { in_transaction_ = true; }
 
 AckTracker::Ticket AckTracker::commit(Lsn end_lsn) {
-  std::lock_guard lock(mu_);
   in_transaction_ = false;
   const Ticket ticket = ++issued_;
   // Entries stay ordered by LSN: a commit never precedes what was already queued.
   const Lsn last = entries_.empty() ? flush_ : entries_.back().lsn;
   entries_.push_back(Entry{ticket, std::max(end_lsn, last)});
-  advance_locked();
+  advance();
   return ticket;
 }
 
 void AckTracker::keepalive(Lsn wal_end) {
-  std::lock_guard lock(mu_);
   if (in_transaction_) return;  // walEnd may lie inside the open transaction
   const Lsn last = entries_.empty() ? flush_ : entries_.back().lsn;
   if (wal_end <= last) return;
@@ -42,34 +34,29 @@ void AckTracker::keepalive(Lsn wal_end) {
   } else {
     entries_.push_back(Entry{issued_, wal_end});
   }
-  advance_locked();
+  advance();
 }
 
-void AckTracker::abandon_transaction() {
-  std::lock_guard lock(mu_);
-  in_transaction_ = false;
-}
+void AckTracker::abandon_transaction() { in_transaction_ = false; }
 
 void AckTracker::confirm(std::size_t target, Ticket ticket) {
-  std::lock_guard lock(mu_);
   if (target >= targets_) throw std::out_of_range("AckTracker::confirm: unknown target");
-  confirm_locked(target, ticket);
+  confirm_column(target, ticket);
 }
 
 void AckTracker::confirm_replayed(std::size_t target, Ticket ticket) {
-  std::lock_guard lock(mu_);
   if (target >= targets_ || confirmed_.size() == targets_) {
     throw std::out_of_range("AckTracker::confirm_replayed: unknown target or no replicas");
   }
-  confirm_locked(targets_ + target, ticket);
+  confirm_column(targets_ + target, ticket);
 }
 
-void AckTracker::confirm_locked(std::size_t column, Ticket ticket) {
+void AckTracker::confirm_column(std::size_t column, Ticket ticket) {
   confirmed_[column] = std::max(confirmed_[column], ticket);
-  advance_locked();
+  advance();
 }
 
-void AckTracker::advance_locked() {
+void AckTracker::advance() {
   const Ticket done = *std::min_element(confirmed_.begin(), confirmed_.end());
   while (!entries_.empty() && entries_.front().ticket <= done) {
     flush_ = std::max(flush_, entries_.front().lsn);
@@ -77,24 +64,16 @@ void AckTracker::advance_locked() {
   }
 }
 
-Lsn AckTracker::flush_lsn() const {
-  std::lock_guard lock(mu_);
-  return flush_;
-}
+Lsn AckTracker::flush_lsn() const { return flush_; }
 
 bool AckTracker::idle() const {
-  std::lock_guard lock(mu_);
   const Ticket done = *std::min_element(confirmed_.begin(), confirmed_.end());
   return !in_transaction_ && done >= issued_;
 }
 
-bool AckTracker::in_transaction() const {
-  std::lock_guard lock(mu_);
-  return in_transaction_;
-}
+bool AckTracker::in_transaction() const { return in_transaction_; }
 
 std::size_t AckTracker::pending() const {
-  std::lock_guard lock(mu_);
   const Ticket done = *std::min_element(confirmed_.begin(), confirmed_.end());
   return static_cast<std::size_t>(issued_ - std::min(issued_, done));
 }

@@ -1,7 +1,8 @@
 #pragma once
-// Decides the one LSN walbust reports to PostgreSQL as flushed. The source thread tells
-// it about transactions and keepalives, the sink(s) about what Redis confirmed; nothing
-// else computes acknowledgement positions.
+// Decides the one LSN walbust reports to PostgreSQL as flushed. The stream tells it about
+// transactions and keepalives, the Redis targets about what Redis confirmed; nothing else
+// computes acknowledgement positions. Not thread-safe, and needs not be: the stream and
+// the targets' fibers share one thread.
 //
 // Rules (docs/design.md, "The acknowledgement invariant"):
 //  - a transaction's end LSN may be reported once every target confirmed all its keys,
@@ -16,7 +17,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
-#include <mutex>
 #include <vector>
 
 #include "walbust/core/lsn.h"
@@ -34,16 +34,16 @@ class AckTracker {
   // something newer is confirmed.
   void start_from(Lsn lsn);
 
-  // Source side.
+  // The stream's side.
   void begin();
-  // A transaction's Commit was read and all its actions handed to the sinks. Returns the
-  // ticket the sinks confirm once they processed everything up to this commit.
+  // A transaction's Commit was read and all its actions handed to the targets. Returns the
+  // ticket the targets confirm once they processed everything up to this commit.
   [[nodiscard]] Ticket commit(Lsn end_lsn);
   void keepalive(Lsn wal_end);
   // The connection was lost inside a transaction: it will be resent, forget it.
   void abandon_transaction();
 
-  // Sink side: target `target` confirmed every action up to and including `ticket`.
+  // A target's side: target `target` confirmed every action up to and including `ticket`.
   void confirm(std::size_t target, Ticket ticket);
   // Target `target` confirmed the deletes repeated after replay of every transaction up to
   // and including `ticket`.
@@ -62,10 +62,9 @@ class AckTracker {
     Ticket ticket;  // safe once every target confirmed this ticket
     Lsn lsn;
   };
-  void advance_locked();
-  void confirm_locked(std::size_t column, Ticket ticket);
+  void advance();
+  void confirm_column(std::size_t column, Ticket ticket);
 
-  mutable std::mutex mu_;
   std::size_t targets_;
   // One column per target, then (with replicas) one per target for the repeated deletes.
   std::vector<Ticket> confirmed_;
