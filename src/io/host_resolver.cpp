@@ -10,19 +10,21 @@
 
 namespace walbust {
 
-struct HostResolver::Lookup {
-  explicit Lookup(std::string n) : name(std::move(n)) {
+struct NameLookup::Request {
+  Request(const std::string& n, const std::string& s) : name(n), service(s) {
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     request.ar_name = name.c_str();
+    request.ar_service = service.empty() ? nullptr : service.c_str();
     request.ar_request = &hints;
   }
-  ~Lookup() {
+  ~Request() {
     if (request.ar_result != nullptr) freeaddrinfo(request.ar_result);
   }
   bool running() { return gai_error(&request) == EAI_INPROGRESS; }
 
   std::string name;
+  std::string service;
   addrinfo hints{};
   gaicb request{};
 };
@@ -47,13 +49,6 @@ std::string join_list(const std::vector<std::string>& items) {
   return out;
 }
 
-// Host entries libpq connects to without a lookup: socket directories and addresses.
-bool needs_lookup(const std::string& host) {
-  if (host.empty() || host.front() == '/' || host.front() == '@') return false;
-  unsigned char buf[sizeof(in6_addr)];
-  return inet_pton(AF_INET, host.c_str(), buf) != 1 && inet_pton(AF_INET6, host.c_str(), buf) != 1;
-}
-
 std::mutex& graveyard_mutex() {
   static std::mutex mu;
   return mu;
@@ -62,9 +57,38 @@ std::mutex& graveyard_mutex() {
 }  // namespace
 
 // Never destroyed, so nothing is freed under glibc's feet at exit.
-std::vector<std::unique_ptr<HostResolver::Lookup>>& HostResolver::graveyard() {
-  static auto* lookups = new std::vector<std::unique_ptr<Lookup>>();
-  return *lookups;
+std::vector<std::unique_ptr<NameLookup::Request>>& NameLookup::graveyard() {
+  static auto* requests = new std::vector<std::unique_ptr<NameLookup::Request>>();
+  return *requests;
+}
+
+NameLookup::NameLookup(const std::string& name, const std::string& service)
+    : request_(std::make_unique<Request>(name, service)) {
+  gaicb* list[] = {&request_->request};
+  start_error_ = getaddrinfo_a(GAI_NOWAIT, list, 1, nullptr);
+}
+
+NameLookup::~NameLookup() {
+  std::lock_guard lock(graveyard_mutex());
+  auto& dead = graveyard();
+  std::erase_if(dead, [](const auto& r) { return !r->running(); });
+  if (start_error_ != 0 || !request_->running()) return;
+  (void)gai_cancel(&request_->request);
+  if (request_->running()) dead.push_back(std::move(request_));
+}
+
+bool NameLookup::running() const { return start_error_ == 0 && request_->running(); }
+
+int NameLookup::error() const {
+  return start_error_ != 0 ? start_error_ : gai_error(&request_->request);
+}
+
+const addrinfo* NameLookup::result() const { return request_->request.ar_result; }
+
+bool NameLookup::needed(const std::string& host) {
+  if (host.empty() || host.front() == '/' || host.front() == '@') return false;
+  unsigned char buf[sizeof(in6_addr)];
+  return inet_pton(AF_INET, host.c_str(), buf) != 1 && inet_pton(AF_INET6, host.c_str(), buf) != 1;
 }
 
 HostResolver::HostResolver(const std::string& conninfo) {
@@ -86,35 +110,13 @@ HostResolver::HostResolver(const std::string& conninfo) {
   if (!hostaddr.empty()) return;  // the user chose the addresses
   hosts_ = split_list(host);
   ports_ = split_list(port);
-  std::vector<gaicb*> requests;
   for (const auto& h : hosts_) {
-    if (!needs_lookup(h)) {
-      lookups_.push_back(nullptr);
-      continue;
-    }
-    lookups_.push_back(std::make_unique<Lookup>(h));
-    requests.push_back(&lookups_.back()->request);
-  }
-  if (requests.empty()) return;
-  finished_ = false;
-  const int rc =
-      getaddrinfo_a(GAI_NOWAIT, requests.data(), static_cast<int>(requests.size()), nullptr);
-  if (rc != 0) {
-    error_ = std::string("cannot start resolving host names: ") + gai_strerror(rc);
-    finished_ = true;
+    lookups_.push_back(NameLookup::needed(h) ? std::make_unique<NameLookup>(h, "") : nullptr);
+    if (lookups_.back() != nullptr) finished_ = false;
   }
 }
 
-HostResolver::~HostResolver() {
-  std::lock_guard lock(graveyard_mutex());
-  auto& dead = graveyard();
-  std::erase_if(dead, [](const auto& l) { return !l->running(); });
-  for (auto& l : lookups_) {
-    if (l == nullptr || !l->running()) continue;
-    (void)gai_cancel(&l->request);
-    if (l->running()) dead.push_back(std::move(l));
-  }
-}
+HostResolver::~HostResolver() = default;
 
 bool HostResolver::done() {
   if (finished_) return true;
@@ -131,20 +133,20 @@ void HostResolver::finish() {
   for (std::size_t i = 0; i < hosts_.size(); ++i) {
     const std::string port =
         ports_.size() == hosts_.size() ? ports_[i] : (ports_.empty() ? "" : ports_.front());
-    Lookup* l = lookups_[i].get();
+    const NameLookup* l = lookups_[i].get();
     if (l == nullptr) {
       hosts.push_back(hosts_[i]);
       addrs.emplace_back();
       ports.push_back(port);
       continue;
     }
-    if (const int rc = gai_error(&l->request); rc != 0) {
+    if (const int rc = l->error(); rc != 0) {
       error_ =
           "could not translate host name \"" + hosts_[i] + "\" to address: " + gai_strerror(rc);
       return;
     }
     std::vector<std::string> seen;
-    for (const addrinfo* a = l->request.ar_result; a != nullptr; a = a->ai_next) {
+    for (const addrinfo* a = l->result(); a != nullptr; a = a->ai_next) {
       char text[NI_MAXHOST];
       if (getnameinfo(a->ai_addr, a->ai_addrlen, text, sizeof text, nullptr, 0, NI_NUMERICHOST) !=
           0)

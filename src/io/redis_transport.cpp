@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "walbust/io/fiber.h"
+#include "walbust/io/host_resolver.h"
 #include "walbust/io/redis_client.h"
 #include "walbust/io/redis_tls.h"
 
@@ -143,17 +144,50 @@ int open_unix(const RedisEndpoint& ep, std::chrono::milliseconds timeout) {
   return fd;
 }
 
-int open_tcp(const RedisEndpoint& ep, std::chrono::milliseconds timeout) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  const std::string port = std::to_string(ep.port);
-  if (const int rc = ::getaddrinfo(ep.host.c_str(), port.c_str(), &hints, &res); rc != 0) {
-    throw RedisError(RedisErrorClass::Retry, "cannot resolve " + ep.host + ": " + gai_strerror(rc));
+// The addresses of `host`. An address is parsed on the spot; a name is looked up in
+// glibc's asynchronous resolver while this waits with pause_for(), so a slow DNS server
+// suspends a fiber instead of the event loop that serves it.
+struct Addresses {
+  addrinfo* numeric = nullptr;
+  std::unique_ptr<NameLookup> lookup;
+  ~Addresses() {
+    if (numeric != nullptr) ::freeaddrinfo(numeric);
   }
+  [[nodiscard]] const addrinfo* first() const { return lookup ? lookup->result() : numeric; }
+};
+
+void resolve(const std::string& host, const std::string& port, std::chrono::milliseconds timeout,
+             Addresses& out) {
+  int rc = 0;
+  if (NameLookup::needed(host)) {
+    out.lookup = std::make_unique<NameLookup>(host, port);
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (out.lookup->running()) {
+      if (std::chrono::steady_clock::now() >= deadline ||
+          !pause_for(std::chrono::milliseconds(2))) {
+        throw RedisError(RedisErrorClass::Retry, "cannot resolve " + host + ": no answer within " +
+                                                     std::to_string(timeout.count()) + "ms");
+      }
+    }
+    rc = out.lookup->error();
+  } else {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICHOST;
+    rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &out.numeric);
+  }
+  if (rc != 0) {
+    throw RedisError(RedisErrorClass::Retry, "cannot resolve " + host + ": " + gai_strerror(rc));
+  }
+}
+
+int open_tcp(const RedisEndpoint& ep, std::chrono::milliseconds timeout) {
+  const std::string port = std::to_string(ep.port);
+  Addresses addresses;
+  resolve(ep.host, port, timeout, addresses);
   int last_error = ECONNREFUSED;
-  for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
+  for (const addrinfo* ai = addresses.first(); ai != nullptr; ai = ai->ai_next) {
     const int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd < 0) {
       last_error = errno;
@@ -162,7 +196,6 @@ int open_tcp(const RedisEndpoint& ep, std::chrono::milliseconds timeout) {
     set_nonblocking(fd);
     last_error = connect_within(fd, ai->ai_addr, ai->ai_addrlen, timeout);
     if (last_error == 0) {
-      ::freeaddrinfo(res);
       const int one = 1;
       // Pipelines are written whole; Nagle would only delay the last segment.
       (void)::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -171,7 +204,6 @@ int open_tcp(const RedisEndpoint& ep, std::chrono::milliseconds timeout) {
     }
     ::close(fd);
   }
-  ::freeaddrinfo(res);
   io_error("cannot connect to " + ep.host + ":" + port, last_error);
 }
 

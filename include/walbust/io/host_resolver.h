@@ -15,7 +15,35 @@
 #include <string>
 #include <vector>
 
+struct addrinfo;
+
 namespace walbust {
+
+// One host name looked up in glibc's asynchronous resolver (getaddrinfo_a, for a stream
+// socket). Never blocks: the lookup starts when constructed and is polled with running().
+// Destroying it mid-lookup is safe: the request is kept until glibc is done with it.
+class NameLookup {
+ public:
+  NameLookup(const std::string& name, const std::string& service);
+  ~NameLookup();
+  NameLookup(const NameLookup&) = delete;
+  NameLookup& operator=(const NameLookup&) = delete;
+
+  [[nodiscard]] bool running() const;
+  // Once not running: 0 or the EAI_ code (gai_strerror), and the addresses when 0.
+  [[nodiscard]] int error() const;
+  [[nodiscard]] const addrinfo* result() const;
+
+  // Addresses and socket paths need no lookup.
+  [[nodiscard]] static bool needed(const std::string& host);
+
+ private:
+  struct Request;
+  // Requests abandoned while glibc still writes into them, freed once it is done.
+  static std::vector<std::unique_ptr<Request>>& graveyard();
+  std::unique_ptr<Request> request_;
+  int start_error_ = 0;
+};
 
 class HostResolver {
  public:
@@ -37,14 +65,11 @@ class HostResolver {
   }
 
  private:
-  struct Lookup;
   void finish();
-  // Lookups abandoned while glibc still writes into them, freed once it is done.
-  static std::vector<std::unique_ptr<Lookup>>& graveyard();
 
   std::vector<std::string> hosts_;
   std::vector<std::string> ports_;
-  std::vector<std::unique_ptr<Lookup>> lookups_;  // one per host entry that is a name
+  std::vector<std::unique_ptr<NameLookup>> lookups_;  // one per host entry that is a name
   std::vector<std::pair<std::string, std::string>> params_;
   std::string error_;
   bool finished_ = false;
