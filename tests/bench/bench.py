@@ -72,6 +72,10 @@ DEFAULT_RATES = "500,1500,5000,10000,flat"  # flat: one writer as fast as it goe
 # "ideal": the probe streams the slot and UNLINKs the blog rules' keys itself, pipelined:
 # the floor of any cache consumer on this machine, the one walbust is held against.
 LATENCY_CONTENDERS = ("walsender", "ideal", "naive", "walbust")
+BACKLOG_CONTENDERS = ("pg_recvlogical", "naive", "walbust", "walbust_tls")
+# --baseline: an earlier walbust measured beside the current one, in the backlog and
+# latency sections, so a change is judged on one machine in one run.
+BASELINE = "walbust_before"
 # The probe's mode per contender; the others run as a process and the probe watches Redis.
 PROBE_MODES = {"walsender": "recv", "ideal": "ideal"}
 SCALING_MULTIPLIERS = [1, 4, 16]
@@ -130,7 +134,11 @@ def machine_info(pg_conn, r):
 def walbust_info(binary):
     info = {"path": binary}
     info["version"] = subprocess.run([binary, "version"], capture_output=True, text=True).stdout.strip()
-    git = subprocess.run(["git", "-C", REPO, "describe", "--always", "--dirty"], capture_output=True, text=True)
+    # The checkout the binary was built in (a baseline's worktree), else this one.
+    git = subprocess.run(["git", "-C", os.path.dirname(binary), "describe", "--always", "--dirty"],
+                         capture_output=True, text=True)
+    if git.returncode != 0:
+        git = subprocess.run(["git", "-C", REPO, "describe", "--always", "--dirty"], capture_output=True, text=True)
     info["commit"] = git.stdout.strip() or "unknown"
     info["build_type"] = build_type(os.path.dirname(binary)) or "unknown"
     return info
@@ -183,6 +191,12 @@ class Bench:
         self.run_counter = 0
         self.rates = parse_rates(args.rates)
 
+    def backlog_contenders(self):
+        return BACKLOG_CONTENDERS + ((BASELINE,) if self.args.baseline else ())
+
+    def latency_contenders(self):
+        return LATENCY_CONTENDERS + ((BASELINE,) if self.args.baseline else ())
+
     def _name(self, what):
         self.run_counter += 1
         return f"{what}_{self.run_counter}"
@@ -233,10 +247,11 @@ log: {{level: info}}
                    "--slot", slot, "--publication", workload.PUBLICATION, "--redis-url", self.rds.url]
             if endpos:
                 cmd += ["--endpos", endpos]
-        elif contender in ("walbust", "walbust_tls"):
+        elif contender in ("walbust", "walbust_tls", BASELINE):
             cfg = self.walbust_config(slot, rules or os.path.join(REPO, "rules", "blog.yaml"), max_keys, metrics_port,
                                       replica_dsn, tls=contender == "walbust_tls")
-            cmd = [self.walbust, "run", "-c", cfg]
+            binary = self.args.baseline if contender == BASELINE else self.walbust
+            cmd = [binary, "run", "-c", cfg]
             if endpos:
                 cmd += ["--endpos", endpos]
         else:
@@ -322,7 +337,7 @@ log: {{level: info}}
         for rep in range(self.sizes["repeat"]):
             log(f"backlog comparison, run {rep + 1}/{self.sizes['repeat']}")
             # walbust_tls: the same walbust over rediss:// to the same Redis (its TLS port).
-            for contender in ("pg_recvlogical", "naive", "walbust", "walbust_tls"):
+            for contender in self.backlog_contenders():
                 res = self.measured_run(contender, "backlog_src", self.backlog_endpos, self.backlog_changes,
                                         workload.KEYS_PER_CHANGE)
                 res["run"] = rep + 1
@@ -332,7 +347,7 @@ log: {{level: info}}
         else:
             runs_profile = None
         summary = summarize_runs(runs)
-        for c in ("pg_recvlogical", "naive", "walbust", "walbust_tls"):
+        for c in self.backlog_contenders():
             if c in summary:
                 # Cost per unit of work, comparable with the latency runs' (medians).
                 summary[c]["cpu_s_per_1m_changes"] = summary[c]["cpu_s"] * 1e6 / self.backlog_changes
@@ -431,12 +446,12 @@ log: {{level: info}}
         out["floor"] = self.latency_floor()
         pooled = {}
         for rep in range(self.sizes["repeat"]):
-            for contender in LATENCY_CONTENDERS:
+            for contender in self.latency_contenders():
                 phases, process, samples = self.latency_session(contender, rep + 1, out)
                 out["runs"].append({"contender": contender, "run": rep + 1, "phases": phases, "process": process})
                 for label, ms in samples.items():
                     pooled.setdefault((contender, label), []).extend(ms)
-        for contender in LATENCY_CONTENDERS:
+        for contender in self.latency_contenders():
             phases = {}
             for rate in out["rates"]:
                 label = str(rate)
@@ -484,7 +499,7 @@ log: {{level: info}}
         slot = self._name(f"lat_{contender}")
         workload.create_slot(self.conn, slot)
         self.r.flushall()
-        metrics_port = free_port() if contender == "walbust" else None
+        metrics_port = free_port() if contender in ("walbust", BASELINE) else None
         child = None if contender in PROBE_MODES else self.start(contender, slot, metrics_port=metrics_port)
         mode, probe_slot = (PROBE_MODES[contender], slot) if child is None else ("pg", None)
         phases, samples = {}, {}
@@ -597,7 +612,7 @@ def latency_ratios(contenders):
 def summarize_runs(runs):
     """Median and spread per contender over the repetitions."""
     out = {}
-    for contender in ("pg_recvlogical", "naive", "walbust", "walbust_tls"):
+    for contender in BACKLOG_CONTENDERS + (BASELINE,):
         rs = [r for r in runs if r["contender"] == contender and r["exit_code"] == 0]
         if not rs:
             continue
@@ -627,6 +642,8 @@ def summarize_runs(runs):
         if "walbust_tls" in out:
             out["walbust_tls/walbust"] = out["walbust_tls"]["wall_s"] / w
             out["walbust_tls/walbust_cpu"] = out["walbust_tls"]["cpu_s"] / out["walbust"]["cpu_s"]
+        if BASELINE in out:
+            out[f"walbust/{BASELINE}"] = w / out[BASELINE]["wall_s"]
     return out
 
 
@@ -647,6 +664,8 @@ def main():
     p.add_argument("--quick", action="store_true", help="small sizes, under 3 minutes")
     p.add_argument("--repeat", type=int, help="repetitions of the backlog comparison (quick 2, full 3)")
     p.add_argument("--walbust", help="walbust binary (default: build/walbust, built in Release if missing)")
+    p.add_argument("--baseline", help="another walbust binary (an earlier commit's Release build) measured in "
+                                      f"the same run as contender '{BASELINE}', for a before/after comparison")
     p.add_argument("--sections", default="backlog,scaling,replicas,latency,large",
                    help="comma-separated subset of backlog,scaling,replicas,latency,large")
     p.add_argument("--rates", default=DEFAULT_RATES,
@@ -670,6 +689,8 @@ def main():
         sizes["repeat"] = args.repeat
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     walbust = ensure_walbust(args.walbust)
+    if args.baseline:
+        args.baseline = os.path.abspath(args.baseline)
 
     started = time.time()
     work = tempfile.mkdtemp(prefix="walbust-bench-")
@@ -689,6 +710,8 @@ def main():
             "machine": machine_info(conn, r),
             "walbust": walbust_info(walbust),
         }
+        if args.baseline:
+            results["baseline"] = walbust_info(args.baseline)
         conn.close()
         log(f"mode {mode}; {results['machine']['nproc']} CPUs ({results['machine']['cpu_model']}), "
             f"load {results['machine']['load_avg_start'][0]:.2f}; walbust {results['walbust']['commit']} "

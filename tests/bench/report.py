@@ -15,6 +15,8 @@ IDEAL_P99_RATIO = 1.5  # walbust p99 / ideal consumer p99 at 10,000 txn/s
 WALSENDER_P99_RATIO = 2.0  # walbust p99 / walsender-alone p99 at 5,000 txn/s
 FLAT_RATE_RATIO = 0.9  # the writer's flat-out rate with walbust / with the ideal consumer
 LATENCY_CONTENDERS = ("walsender", "ideal", "naive", "walbust")
+BASELINE = "walbust_before"  # bench.py --baseline: an earlier walbust, measured in the same run
+BACKLOG_CONTENDERS = ("pg_recvlogical", "naive", "walbust", "walbust_tls", BASELINE)
 
 
 def _f(v, fmt="{:.2f}"):
@@ -143,7 +145,7 @@ def latency_cost_markdown(lat, L):
              "involuntary per 1k txn |")
     L.append("|---|---|---|---|---|")
     for rate in lat["rates"]:
-        for c in LATENCY_CONTENDERS:
+        for c in LATENCY_CONTENDERS + (BASELINE,):
             ph = lat["contenders"].get(c, {}).get("phases", {}).get(str(rate))
             if ph and ph.get("cost"):
                 L.append(f"| {rate} | {c} | {_f(ph['cpu_s_per_1m_changes'])} | {_f(ph['vcsw_per_1k_txn'], '{:.1f}')} "
@@ -156,6 +158,42 @@ def latency_cost_markdown(lat, L):
              f"**{_x(r.get('walbust_p99/walsender_p99@5000'))}** (goal ≤ {WALSENDER_P99_RATIO:g}×); the "
              "writer's flat-out rate with walbust / with the ideal consumer = "
              f"**{_x(r.get('walbust_rate/ideal_rate@flat'))}** (goal ≥ {FLAT_RATE_RATIO:g}×).")
+
+
+def before_after_markdown(res, L):
+    """walbust against the --baseline binary of the same run: latency and cost side by side."""
+    base = res.get("baseline")
+    if not base:
+        return
+    L.append("")
+    L.append(f"## Before / after: walbust `{res['walbust']['commit']}` against `{base['commit']}`")
+    L.append("")
+    L.append("Both binaries ran in this run, alternating, against the same servers (contender "
+             f"`{BASELINE}` is the earlier one).")
+    lat = res.get("latency")
+    if lat:
+        L.append("")
+        L.append("| rate txn/s | p99 ms before → after | achieved txn/s before → after | CPU s per 1M changes "
+                 "before → after | voluntary ctx switches per 1k txn before → after |")
+        L.append("|---|---|---|---|---|")
+        for rate in lat["rates"]:
+            b = lat["contenders"].get(BASELINE, {}).get("phases", {}).get(str(rate))
+            a = lat["contenders"].get("walbust", {}).get("phases", {}).get(str(rate))
+            if not a or not b:
+                continue
+            L.append(f"| {rate} | {_f(b['p99_ms'])} → {_f(a['p99_ms'])} | {_n(b['achieved_rate'])} → "
+                     f"{_n(a['achieved_rate'])} | {_f(b.get('cpu_s_per_1m_changes'))} → "
+                     f"{_f(a.get('cpu_s_per_1m_changes'))} | {_f(b.get('vcsw_per_1k_txn'), '{:.1f}')} → "
+                     f"{_f(a.get('vcsw_per_1k_txn'), '{:.1f}')} |")
+    bl = res.get("backlog", {}).get("summary", {})
+    if "walbust" in bl and BASELINE in bl:
+        b, a = bl[BASELINE], bl["walbust"]
+        L.append("")
+        L.append(f"Backlog ({res['backlog']['changes']:,} changes, medians): wall {b['wall_s']:.2f} → "
+                 f"{a['wall_s']:.2f} s, CPU {b['cpu_s']:.2f} → {a['cpu_s']:.2f} s "
+                 f"({_f(b.get('cpu_s_per_1m_changes'))} → {_f(a.get('cpu_s_per_1m_changes'))} s per 1M changes), "
+                 f"voluntary ctx switches per 1k txn {_f(b.get('vcsw_per_1k_txn'), '{:.1f}')} → "
+                 f"{_f(a.get('vcsw_per_1k_txn'), '{:.1f}')}, peak RSS {b['max_rss_mb']:.1f} → {a['max_rss_mb']:.1f} MB.")
 
 
 def markdown(res):
@@ -188,7 +226,7 @@ def markdown(res):
         L.append("| contender | wall s | changes/s | keys/s | CPU s (user+sys) | CPU s per 1M changes | "
                  "voluntary ctx switches per 1k txn | peak RSS MB | walsender CPU s | Redis CPU s | Redis commands |")
         L.append("|---|---|---|---|---|---|---|---|---|---|---|")
-        for c in ("pg_recvlogical", "naive", "walbust", "walbust_tls"):
+        for c in BACKLOG_CONTENDERS:
             if c not in s:
                 continue
             x = s[c]
@@ -246,12 +284,12 @@ def markdown(res):
         L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for rate in lat["rates"]:
             label = str(rate)
-            for c in LATENCY_CONTENDERS:
+            for c in LATENCY_CONTENDERS + (BASELINE,):
                 ph = lat["contenders"].get(c, {}).get("phases", {}).get(label)
                 if not ph:
                     continue
                 metric = share = "–"
-                if c == "walbust":
+                if c in ("walbust", BASELINE):
                     wm = ph.get("walbust_metric")
                     metric = f"{_f(wm['p50_ms'])} / {_f(wm['p99_ms'])}" if wm else "not served"
                     if wm and wm.get("receive_p99_ms") is not None:
@@ -313,6 +351,7 @@ def markdown(res):
                          f"{r['cpu_s']:.2f} | {r['max_rss_mb']:.1f} | {r['redis_cpu_s']:.2f} | "
                          f"{_n(r['redis_commands'])} | {r['load_avg_1m']:.2f} |")
 
+    before_after_markdown(res, L)
     t = res.get("targets")
     if t:
         L.append("")
