@@ -531,7 +531,13 @@ bool Replicator::wait_for_data() {
   if (probing && schedule_.endpos_probe_due(now)) send_status(true);
   const auto deadline = std::min({schedule_.next_wakeup(now, probing), next_progress_,
                                   next_watchdog_, binder_->next_refresh(), replay_deadline()});
-  (void)loop_.run_once(deadline, conn_.stream_socket());
+  if (endpos_ || !ready_sent_) {
+    // Round by round: --endpos probes the moment the last confirmation lands, and READY
+    // goes out the moment every target answered.
+    (void)loop_.run_once(deadline, conn_.stream_socket());
+  } else {
+    (void)loop_.run_until(deadline, conn_.stream_socket());
+  }
   next_busy_round_ = Clock::now() + kBusyRoundInterval;
   return true;
 }

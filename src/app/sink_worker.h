@@ -72,6 +72,9 @@ class SinkWorker final : public EventLoop::Source {
 
   Clock::time_point prepare(std::vector<pollfd>& fds) override;
   void dispatch(Clock::time_point now, std::span<const pollfd> ready) override;
+  // Confirmations go to the AckTracker, and a fatal error stops the daemon through the
+  // wake fd: the stream has nothing to do after a round of this target's.
+  [[nodiscard]] bool serves_itself() const override { return true; }
 
   // Second deletes kept in memory at most; beyond it the oldest are dropped.
   static constexpr std::size_t kRedeleteCapacity = 100000;

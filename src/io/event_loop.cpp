@@ -26,9 +26,11 @@ bool EventLoop::run_once(Clock::time_point until, int fd) {
   // Slots 0 and 1 are the caller's fd and the wake fd; -1 makes poll() skip a slot.
   fds_.assign({pollfd{fd, POLLIN, 0}, pollfd{wake_fd_, POLLIN, 0}});
   first_fd_.clear();
+  due_.clear();
   for (Source* s : sources_) {
     first_fd_.push_back(fds_.size());
-    until = std::min(until, s->prepare(fds_));
+    due_.push_back(s->prepare(fds_));
+    until = std::min(until, due_.back());
   }
   first_fd_.push_back(fds_.size());
 
@@ -49,11 +51,24 @@ bool EventLoop::run_once(Clock::time_point until, int fd) {
   }
   const bool readable = fds_[0].revents != 0;
   const auto after = now_();
+  caller_news_ = readable || fds_[1].revents != 0;
   for (std::size_t i = 0; i < sources_.size(); ++i) {
     const std::span<const pollfd> own(fds_.data() + first_fd_[i], first_fd_[i + 1] - first_fd_[i]);
+    if (!caller_news_ && !sources_[i]->serves_itself()) {
+      caller_news_ = due_[i] <= after || std::any_of(own.begin(), own.end(), [](const pollfd& p) {
+                       return p.revents != 0;
+                     });
+    }
     sources_[i]->dispatch(after, own);
   }
   return readable;
+}
+
+bool EventLoop::run_until(Clock::time_point until, int fd) {
+  while (true) {
+    if (run_once(until, fd)) return true;
+    if (caller_news_ || now_() >= until) return false;
+  }
 }
 
 }  // namespace walbust

@@ -189,6 +189,50 @@ TEST(EventLoop, ARemovedSourceIsNoLongerServed) {
   EXPECT_EQ(source.seen.size(), 1U);
 }
 
+// A PeriodicSource whose rounds leave the caller nothing to do (a Redis target).
+struct SelfServingSource : PeriodicSource {
+  [[nodiscard]] bool serves_itself() const override { return true; }
+};
+
+TEST(EventLoop, RunUntilWaitsThroughTheRoundsOfSourcesThatServeThemselves) {
+  FakeWorld world;
+  auto loop = world.loop();
+  SelfServingSource target;
+  target.fds = {20};
+  const auto start = world.now;
+  // The target's replies come every 10 ms; the caller's socket has data at 55 ms.
+  for (int i = 1; i <= 9; ++i) world.ready_at[20].push_back(start + milliseconds(10 * i));
+  world.ready_at[5] = {start + milliseconds(55)};
+  loop.add(target);
+  EXPECT_TRUE(loop.run_until(start + seconds(1), 5));
+  EXPECT_EQ(world.now, start + milliseconds(55));
+  EXPECT_EQ(target.seen.size(), 6U);  // five replies served, then the caller's round
+  // Without the caller's fd, the wait runs to the deadline through every reply.
+  EXPECT_FALSE(loop.run_until(start + milliseconds(200), -1));
+  EXPECT_EQ(world.now, start + milliseconds(200));
+}
+
+TEST(EventLoop, RunUntilReturnsForASourceThatHasNewsForTheCaller) {
+  FakeWorld world;
+  auto loop = world.loop();
+  SelfServingSource target;
+  target.fds = {20};
+  PeriodicSource replica;  // its answers change what the caller does next
+  replica.fds = {21};
+  const auto start = world.now;
+  world.ready_at[20] = {start + milliseconds(10)};
+  world.ready_at[21] = {start + milliseconds(30)};
+  loop.add(target);
+  loop.add(replica);
+  EXPECT_FALSE(loop.run_until(start + seconds(1), -1));
+  EXPECT_EQ(world.now, start + milliseconds(30));
+  // A deadline that comes due is news as well.
+  replica.deadline = start + milliseconds(70);
+  EXPECT_FALSE(loop.run_until(start + seconds(1), -1));
+  EXPECT_EQ(world.now, start + milliseconds(70));
+  EXPECT_EQ(replica.runs, 1);
+}
+
 TEST(EventLoop, TheWakeFdEndsARealWaitAndIsDrained) {
   const int wake = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   ASSERT_GE(wake, 0);

@@ -41,6 +41,9 @@ class EventLoop {
     virtual Clock::time_point prepare(std::vector<pollfd>& fds) = 0;
     // After the wait, every round: `ready` holds the fds it added, with their revents.
     virtual void dispatch(Clock::time_point now, std::span<const pollfd> ready) = 0;
+    // True for a source whose events leave the caller nothing to do (a Redis target
+    // confirming a batch): run_until() keeps waiting through them.
+    [[nodiscard]] virtual bool serves_itself() const { return false; }
   };
 
   // `wake_fd` (-1: none) is an eventfd that other threads and signal handlers write to
@@ -55,6 +58,10 @@ class EventLoop {
   // at most until `until` (now or earlier: no wait, only what is ready already), then
   // dispatches every source. Returns true when `fd` is readable.
   bool run_once(Clock::time_point until, int fd = -1);
+  // Rounds until `fd` is readable, the wake fd fires, `until` passes, or a source that does
+  // not serve itself had an event or came due. Returns true when `fd` is readable. A busy
+  // Redis target thus costs its own dispatches, not a pass of the caller's loop per reply.
+  bool run_until(Clock::time_point until, int fd);
 
  private:
   int wake_fd_;
@@ -62,7 +69,9 @@ class EventLoop {
   PollFn poll_;
   std::vector<Source*> sources_;
   std::vector<pollfd> fds_;
-  std::vector<std::size_t> first_fd_;  // per source: where its fds start in fds_
+  std::vector<std::size_t> first_fd_;   // per source: where its fds start in fds_
+  std::vector<Clock::time_point> due_;  // per source: the deadline it named this round
+  bool caller_news_ = false;            // the last round has something for the caller
 };
 
 }  // namespace walbust
