@@ -3,20 +3,21 @@
 namespace walbust {
 
 void throw_reply_errors(const std::vector<RedisReply>& replies, const char* what,
-                        const std::string& where) {
+                        const RedisClient& client) {
   const RedisReply* first_error = nullptr;
   for (const auto& r : replies) {
     if (r.type != RedisReply::Type::Error) continue;
     if (classify_redis_error(r.str) == RedisErrorClass::Fatal) {
       throw RedisError(RedisErrorClass::Fatal,
-                       std::string(what) + " failed on " + where + ": " + r.str);
+                       std::string(what) + " failed on " + client.describe() + ": " + r.str);
     }
     if (first_error == nullptr) first_error = &r;
   }
   if (first_error != nullptr) {
     // READONLY, LOADING, MASTERDOWN and the like: the whole batch is resent later.
-    throw RedisError(classify_redis_error(first_error->str),
-                     std::string(what) + " failed on " + where + ": " + first_error->str);
+    throw RedisError(
+        classify_redis_error(first_error->str),
+        std::string(what) + " failed on " + client.describe() + ": " + first_error->str);
   }
 }
 
@@ -56,7 +57,7 @@ void execute_on(RedisClient& client, std::vector<RedisOp>& ops, std::string_view
   const OpPipeline p = plan_pipeline(ops, delete_verb);
   const auto replies = client.pipeline(p.commands);
   counts.commands += p.commands.size();
-  throw_reply_errors(replies, "pipeline", client.describe());
+  throw_reply_errors(replies, "pipeline", client);
   for (std::size_t c = 0; c < replies.size(); ++c) {
     if (replies[c].type != RedisReply::Type::Integer) continue;
     RedisOp& op = ops[p.first_op[c]];

@@ -66,9 +66,10 @@ class RedisRouter {
 };
 
 // Throws the first error reply of `replies`: Fatal ones first, then the others with their
-// class; `what` and `where` name the commands and the server in the message.
+// class; `what` and `client` name the commands and the server in the message (the server's
+// name is formatted only then: this runs after every pipeline).
 void throw_reply_errors(const std::vector<RedisReply>& replies, const char* what,
-                        const std::string& where);
+                        const RedisClient& client);
 
 // A pipeline for one connection: consecutive Delete ops share a command of at most
 // RedisRouter::kKeysPerCommand keys; each Set, Exists and Command is one command. `first_op[c]` is
