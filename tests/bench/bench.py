@@ -74,8 +74,8 @@ DEFAULT_RATES = "500,1500,5000,10000,flat"  # flat: one writer as fast as it goe
 LATENCY_CONTENDERS = ("walsender", "ideal", "naive", "walbust")
 BACKLOG_CONTENDERS = ("pg_recvlogical", "naive", "walbust", "walbust_tls")
 # --baseline: an earlier walbust measured beside the current one, in the backlog and
-# latency sections, so a change is judged on one machine in one run.
-BASELINE = "walbust_before"
+# latency sections, so a change is judged on one machine in one run. Named by the report.
+BASELINE = report.BASELINE
 # The probe's mode per contender; the others run as a process and the probe watches Redis.
 PROBE_MODES = {"walsender": "recv", "ideal": "ideal"}
 SCALING_MULTIPLIERS = [1, 4, 16]
