@@ -1,5 +1,9 @@
+// After the first entry a switch is _setjmp/_longjmp, which glibc's fortified build would
+// refuse for a jump to another stack ("longjmp causes uninitialized stack frame").
+#undef _FORTIFY_SOURCE
 #include "walbust/io/fiber.h"
 
+#include <setjmp.h>
 #include <sys/mman.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -40,9 +44,16 @@ void after_switch([[maybe_unused]] void* fake_stack, [[maybe_unused]] const void
 
 }  // namespace
 
+// A switch saves the registers of one side and jumps to the other's. swapcontext() would
+// do it with a system call each time (it saves the signal mask, which never differs here:
+// the fiber runs on its owner's thread); so ucontext only builds the fiber's first frame
+// and enters it once, and every switch after that is _setjmp/_longjmp, which touch no
+// signal mask.
 struct Fiber::Context {
-  ucontext_t fiber{};
-  ucontext_t caller{};
+  ucontext_t entry{};  // the first frame on the new stack
+  ucontext_t creator{};
+  jmp_buf fiber{};
+  jmp_buf caller{};
   void* mapping = nullptr;  // guard page, then the stack
   std::size_t mapping_bytes = 0;
   char* stack = nullptr;
@@ -77,7 +88,15 @@ Fiber* Fiber::current() { return t_current; }
 
 void Fiber::trampoline() {
   Fiber* self = t_starting;
-  after_switch(nullptr, &self->ctx_->caller_bottom, &self->ctx_->caller_size);
+  Context& c = *self->ctx_;
+  after_switch(nullptr, &c.caller_bottom, &c.caller_size);
+  // Keep this frame as the fiber's starting point and go back at once: the body starts
+  // on the first real switch in, through _longjmp like every later one.
+  if (_setjmp(c.fiber) == 0) {
+    before_switch(&c.fiber_fake_stack, c.caller_bottom, c.caller_size);
+    _longjmp(c.caller, 1);
+  }
+  after_switch(c.fiber_fake_stack, &c.caller_bottom, &c.caller_size);
   try {
     self->body_();
   } catch (...) {
@@ -85,21 +104,33 @@ void Fiber::trampoline() {
   }
   self->finished_ = true;
   // The last switch out: the sanitizer may free this stack's fake frames.
-  before_switch(nullptr, self->ctx_->caller_bottom, self->ctx_->caller_size);
-  // Returning ends the context; uc_link takes the thread back to resume().
+  before_switch(nullptr, c.caller_bottom, c.caller_size);
+  _longjmp(c.caller, 1);
+}
+
+void Fiber::enter() {
+  if (::getcontext(&ctx_->entry) != 0) throw std::runtime_error("getcontext failed");
+  ctx_->entry.uc_stack.ss_sp = ctx_->stack;
+  ctx_->entry.uc_stack.ss_size = ctx_->stack_bytes;
+  ctx_->entry.uc_link = nullptr;  // the trampoline never returns
+  ::makecontext(&ctx_->entry, &Fiber::trampoline, 0);
+  t_starting = this;
+  before_switch(&ctx_->caller_fake_stack, ctx_->stack, ctx_->stack_bytes);
+  if (_setjmp(ctx_->caller) == 0) ::swapcontext(&ctx_->creator, &ctx_->entry);
+  after_switch(ctx_->caller_fake_stack, nullptr, nullptr);
 }
 
 void Fiber::switch_in() {
   t_current = this;
   before_switch(&ctx_->caller_fake_stack, ctx_->stack, ctx_->stack_bytes);
-  ::swapcontext(&ctx_->caller, &ctx_->fiber);
+  if (_setjmp(ctx_->caller) == 0) _longjmp(ctx_->fiber, 1);
   after_switch(ctx_->caller_fake_stack, nullptr, nullptr);
   t_current = nullptr;
 }
 
 void Fiber::switch_out() {
   before_switch(&ctx_->fiber_fake_stack, ctx_->caller_bottom, ctx_->caller_size);
-  ::swapcontext(&ctx_->fiber, &ctx_->caller);
+  if (_setjmp(ctx_->fiber) == 0) _longjmp(ctx_->caller, 1);
   after_switch(ctx_->fiber_fake_stack, &ctx_->caller_bottom, &ctx_->caller_size);
 }
 
@@ -110,13 +141,8 @@ void Fiber::resume(Wake wake) {
   if (finished_) return;
   wake_ = wake;
   if (!started_) {
-    if (::getcontext(&ctx_->fiber) != 0) throw std::runtime_error("getcontext failed");
-    ctx_->fiber.uc_stack.ss_sp = ctx_->stack;
-    ctx_->fiber.uc_stack.ss_size = ctx_->stack_bytes;
-    ctx_->fiber.uc_link = &ctx_->caller;
-    ::makecontext(&ctx_->fiber, &Fiber::trampoline, 0);
+    enter();
     started_ = true;
-    t_starting = this;
   }
   switch_in();
   if (finished_ && escaped_) std::rethrow_exception(std::exchange(escaped_, nullptr));

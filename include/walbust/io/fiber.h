@@ -66,6 +66,7 @@ class Fiber {
   struct Context;
   friend Wake fiber_wait(int fd, short events, std::chrono::milliseconds timeout);
   static void trampoline();
+  void enter();
   void switch_in();
   void switch_out();
 
