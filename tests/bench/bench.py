@@ -195,7 +195,8 @@ class Bench:
         return BACKLOG_CONTENDERS + ((BASELINE,) if self.args.baseline else ())
 
     def latency_contenders(self):
-        return LATENCY_CONTENDERS + ((BASELINE,) if self.args.baseline else ())
+        every = LATENCY_CONTENDERS + ((BASELINE,) if self.args.baseline else ())
+        return tuple(c for c in every if not self.args.contenders or c in self.args.contenders)
 
     def _name(self, what):
         self.run_counter += 1
@@ -671,6 +672,9 @@ def main():
     p.add_argument("--rates", default=DEFAULT_RATES,
                    help="latency: comma-separated txn/s of the paced phases, 'flat' for flat out "
                         f"(default {DEFAULT_RATES})")
+    p.add_argument("--contenders",
+                   help="latency: comma-separated subset of the contenders to measure (default: all; "
+                        f"{', '.join(LATENCY_CONTENDERS)}, and {BASELINE} with --baseline)")
     p.add_argument("--out", default=os.path.join(HERE, "results"), help="results directory")
     p.add_argument("--run-timeout", type=float, default=1800, help="seconds after which a contender is killed")
     p.add_argument("--settle", type=float,
@@ -688,6 +692,8 @@ def main():
     if args.repeat:
         sizes["repeat"] = args.repeat
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    if args.contenders:
+        args.contenders = [c.strip() for c in args.contenders.split(",") if c.strip()]
     walbust = ensure_walbust(args.walbust)
     if args.baseline:
         args.baseline = os.path.abspath(args.baseline)
