@@ -1,8 +1,10 @@
 #include "walbust/io/fiber.h"
 
 #include <gtest/gtest.h>
+#include <pthread.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -100,6 +102,37 @@ TEST(Fiber, ExceptionsCaughtInsideStayInsideAndEscapingOnesReachResume) {
   EXPECT_EQ(caught, 1);
   EXPECT_THROW(f.resume(), std::invalid_argument);
   EXPECT_TRUE(f.finished());
+}
+
+bool usr1_blocked() {
+  sigset_t now;
+  sigemptyset(&now);
+  pthread_sigmask(SIG_BLOCK, nullptr, &now);
+  return sigismember(&now, SIGUSR1) == 1;
+}
+
+void set_usr1_blocked(bool blocked) {
+  sigset_t usr1;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  pthread_sigmask(blocked ? SIG_BLOCK : SIG_UNBLOCK, &usr1, nullptr);
+}
+
+TEST(Fiber, ASwitchLeavesTheThreadsSignalMaskAsItIs) {
+  // A switch saves no signal mask (that would be a system call each time): the fiber
+  // sees the mask its thread has now, not the one it had when it last ran.
+  std::vector<bool> seen;
+  Fiber f([&] {
+    seen.push_back(usr1_blocked());
+    (void)fiber_wait(-1, 0, std::chrono::milliseconds(1));
+    seen.push_back(usr1_blocked());
+  });
+  set_usr1_blocked(true);
+  f.resume();
+  set_usr1_blocked(false);
+  f.resume();
+  EXPECT_EQ(seen, (std::vector<bool>{true, false}));
+  EXPECT_FALSE(usr1_blocked());
 }
 
 TEST(Fiber, AFiberCannotResumeAnother) {
