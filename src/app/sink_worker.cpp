@@ -59,7 +59,10 @@ void SinkWorker::start() {
 
 void SinkWorker::resume(Fiber::Wake wake) {
   fiber_.resume(wake);
-  if (!fiber_.finished()) deadline_ = now_() + fiber_.wait_timeout();
+  if (fiber_.finished()) return;
+  const auto now = now_();
+  deadline_ = now + fiber_.wait_timeout();
+  defer_until_ = now + kReplyDeferral;
 }
 
 void SinkWorker::push(std::vector<QueueItem>& items) {
@@ -82,8 +85,13 @@ void SinkWorker::abandon() { fiber_.cancel(); }
 
 EventLoop::Clock::time_point SinkWorker::prepare(std::vector<pollfd>& fds) {
   if (!fiber_.started() || fiber_.finished()) return Clock::time_point::max();
-  if (fiber_.wait_fd() >= 0) fds.push_back(pollfd{fiber_.wait_fd(), fiber_.wait_events(), 0});
-  return deadline_;
+  defers_ = false;
+  if (fiber_.wait_fd() < 0) return deadline_;
+  fds.push_back(pollfd{fiber_.wait_fd(), fiber_.wait_events(), 0});
+  // Only a reply, and only while nothing waits for the next pipeline.
+  defers_ = in_pipeline_ && fiber_.wait_events() == POLLIN && backlog_.empty() && !closed_ &&
+            now_() < defer_until_;
+  return defers_ ? std::min(deadline_, defer_until_) : deadline_;
 }
 
 void SinkWorker::dispatch(Clock::time_point now, std::span<const pollfd> ready) {
@@ -181,12 +189,15 @@ bool SinkWorker::apply_with_retries(Connection& c, const std::vector<const Actio
     std::optional<RedisError> error;
     try {
       if (!c.sink->connected()) c.sink->connect();
+      in_pipeline_ = true;
       result = c.sink->apply(actions);
+      in_pipeline_ = false;
       on_success(c);
       return true;
     } catch (const RedisError& e) {
       error = e;
     }
+    in_pipeline_ = false;
     if (!on_error(c, *error)) return false;
   }
 }

@@ -27,12 +27,17 @@ bool EventLoop::run_once(Clock::time_point until, int fd) {
   fds_.assign({pollfd{fd, POLLIN, 0}, pollfd{wake_fd_, POLLIN, 0}});
   first_fd_.clear();
   due_.clear();
+  deferred_.clear();
   for (Source* s : sources_) {
     first_fd_.push_back(fds_.size());
     due_.push_back(s->prepare(fds_));
     until = std::min(until, due_.back());
+    if (s->defers_fds()) {
+      for (std::size_t i = first_fd_.back(); i < fds_.size(); ++i) deferred_.push_back(i);
+    }
   }
   first_fd_.push_back(fds_.size());
+  for (const std::size_t i : deferred_) fds_[i].fd = ~fds_[i].fd;  // poll() skips it
 
   const auto now = now_();
   long long ms = 0;
@@ -45,6 +50,7 @@ bool EventLoop::run_once(Clock::time_point until, int fd) {
     if (errno != EINTR) throw std::runtime_error(std::string("poll: ") + std::strerror(errno));
     for (auto& p : fds_) p.revents = 0;  // a signal: the wake fd says so next round
   }
+  if (!deferred_.empty()) peek_deferred();
   if (fds_[1].revents != 0) {
     std::uint64_t drained = 0;
     (void)!::read(wake_fd_, &drained, sizeof drained);
@@ -62,6 +68,18 @@ bool EventLoop::run_once(Clock::time_point until, int fd) {
     sources_[i]->dispatch(after, own);
   }
   return readable;
+}
+
+void EventLoop::peek_deferred() {
+  peek_.clear();
+  for (const std::size_t i : deferred_) {
+    fds_[i].fd = ~fds_[i].fd;
+    peek_.push_back(pollfd{fds_[i].fd, fds_[i].events, 0});
+  }
+  if (poll_(peek_.data(), static_cast<nfds_t>(peek_.size()), 0) < 0) {
+    for (auto& p : peek_) p.revents = 0;  // nothing seen: the source's deadline comes
+  }
+  for (std::size_t k = 0; k < deferred_.size(); ++k) fds_[deferred_[k]].revents = peek_[k].revents;
 }
 
 bool EventLoop::run_until(Clock::time_point until, int fd) {

@@ -233,6 +233,36 @@ TEST(EventLoop, RunUntilReturnsForASourceThatHasNewsForTheCaller) {
   EXPECT_EQ(replica.runs, 1);
 }
 
+// A source whose fds never end a wait by themselves.
+struct DeferringSource : PeriodicSource {
+  [[nodiscard]] bool defers_fds() const override { return true; }
+};
+
+TEST(EventLoop, ADeferredReplyRidesAlongWithTheNextWakeUpInsteadOfCausingOne) {
+  FakeWorld world;
+  auto loop = world.loop();
+  DeferringSource target;
+  target.fds = {20};
+  const auto start = world.now;
+  target.deadline = start + milliseconds(5);  // how long the target lets its reply wait
+  world.ready_at[20] = {start + milliseconds(1)};
+  world.ready_at[5] = {start + milliseconds(3)};
+  loop.add(target);
+  // The reply is there at 1 ms, but the thread sleeps on until the caller's socket at 3 ms;
+  // that round then sees both.
+  EXPECT_TRUE(loop.run_once(start + seconds(1), 5));
+  EXPECT_EQ(world.now, start + milliseconds(3));
+  EXPECT_EQ(target.seen.back(), std::vector<short>{POLLIN});
+  EXPECT_EQ(world.timeouts, (std::vector<int>{5, 0}))
+      << "one wait, then one look that does not wait";
+  // With nothing else to wake for, the source's own deadline bounds the delay.
+  world.ready_at[20] = {start + milliseconds(4)};
+  target.deadline = start + milliseconds(6);
+  EXPECT_FALSE(loop.run_once(start + seconds(1), 5));
+  EXPECT_EQ(world.now, start + milliseconds(6));
+  EXPECT_EQ(target.seen.back(), std::vector<short>{POLLIN});
+}
+
 TEST(EventLoop, TheWakeFdEndsARealWaitAndIsDrained) {
   const int wake = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   ASSERT_GE(wake, 0);

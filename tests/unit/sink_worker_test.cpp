@@ -26,8 +26,10 @@ constexpr int kWakeFd = 1000;
 struct Sim {
   Clock::time_point now = Clock::time_point{} + 1000h;
   std::map<int, Clock::time_point> ready_at;
+  int waits = 0;  // polls that could have put the thread to sleep
 
   int poll(pollfd* fds, nfds_t count, int timeout_ms) {
+    if (timeout_ms != 0) ++waits;
     auto until = timeout_ms < 0 ? Clock::time_point::max() : now + milliseconds(timeout_ms);
     for (nfds_t i = 0; i < count; ++i) {
       const auto it = ready_at.find(fds[i].fd);
@@ -216,6 +218,39 @@ TEST(SinkWorker, TheNextBatchFormsWhileOneIsInFlightAndKeepsItsOrder) {
   EXPECT_EQ(h.redis(0).keys, expected);
 }
 
+TEST(SinkWorker, AReplyNothingWaitsOnRidesAlongWithTheStreamsNextWakeUp) {
+  Harness h(1);
+  h.redis(0).latency = 0ms;  // answered before the thread could even sleep
+  const int stream = 50;
+  const auto start = h.sim.now;
+  const Lsn first = h.commit(1);
+  h.sim.ready_at[stream] = start + 500us;  // the next transaction arrives
+  const int waits = h.sim.waits;
+  EXPECT_TRUE(h.loop().run_until(start + 1s, stream));
+  EXPECT_EQ(h.sim.waits, waits + 1) << "the reply alone did not wake the thread";
+  EXPECT_EQ(h.sim.now, start + 500us);
+  EXPECT_EQ(h.tracker().flush_lsn(), first) << "and it was read in that round";
+  h.sim.ready_at.erase(stream);
+  // With nothing else to wake for, the reply waits at most kReplyDeferral.
+  const Lsn second = h.commit(1);
+  (void)h.loop().run_once(start + 1s);
+  EXPECT_EQ(h.sim.now, start + 500us + SinkWorker::kReplyDeferral);
+  EXPECT_EQ(h.tracker().flush_lsn(), second);
+}
+
+TEST(SinkWorker, ABatchWaitingBehindAReplyEndsItsDeferral) {
+  Harness h(1);
+  h.redis(0).latency = 0ms;
+  const auto start = h.sim.now;
+  (void)h.commit(1);            // in flight, its reply already there
+  const Lsn lsn = h.commit(1);  // waits for that reply
+  (void)h.loop().run_once(start + 1s);
+  ASSERT_EQ(h.redis(0).sent.size(), 2U);
+  EXPECT_EQ(h.redis(0).sent[1], start) << "the second batch went out without a deferral";
+  (void)h.serve(5ms);
+  EXPECT_EQ(h.tracker().flush_lsn(), lsn);
+}
+
 TEST(SinkWorker, ARedisStalledForAMinuteNeverDelaysAStatusReply) {
   Harness h(1);
   h.redis(0).stalled_until = h.sim.now + 60s;
@@ -258,7 +293,7 @@ TEST(SinkWorker, AStopMidBatchEndsTheTargetWithoutConfirmingWhatRedisDidNotAnswe
   // The signal handler writes the wake fd: the loop returns at once, mid-batch.
   h.sim.ready_at[kWakeFd] = h.sim.now + 30ms;
   const auto before = h.sim.now;
-  (void)h.loop().run_once(h.sim.now + 10s);
+  (void)h.loop().run_until(h.sim.now + 10s, -1);
   EXPECT_EQ(h.sim.now - before, 30ms);
   h.sim.ready_at.erase(kWakeFd);
   // Shutdown: no more work, a grace period, then the target is abandoned.

@@ -9,6 +9,10 @@
 //   came late (the caller was busy) never fails a connection whose answer is waiting.
 // - A source that is slow or stalled only delays itself: its fds and deadlines never
 //   postpone another source's deadline or the caller's.
+// - A source may defer its fds for a round: they do not end the wait, and once it ended
+//   (another fd, a deadline) a second poll() that does not wait fills in their revents.
+//   A wake-up of the thread costs more than that poll, so a Redis reply nothing waits
+//   for rides along with the stream's next wake-up instead of causing one of its own.
 //
 // poll() rather than epoll: a handful of fds whose interest changes from round to round
 // (libpq alternates between wanting to read and to write while it connects), where
@@ -44,6 +48,9 @@ class EventLoop {
     // True for a source whose events leave the caller nothing to do (a Redis target
     // confirming a batch): run_until() keeps waiting through them.
     [[nodiscard]] virtual bool serves_itself() const { return false; }
+    // True when the fds of the last prepare() are deferred this round (see above); the
+    // deadline it returned bounds how long that may last.
+    [[nodiscard]] virtual bool defers_fds() const { return false; }
   };
 
   // `wake_fd` (-1: none) is an eventfd that other threads and signal handlers write to
@@ -71,7 +78,11 @@ class EventLoop {
   std::vector<pollfd> fds_;
   std::vector<std::size_t> first_fd_;   // per source: where its fds start in fds_
   std::vector<Clock::time_point> due_;  // per source: the deadline it named this round
+  std::vector<std::size_t> deferred_;   // indexes in fds_ of deferred fds
+  std::vector<pollfd> peek_;            // the deferred fds, polled once the wait ended
   bool caller_news_ = false;            // the last round has something for the caller
+
+  void peek_deferred();
 };
 
 }  // namespace walbust
