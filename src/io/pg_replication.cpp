@@ -256,6 +256,7 @@ void PgReplicationConnection::start_replication(const std::string& slot,
   PGresult* r = exec_checked(conn_, sql, PGRES_COPY_BOTH, "START_REPLICATION on slot " + slot);
   PQclear(r);
   streaming_ = true;
+  since_read_ = kShortRead;
 }
 
 ReplicationFrame PgReplicationConnection::try_read() {
@@ -263,10 +264,22 @@ ReplicationFrame PgReplicationConnection::try_read() {
   ReplicationFrame frame;
   int len = PQgetCopyData(conn_, &buffer_, 1);
   if (len == 0) {
+    // Everything libpq had is taken. After a short read the socket was empty then: say
+    // so, and the caller waits for the socket (as it must after None) instead of trying
+    // a read that would most likely find nothing, a system call per wake-up.
+    if (since_read_ < kShortRead) {
+      since_read_ = kShortRead;
+      return frame;
+    }
     if (PQconsumeInput(conn_) == 0) fail("reading the replication stream");
+    since_read_ = 0;
     len = PQgetCopyData(conn_, &buffer_, 1);
   }
-  if (len == 0) return frame;  // nothing buffered
+  if (len == 0) {
+    since_read_ = kShortRead;  // nothing arrived: read first next time
+    return frame;
+  }
+  if (len > 0) since_read_ += static_cast<std::size_t>(len);
   if (len == -1) {
     // The server ended COPY: fetch the final result to learn why.
     streaming_ = false;

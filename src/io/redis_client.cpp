@@ -164,6 +164,10 @@ void RedisClient::read_available() {
     }
     if (redisReaderFeed(reader_, buf, io.bytes) != REDIS_OK)
       io_failure("cannot buffer a Redis reply");
+    if (io.bytes < sizeof buf && !transport_->buffered()) {
+      blocked_on_ = RedisTransport::Want::Read;
+      return;
+    }
   }
 }
 
@@ -199,18 +203,17 @@ std::vector<RedisReply> RedisClient::receive(std::size_t count) {
   std::vector<RedisReply> replies;
   replies.reserve(count);
   try {
+    // Everything that had arrived was read before the commands went out, so the first
+    // replies are still on their way: waiting first saves a read that would only say so.
+    blocked_on_ = RedisTransport::Want::Read;
     while (replies.size() < count) {
       RedisReply reply;
       if (pop(reply)) {
         replies.push_back(std::move(reply));
         continue;
       }
+      if (!transport_->buffered()) wait(blocked_on_, "waiting for Redis");
       read_available();
-      if (pop(reply)) {
-        replies.push_back(std::move(reply));
-        continue;
-      }
-      wait(blocked_on_, "waiting for Redis");
     }
   } catch (const RedisError& e) {
     if (!transport_) throw;

@@ -85,6 +85,8 @@ class TlsTransport final : public SocketTransport {
     return blocked(n, "TLS read failed");
   }
 
+  [[nodiscard]] bool buffered() const override { return SSL_has_pending(ssl_) == 1; }
+
   Io write(const char* buf, std::size_t len) override {
     ERR_clear_error();
     const int n = SSL_write(ssl_, buf, static_cast<int>(len));

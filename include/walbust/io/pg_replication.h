@@ -95,6 +95,8 @@ class PgReplicationConnection {
 
   // Returns the next frame already received without blocking (Kind::None when none is
   // buffered, Kind::End when the server ended the stream). Throws PgError on failure.
+  // After None the caller waits for stream_socket() before it calls again: None may come
+  // without a look at the socket when the last read from it was short.
   [[nodiscard]] ReplicationFrame try_read();
   // The socket to wait on (an EventLoop) before try_read; throws PgError when there is
   // none.
@@ -119,6 +121,10 @@ class PgReplicationConnection {
   std::optional<std::chrono::milliseconds> io_timeout_;
   pg_conn* conn_ = nullptr;
   char* buffer_ = nullptr;  // last CopyData buffer from libpq
+  // Bytes of the frames taken since libpq last read the socket; below kShortRead that
+  // read was short, so the socket had nothing more.
+  static constexpr std::size_t kShortRead = 8192;
+  std::size_t since_read_ = kShortRead;
   bool streaming_ = false;
 };
 

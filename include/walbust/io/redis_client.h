@@ -71,7 +71,8 @@ class RedisClient {
 
   // Non-blocking halves, for an event loop. append() formats into the output buffer;
   // flush() writes what the socket takes and is true once the buffer is empty;
-  // read_available() feeds what the socket has to the codec; pop() takes a parsed reply.
+  // read_available() feeds what has arrived to the codec (reading again only while a read
+  // fills the buffer: a short one emptied the socket); pop() takes a parsed reply.
   void append(const RedisCommand& command);
   [[nodiscard]] bool flush();
   void read_available();

@@ -29,6 +29,9 @@ class RedisTransport {
   // Throw RedisError(Retry) on a closed or failed connection.
   virtual Io read(char* buf, std::size_t len) = 0;
   virtual Io write(const char* buf, std::size_t len) = 0;
+  // True when a read may return bytes the fd does not show (TLS: a decrypted record kept
+  // in the session), so the connection reads before it waits.
+  [[nodiscard]] virtual bool buffered() const { return false; }
 };
 
 // Opens a non-blocking socket to the endpoint within `timeout`: TCP (no Nagle, keepalive)

@@ -243,6 +243,8 @@ class FakeTransport final : public RedisTransport {
  public:
   explicit FakeTransport(FakeNode& node) : node_(node) {}
   [[nodiscard]] int fd() const override { return -1; }
+  // Replies are there the moment a command is written: never wait for the fd.
+  [[nodiscard]] bool buffered() const override { return !out_.empty(); }
   Io read(char* buf, std::size_t len) override {
     if (out_.empty()) return Io{0, Want::Read};
     const std::size_t n = std::min(len, out_.size());
