@@ -1,13 +1,16 @@
 // Opening a Redis transport from a fiber: every wait of it, the host name lookup included,
-// suspends the fiber instead of blocking the thread that serves it.
+// suspends the fiber instead of blocking the thread that serves it. And reading from it:
+// no read that could only find nothing.
 #include "walbust/io/redis_transport.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <thread>
 
 #include "walbust/io/fiber.h"
@@ -108,6 +111,66 @@ TEST(RedisTransport, ACancelledFiberStopsWaitingForTheLookup) {
   f.cancel();
   EXPECT_TRUE(f.finished());
   EXPECT_NE(error.find("walbust-test.invalid"), std::string::npos) << error;
+}
+
+// A plain socket transport that counts the reads that found nothing.
+class CountingTransport final : public RedisTransport {
+ public:
+  CountingTransport(int fd, int& empty_reads) : fd_(fd), empty_reads_(empty_reads) {
+    ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_NONBLOCK);
+  }
+  ~CountingTransport() override { ::close(fd_); }
+  [[nodiscard]] int fd() const override { return fd_; }
+  Io read(char* buf, std::size_t len) override {
+    const ssize_t n = ::recv(fd_, buf, len, 0);
+    if (n > 0) return Io{static_cast<std::size_t>(n), Want::None};
+    if (n < 0 && errno == EAGAIN) {
+      ++empty_reads_;
+      return Io{0, Want::Read};
+    }
+    throw RedisError(RedisErrorClass::Retry, "closed");
+  }
+  Io write(const char* buf, std::size_t len) override {
+    return Io{static_cast<std::size_t>(::send(fd_, buf, len, MSG_NOSIGNAL)), Want::None};
+  }
+
+ private:
+  int fd_;
+  int& empty_reads_;
+};
+
+TEST(RedisClient, WaitsForARepliesArrivalInsteadOfReadingBeforeIt) {
+  // A server that answers each write of PINGs 20 ms later, one PONG per PING.
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  std::thread server([fd = fds[1]] {
+    char buf[4096];
+    ssize_t n = 0;
+    while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) {
+      std::string replies;
+      for (std::string_view in(buf, static_cast<std::size_t>(n));
+           in.find("PING") != std::string_view::npos; in.remove_prefix(in.find("PING") + 4)) {
+        replies += "+PONG\r\n";
+      }
+      std::this_thread::sleep_for(20ms);
+      (void)::send(fd, replies.data(), replies.size(), MSG_NOSIGNAL);
+    }
+    ::close(fd);
+  });
+  int empty_reads = 0;
+  RedisConnectionOptions options;
+  options.opener = [&](const RedisEndpoint&, std::chrono::milliseconds, const TlsContext*) {
+    return std::make_unique<CountingTransport>(fds[0], empty_reads);
+  };
+  {
+    RedisClient client(endpoint("127.0.0.1", 6379), options);
+    client.connect();  // sends a PING
+    const auto replies = client.pipeline({{"PING"}, {"PING"}, {"PING"}});
+    ASSERT_EQ(replies.size(), 3U);
+    EXPECT_EQ(replies[2].str, "PONG");
+  }
+  server.join();
+  EXPECT_EQ(empty_reads, 0) << "a read that could only find nothing";
 }
 
 }  // namespace
