@@ -531,21 +531,22 @@ bool Replicator::wait_for_data() {
   if (probing && schedule_.endpos_probe_due(now)) send_status(true);
   const auto deadline = std::min({schedule_.next_wakeup(now, probing), next_progress_,
                                   next_watchdog_, binder_->next_refresh(), replay_deadline()});
-  if (endpos_ || !ready_sent_) {
-    // Round by round: --endpos probes the moment the last confirmation lands, and READY
-    // goes out the moment every target answered.
-    (void)loop_.run_once(deadline, conn_.stream_socket());
-  } else {
-    (void)loop_.run_until(deadline, conn_.stream_socket());
-  }
-  next_busy_round_ = Clock::now() + kBusyRoundInterval;
+  // Round by round before READY and with --endpos: READY goes out the moment every target
+  // answered, and --endpos probes the moment the last confirmation lands.
+  const auto rounds = (endpos_ || !ready_sent_) ? Rounds::One : Rounds::UntilNews;
+  (void)serve_loop(deadline, rounds, conn_.stream_socket());
   return true;
 }
 
+bool Replicator::serve_loop(Clock::time_point until, Rounds rounds, int fd) {
+  const bool readable =
+      rounds == Rounds::One ? loop_.run_once(until, fd) : loop_.run_until(until, fd);
+  next_busy_round_ = Clock::now() + kBusyRoundInterval;
+  return readable;
+}
+
 void Replicator::serve_sources_while_busy(Clock::time_point now) {
-  if (now < next_busy_round_) return;
-  (void)loop_.run_once(now);
-  next_busy_round_ = now + kBusyRoundInterval;
+  if (now >= next_busy_round_) (void)serve_loop(now, Rounds::One);
 }
 
 void Replicator::on_begin(const TransactionBegin& begin) {
@@ -652,8 +653,7 @@ bool Replicator::push_local(std::size_t t) {
     tick();
     const auto deadline =
         std::min({schedule_.next_status(), next_watchdog_, Clock::now() + std::chrono::seconds(1)});
-    (void)loop_.run_once(deadline);
-    next_busy_round_ = Clock::now() + kBusyRoundInterval;
+    (void)serve_loop(deadline, Rounds::One);
     // The socket was not read meanwhile, so silence since then says nothing about the
     // server.
     schedule_.forgive_silence(Clock::now());

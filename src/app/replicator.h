@@ -103,6 +103,11 @@ class Replicator final : public ChangeHandler {
   // targets, slot poller, replica connections) get a round without waiting at least
   // every kBusyRoundInterval.
   void serve_sources_while_busy(Clock::time_point now);
+  // Every wait of the stream in its loop, so each one restarts the clock above: one round,
+  // or rounds until something for the stream (EventLoop::run_until). True when `fd` is
+  // readable.
+  enum class Rounds { One, UntilNews };
+  bool serve_loop(Clock::time_point until, Rounds rounds, int fd = -1);
   [[nodiscard]] std::pair<bool, std::string> health() const;
 
   // Read replicas (replicator_replicas.cpp): deletes repeated once replicas replayed.
