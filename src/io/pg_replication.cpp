@@ -257,6 +257,7 @@ void PgReplicationConnection::start_replication(const std::string& slot,
   PQclear(r);
   streaming_ = true;
   since_read_ = kShortRead;
+  encrypted_ = PQsslInUse(conn_) == 1 || PQgssEncInUse(conn_) == 1;
 }
 
 ReplicationFrame PgReplicationConnection::try_read() {
@@ -266,8 +267,10 @@ ReplicationFrame PgReplicationConnection::try_read() {
   if (len == 0) {
     // Everything libpq had is taken. After a short read the socket was empty then: say
     // so, and the caller waits for the socket (as it must after None) instead of trying
-    // a read that would most likely find nothing, a system call per wake-up.
-    if (since_read_ < kShortRead) {
+    // a read that would most likely find nothing, a system call per wake-up. Not over
+    // TLS or GSSAPI encryption: their decrypted bytes wait in a buffer poll() does not
+    // see, and only a read reaches them.
+    if (since_read_ < kShortRead && !encrypted_) {
       since_read_ = kShortRead;
       return frame;
     }

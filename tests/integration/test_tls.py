@@ -265,6 +265,27 @@ class PostgresTls(unittest.TestCase):
         self.assertTrue(ssl and all(row[0] for row in ssl), f"walsender connections: {ssl}")
 
 
+    def test_large_rows_over_tls_are_deleted_as_each_commits(self):
+        # Rows of 100-350 KB reach walbust in TLS records larger than libpq's free buffer, so
+        # decrypted bytes wait in the TLS session where poll() does not see them: each
+        # transaction's keys must still go within seconds, not at the next keepalive.
+        redis = RedisServer()
+        self.addCleanup(redis.close)
+        r = redis.client()
+        w = Walbust(self.pg, redis, rules=[blog_rules_path()], slot="pg_tls_large",
+                    config={"postgres": {"dsn": self.verify_full_dsn()}})
+        self.addCleanup(fixtures.finish_walbust, self, w, 10 * SLOW)
+        w.start()
+        w.wait_streaming(timeout=30 * SLOW)
+        for post in range(1, 9):
+            key = f"post_detail_{post}"
+            r.set(key, b"x")
+            self.pg.execute(f"UPDATE blog_post SET content = repeat(md5(random()::text), {3000 + 977 * post})"
+                            f" WHERE id = {post}")
+            fixtures.wait_for(lambda: not r.exists(key), timeout=5 * SLOW,
+                              message=f"{key} still cached 5 s after its commit")
+
+
 class TlsConfigCheck(unittest.TestCase):
     def setUp(self):
         self.certs = TlsCertificates()

@@ -125,6 +125,7 @@ class PgReplicationConnection {
   // read was short, so the socket had nothing more.
   static constexpr std::size_t kShortRead = 8192;
   std::size_t since_read_ = kShortRead;
+  bool encrypted_ = false;  // TLS or GSSAPI: always read before saying None
   bool streaming_ = false;
 };
 
