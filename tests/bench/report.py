@@ -157,7 +157,12 @@ def latency_cost_markdown(lat, L):
              f"(goal ≤ {IDEAL_P99_RATIO:g}×); walbust p99 / walsender-alone p99 at 5000 txn/s = "
              f"**{_x(r.get('walbust_p99/walsender_p99@5000'))}** (goal ≤ {WALSENDER_P99_RATIO:g}×); the "
              "writer's flat-out rate with walbust / with the ideal consumer = "
-             f"**{_x(r.get('walbust_rate/ideal_rate@flat'))}** (goal ≥ {FLAT_RATE_RATIO:g}×).")
+             f"**{_x(r.get('walbust_rate/ideal_rate@flat'))}** (goal ≥ {FLAT_RATE_RATIO:g}×). "
+             "The same with the median of the runs' own p99s, which one run that fell behind for a "
+             f"whole phase does not dominate: walbust / ideal at 10000 = "
+             f"{_x(r.get('median_run_p99 walbust/ideal@10000'))}, at 5000 = "
+             f"{_x(r.get('median_run_p99 walbust/ideal@5000'))}; walbust / walsender alone at 5000 = "
+             f"{_x(r.get('median_run_p99 walbust/walsender@5000'))}.")
 
 
 def before_after_markdown(res, L):
