@@ -245,15 +245,20 @@ class PostgresTls(unittest.TestCase):
         self.assertEqual(res.returncode, 1)
         self.assertIn("certificate verify failed", res.stderr)
 
-    def test_deletes_flow_over_a_verify_full_replication_connection(self):
+    def streaming_walbust(self, slot):
+        """walbust on its own Redis over a verify-full replication connection, streaming;
+        returns a client of that Redis and the walbust."""
         redis = RedisServer()
         self.addCleanup(redis.close)
-        r = redis.client()
-        w = Walbust(self.pg, redis, rules=[blog_rules_path()], slot="pg_tls_e2e",
+        w = Walbust(self.pg, redis, rules=[blog_rules_path()], slot=slot,
                     config={"postgres": {"dsn": self.verify_full_dsn()}})
         self.addCleanup(fixtures.finish_walbust, self, w, 10 * SLOW)
         w.start()
         w.wait_streaming(timeout=30 * SLOW)
+        return redis.client(), w
+
+    def test_deletes_flow_over_a_verify_full_replication_connection(self):
+        r, w = self.streaming_walbust("pg_tls_e2e")
         fill_keys(r, ALL_KEYS)
         mark = audit_expected_keys(self.pg)[1]
         self.pg.execute("UPDATE blog_post SET title = title || '?' WHERE id <= 5")
@@ -264,19 +269,11 @@ class PostgresTls(unittest.TestCase):
                             "", user="postgres", dbname="postgres")
         self.assertTrue(ssl and all(row[0] for row in ssl), f"walsender connections: {ssl}")
 
-
     def test_large_rows_over_tls_are_deleted_as_each_commits(self):
         # Rows of 100-350 KB reach walbust in TLS records larger than libpq's free buffer, so
         # decrypted bytes wait in the TLS session where poll() does not see them: each
         # transaction's keys must still go within seconds, not at the next keepalive.
-        redis = RedisServer()
-        self.addCleanup(redis.close)
-        r = redis.client()
-        w = Walbust(self.pg, redis, rules=[blog_rules_path()], slot="pg_tls_large",
-                    config={"postgres": {"dsn": self.verify_full_dsn()}})
-        self.addCleanup(fixtures.finish_walbust, self, w, 10 * SLOW)
-        w.start()
-        w.wait_streaming(timeout=30 * SLOW)
+        r, w = self.streaming_walbust("pg_tls_large")
         for post in range(1, 9):
             key = f"post_detail_{post}"
             r.set(key, b"x")
