@@ -574,7 +574,9 @@ class StandbyTest(unittest.TestCase):
         self.assertIn("standby: slot standby is held by another consumer", body)
         standby.wait_for(lambda: any(m.startswith("standby") for m in self.notify.statuses()),
                          message="STATUS=standby")
-        self.assertTrue("READY" in self.notify.kinds(), "a standby is a started service")
+        # STATUS=standby can come first: READY also waits for the Redis target to answer.
+        standby.wait_for(lambda: "READY" in self.notify.kinds(), timeout=15,
+                         message="READY=1: a standby is a started service")
         self.assertEqual(http_get(active.metrics_port, "/healthz")[0], 200)
 
         client = self.redis.client()
