@@ -191,13 +191,14 @@ bool SinkWorker::apply_with_retries(Connection& c, const std::vector<const Actio
       if (!c.sink->connected()) c.sink->connect();
       in_pipeline_ = true;
       result = c.sink->apply(actions);
-      in_pipeline_ = false;
-      on_success(c);
-      return true;
     } catch (const RedisError& e) {
       error = e;
     }
     in_pipeline_ = false;
+    if (!error) {
+      on_success(c);
+      return true;
+    }
     if (!on_error(c, *error)) return false;
   }
 }
