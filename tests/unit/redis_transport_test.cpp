@@ -4,13 +4,11 @@
 #include "walbust/io/redis_transport.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <thread>
 
 #include "walbust/io/fiber.h"
@@ -37,6 +35,7 @@ class Listener {
   }
   ~Listener() { ::close(fd_); }
   [[nodiscard]] int port() const { return port_; }
+  [[nodiscard]] int accept() const { return ::accept(fd_, nullptr, nullptr); }
 
  private:
   int fd_ = -1;
@@ -113,37 +112,29 @@ TEST(RedisTransport, ACancelledFiberStopsWaitingForTheLookup) {
   EXPECT_NE(error.find("walbust-test.invalid"), std::string::npos) << error;
 }
 
-// A plain socket transport that counts the reads that found nothing.
+// The transport walbust opens, with the reads that found nothing counted.
 class CountingTransport final : public RedisTransport {
  public:
-  CountingTransport(int fd, int& empty_reads) : fd_(fd), empty_reads_(empty_reads) {
-    ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) | O_NONBLOCK);
-  }
-  ~CountingTransport() override { ::close(fd_); }
-  [[nodiscard]] int fd() const override { return fd_; }
+  CountingTransport(std::unique_ptr<RedisTransport> inner, int& empty_reads)
+      : inner_(std::move(inner)), empty_reads_(empty_reads) {}
+  [[nodiscard]] int fd() const override { return inner_->fd(); }
   Io read(char* buf, std::size_t len) override {
-    const ssize_t n = ::recv(fd_, buf, len, 0);
-    if (n > 0) return Io{static_cast<std::size_t>(n), Want::None};
-    if (n < 0 && errno == EAGAIN) {
-      ++empty_reads_;
-      return Io{0, Want::Read};
-    }
-    throw RedisError(RedisErrorClass::Retry, "closed");
+    const Io io = inner_->read(buf, len);
+    if (io.bytes == 0) ++empty_reads_;
+    return io;
   }
-  Io write(const char* buf, std::size_t len) override {
-    return Io{static_cast<std::size_t>(::send(fd_, buf, len, MSG_NOSIGNAL)), Want::None};
-  }
+  Io write(const char* buf, std::size_t len) override { return inner_->write(buf, len); }
 
  private:
-  int fd_;
+  std::unique_ptr<RedisTransport> inner_;
   int& empty_reads_;
 };
 
 TEST(RedisClient, WaitsForARepliesArrivalInsteadOfReadingBeforeIt) {
   // A server that answers each write of PINGs 20 ms later, one PONG per PING.
-  int fds[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
-  std::thread server([fd = fds[1]] {
+  Listener listener;
+  std::thread server([&listener] {
+    const int fd = listener.accept();
     char buf[4096];
     ssize_t n = 0;
     while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) {
@@ -159,11 +150,12 @@ TEST(RedisClient, WaitsForARepliesArrivalInsteadOfReadingBeforeIt) {
   });
   int empty_reads = 0;
   RedisConnectionOptions options;
-  options.opener = [&](const RedisEndpoint&, std::chrono::milliseconds, const TlsContext*) {
-    return std::make_unique<CountingTransport>(fds[0], empty_reads);
+  options.opener = [&](const RedisEndpoint& e, std::chrono::milliseconds timeout,
+                       const TlsContext* tls) {
+    return std::make_unique<CountingTransport>(open_transport(e, timeout, tls), empty_reads);
   };
   {
-    RedisClient client(endpoint("127.0.0.1", 6379), options);
+    RedisClient client(endpoint("127.0.0.1", listener.port()), options);
     client.connect();  // sends a PING
     const auto replies = client.pipeline({{"PING"}, {"PING"}, {"PING"}});
     ASSERT_EQ(replies.size(), 3U);
