@@ -162,6 +162,7 @@ class Replicator final : public ChangeHandler {
   std::vector<std::unique_ptr<SinkWorker>> sinks_;
   std::unique_ptr<ReplicaPoller> replica_poller_;  // a source of loop_, with replicas only
   Clock::time_point next_busy_round_{};
+  Clock::time_point last_frame_at_{};  // when the stream last delivered a frame (kReadWindow)
   std::vector<std::int64_t> replayed_scratch_;
   ReplayQueue::Released released_scratch_;
   Clock::time_point next_lag_update_{};

@@ -16,8 +16,8 @@
 //    its waits are the loop's fds and deadlines like any other source's.
 //  - Nothing here needs a lock: the stream and every target share one thread.
 //  - A reply that no batch waits on (the backlog is empty) may be read up to
-//    kReplyDeferral late, with the stream's next wake-up: one wake-up per transaction
-//    instead of two at steady rates. A batch handed over meanwhile ends the deferral.
+//    kReplyDeferral late, with the stream's next wake-up instead of a wake-up of its own.
+//    A batch handed over meanwhile ends the deferral.
 #include <atomic>
 #include <chrono>
 #include <functional>
