@@ -6,7 +6,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
-#include <limits>
+#include <ctime>
 #include <stdexcept>
 #include <string>
 
@@ -14,6 +14,15 @@ namespace walbust {
 
 EventLoop::EventLoop(int wake_fd, NowFn now, PollFn poll)
     : wake_fd_(wake_fd), now_(std::move(now)), poll_(std::move(poll)) {}
+
+int EventLoop::system_poll(pollfd* fds, nfds_t count, std::chrono::nanoseconds timeout) {
+  // Far deadlines (max(): none) are capped: a round every few days costs nothing.
+  constexpr auto kLongest = std::chrono::hours(24 * 7);
+  const auto wait = std::min<std::chrono::nanoseconds>(timeout, kLongest);
+  const auto secs = std::chrono::duration_cast<std::chrono::seconds>(wait);
+  const timespec ts{static_cast<time_t>(secs.count()), static_cast<long>((wait - secs).count())};
+  return ::ppoll(fds, count, &ts, nullptr);
+}
 
 void EventLoop::add(Source& source) {
   if (std::find(sources_.begin(), sources_.end(), &source) == sources_.end())
@@ -40,12 +49,10 @@ bool EventLoop::run_once(Clock::time_point until, int fd) {
   for (const std::size_t i : deferred_) fds_[i].fd = ~fds_[i].fd;  // poll() skips it
 
   const auto now = now_();
-  long long ms = 0;
-  if (until > now) {
-    ms = std::chrono::ceil<std::chrono::milliseconds>(until - now).count();
-    ms = std::min<long long>(ms, std::numeric_limits<int>::max());
-  }
-  const int rc = poll_(fds_.data(), static_cast<nfds_t>(fds_.size()), static_cast<int>(ms));
+  const auto timeout = until > now
+                           ? std::chrono::duration_cast<std::chrono::nanoseconds>(until - now)
+                           : std::chrono::nanoseconds::zero();
+  const int rc = poll_(fds_.data(), static_cast<nfds_t>(fds_.size()), timeout);
   if (rc < 0) {
     if (errno != EINTR) throw std::runtime_error(std::string("poll: ") + std::strerror(errno));
     for (auto& p : fds_) p.revents = 0;  // a signal: the wake fd says so next round
@@ -76,7 +83,8 @@ void EventLoop::peek_deferred() {
     fds_[i].fd = ~fds_[i].fd;
     peek_.push_back(pollfd{fds_[i].fd, fds_[i].events, 0});
   }
-  if (poll_(peek_.data(), static_cast<nfds_t>(peek_.size()), 0) < 0) {
+  if (poll_(peek_.data(), static_cast<nfds_t>(peek_.size()), std::chrono::nanoseconds::zero()) <
+      0) {
     for (auto& p : peek_) p.revents = 0;  // nothing seen: the source's deadline comes
   }
   for (std::size_t k = 0; k < deferred_.size(); ++k) fds_[deferred_[k]].revents = peek_[k].revents;

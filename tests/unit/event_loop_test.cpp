@@ -22,23 +22,25 @@ using std::chrono::seconds;
 struct FakeWorld {
   Clock::time_point now{seconds(1000)};
   std::map<int, std::vector<Clock::time_point>> ready_at;  // sorted per fd
-  std::vector<int> timeouts;                               // every poll's timeout, in ms
+  std::vector<Clock::duration> timeouts;                   // every poll's timeout
   bool interrupt_next = false;
 
   EventLoop loop(int wake_fd = -1) {
     return EventLoop(
         wake_fd, [this] { return now; },
-        [this](pollfd* fds, nfds_t n, int timeout_ms) { return poll(fds, n, timeout_ms); });
+        [this](pollfd* fds, nfds_t n, std::chrono::nanoseconds timeout) {
+          return poll(fds, n, timeout);
+        });
   }
 
-  int poll(pollfd* fds, nfds_t n, int timeout_ms) {
-    timeouts.push_back(timeout_ms);
+  int poll(pollfd* fds, nfds_t n, std::chrono::nanoseconds timeout) {
+    timeouts.push_back(timeout);
     if (interrupt_next) {
       interrupt_next = false;
       errno = EINTR;
       return -1;
     }
-    auto until = now + milliseconds(timeout_ms);
+    auto until = now + timeout;
     for (nfds_t i = 0; i < n; ++i) {
       auto it = ready_at.find(fds[i].fd);
       if (fds[i].fd >= 0 && it != ready_at.end() && !it->second.empty())
@@ -94,13 +96,44 @@ TEST(EventLoop, ARoundEndsAtTheEarliestDeadlineOfItsSourcesAndTheCaller) {
   loop.add(soon);
   const auto start = world.now;
   EXPECT_FALSE(loop.run_once(start + seconds(1)));
-  EXPECT_EQ(world.timeouts.back(), 100);
+  EXPECT_EQ(world.timeouts.back(), milliseconds(100));
   EXPECT_EQ(world.now, start + milliseconds(100));
   EXPECT_EQ(soon.runs, 1);
   EXPECT_EQ(slow.runs, 0);
   EXPECT_EQ(slow.seen.size(), 1U) << "every source is dispatched in every round";
   (void)loop.run_once(start + milliseconds(50));
-  EXPECT_EQ(world.timeouts.back(), 0) << "a caller's deadline in the past means no wait";
+  EXPECT_EQ(world.timeouts.back(), Clock::duration::zero())
+      << "a caller's deadline in the past means no wait";
+}
+
+TEST(EventLoop, ADeadlineUnderAMillisecondAwayIsWaitedForExactlyNotRoundedUp) {
+  FakeWorld world;
+  auto loop = world.loop();
+  const auto start = world.now;
+  EXPECT_FALSE(loop.run_once(start + std::chrono::microseconds(250)));
+  EXPECT_EQ(world.timeouts.back(), std::chrono::microseconds(250));
+  EXPECT_EQ(world.now, start + std::chrono::microseconds(250));
+}
+
+TEST(EventLoop, TheSystemPollWaitsForItsTimeoutInMicrosecondsAndAcceptsNoDeadline) {
+  // poll() would round 300 µs up to 1 ms; the shortest of a few waits shows the rounding
+  // even on a busy machine, where one wait may be late.
+  pollfd none{-1, POLLIN, 0};
+  Clock::duration shortest = Clock::duration::max();
+  for (int i = 0; i < 5; ++i) {
+    const auto start = Clock::now();
+    EXPECT_EQ(EventLoop::system_poll(&none, 1, std::chrono::microseconds(300)), 0);
+    const auto waited = Clock::now() - start;
+    EXPECT_GE(waited, std::chrono::microseconds(300));
+    shortest = std::min(shortest, waited);
+  }
+  EXPECT_LT(shortest, milliseconds(1)) << "the timeout was rounded up to a millisecond";
+  const int fd = ::eventfd(1, EFD_NONBLOCK);
+  ASSERT_GE(fd, 0);
+  pollfd ready{fd, POLLIN, 0};
+  EXPECT_EQ(EventLoop::system_poll(&ready, 1, Clock::duration::max()), 1)
+      << "max() (no deadline) must not overflow the timespec";
+  ::close(fd);
 }
 
 TEST(EventLoop, AStalledConnectionDelaysNoOtherDeadlineForAMinute) {
@@ -158,7 +191,7 @@ TEST(EventLoop, ALateRoundLetsASourceReadItsAnswerBeforeItsTimeout) {
   world.ready_at[40].push_back(world.now - seconds(20));
   loop.add(replica);
   (void)loop.run_once(world.now);
-  EXPECT_EQ(world.timeouts.back(), 0);
+  EXPECT_EQ(world.timeouts.back(), Clock::duration::zero());
   EXPECT_EQ(replica.seen.back(), std::vector<short>{POLLIN});
 }
 
@@ -253,7 +286,8 @@ TEST(EventLoop, ADeferredReplyRidesAlongWithTheNextWakeUpInsteadOfCausingOne) {
   EXPECT_TRUE(loop.run_once(start + seconds(1), 5));
   EXPECT_EQ(world.now, start + milliseconds(3));
   EXPECT_EQ(target.seen.back(), std::vector<short>{POLLIN});
-  EXPECT_EQ(world.timeouts, (std::vector<int>{5, 0}))
+  EXPECT_EQ(world.timeouts,
+            (std::vector<Clock::duration>{milliseconds(5), Clock::duration::zero()}))
       << "one wait, then one look that does not wait";
   // With nothing else to wake for, the source's own deadline bounds the delay.
   world.ready_at[20] = {start + milliseconds(4)};

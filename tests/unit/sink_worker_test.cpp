@@ -28,9 +28,10 @@ struct Sim {
   std::map<int, Clock::time_point> ready_at;
   int waits = 0;  // polls that could have put the thread to sleep
 
-  int poll(pollfd* fds, nfds_t count, int timeout_ms) {
-    if (timeout_ms != 0) ++waits;
-    auto until = timeout_ms < 0 ? Clock::time_point::max() : now + milliseconds(timeout_ms);
+  int poll(pollfd* fds, nfds_t count, std::chrono::nanoseconds timeout) {
+    if (timeout != timeout.zero()) ++waits;
+    auto until =
+        timeout >= Clock::time_point::max() - now ? Clock::time_point::max() : now + timeout;
     for (nfds_t i = 0; i < count; ++i) {
       const auto it = ready_at.find(fds[i].fd);
       if (it != ready_at.end()) until = std::min(until, it->second);
@@ -101,7 +102,9 @@ class Harness {
         tracker_(targets),
         loop_(
             kWakeFd, [this] { return sim.now; },
-            [this](pollfd* fds, nfds_t n, int t) { return sim.poll(fds, n, t); }) {
+            [this](pollfd* fds, nfds_t n, std::chrono::nanoseconds t) {
+              return sim.poll(fds, n, t);
+            }) {
     BatchSettings batch;
     batch.max_keys = 100;
     for (std::size_t i = 0; i < targets; ++i) {

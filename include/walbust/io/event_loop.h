@@ -16,7 +16,9 @@
 //
 // poll() rather than epoll: a handful of fds whose interest changes from round to round
 // (libpq alternates between wanting to read and to write while it connects), where
-// epoll's registration calls would cost more than the scan they save.
+// epoll's registration calls would cost more than the scan they save. ppoll(), for its
+// timeout in nanoseconds: the stream's read window and the deferred replies are deadlines
+// under a millisecond, which poll()'s whole milliseconds would round up to twice as long.
 //
 // The clock and the poll call can be replaced, so the scheduling is tested without
 // sockets or waiting (tests/unit/event_loop_test.cpp).
@@ -33,7 +35,8 @@ class EventLoop {
  public:
   using Clock = std::chrono::steady_clock;
   using NowFn = std::function<Clock::time_point()>;
-  using PollFn = std::function<int(pollfd* fds, nfds_t count, int timeout_ms)>;
+  // poll() with a timeout that is never negative (no wait: zero).
+  using PollFn = std::function<int(pollfd* fds, nfds_t count, std::chrono::nanoseconds timeout)>;
 
   // Something with sockets and deadlines of its own, served by the loop.
   class Source {
@@ -55,7 +58,10 @@ class EventLoop {
 
   // `wake_fd` (-1: none) is an eventfd that other threads and signal handlers write to
   // end a wait early; the loop drains it.
-  explicit EventLoop(int wake_fd, NowFn now = Clock::now, PollFn poll = ::poll);
+  explicit EventLoop(int wake_fd, NowFn now = Clock::now, PollFn poll = system_poll);
+
+  // ppoll() without a signal mask.
+  static int system_poll(pollfd* fds, nfds_t count, std::chrono::nanoseconds timeout);
 
   // Served in every round until removed; not owned.
   void add(Source& source);
