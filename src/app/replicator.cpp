@@ -26,13 +26,6 @@ constexpr auto kProgressInterval = std::chrono::seconds(10);
 // While the stream is busy, how often the loop's other sources get a round: replica
 // answers wait at most this long, for one extra poll() per interval.
 constexpr auto kBusyRoundInterval = std::chrono::milliseconds(2);
-// After a transaction is handed over, the stream's socket is next read this long after
-// the last frame arrived. Transactions closer together than this are then read, matched
-// and deleted together, one wake-up for all of them: on a machine where walbust shares
-// the cores with the walsender and Redis, a wake-up per transaction took more CPU from
-// the walsender than the up to 1 ms of waiting costs (tests/bench/README.md). A
-// transaction after a quieter spell is read at once.
-constexpr auto kReadWindow = std::chrono::milliseconds(1);
 
 // A target whose heartbeat is older than this is stalled: the watchdog stops pinging so
 // systemd restarts the service. Generous: Redis timeouts and backoff sleeps are shorter.
@@ -497,8 +490,9 @@ void Replicator::stream_loop() {
     }
     const ReplicationFrame frame = conn_.try_read();
     if (frame.kind != ReplicationFrame::Kind::None) {
-      last_frame_at_ = Clock::now();
-      schedule_.received(last_frame_at_);
+      const auto now = Clock::now();
+      read_window_.frame(now);
+      schedule_.received(now);
     }
     switch (frame.kind) {
       case ReplicationFrame::Kind::XLogData:
@@ -547,11 +541,11 @@ bool Replicator::wait_for_data() {
     (void)serve_loop(deadline, Rounds::One, conn_.stream_socket());
     return true;
   }
-  // Between transactions, within kReadWindow of the last frame, the stream's socket is left
-  // unwatched (its keepalive requests included, answered at most that much later); the
-  // targets, deadlines and signals are served as always. The stream loop then comes round,
-  // and the next wait here watches the socket again: the window never grows.
-  const auto window_end = last_frame_at_ + kReadWindow;
+  // Between transactions, while commits are dense, the stream's socket is left unwatched
+  // until a read window after the last frame (ReadWindow; keepalive requests included,
+  // answered at most that much later); the targets, deadlines and signals are served as
+  // always. The stream loop then comes round, and the next wait here watches the socket.
+  const auto window_end = read_window_.until();
   if (!stream_.in_transaction() && now < window_end) {
     (void)serve_loop(std::min(deadline, window_end), Rounds::UntilNews);
     return true;
@@ -645,6 +639,7 @@ void Replicator::on_commit(const TransactionCommit& commit) {
   for (auto& local : local_) local.push_back(item);
   if (replay_) hold_for_replay(item.ticket, commit);
   metrics_.transactions.inc();
+  read_window_.commit(commit.commit_time_us);
   metrics_.commit_to_receive.observe(
       static_cast<double>(pg_epoch_now_us() - commit.commit_time_us) / 1e6);
   if (endpos_ && commit.end_lsn >= *endpos_) endpos_reached_ = true;

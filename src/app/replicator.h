@@ -19,6 +19,7 @@
 #include "walbust/core/ack_tracker.h"
 #include "walbust/core/change_stream.h"
 #include "walbust/core/events.h"
+#include "walbust/core/read_window.h"
 #include "walbust/core/replay_queue.h"
 #include "walbust/core/rules.h"
 #include "walbust/core/status_schedule.h"
@@ -162,7 +163,7 @@ class Replicator final : public ChangeHandler {
   std::vector<std::unique_ptr<SinkWorker>> sinks_;
   std::unique_ptr<ReplicaPoller> replica_poller_;  // a source of loop_, with replicas only
   Clock::time_point next_busy_round_{};
-  Clock::time_point last_frame_at_{};  // when the stream last delivered a frame (kReadWindow)
+  ReadWindow read_window_;  // when the stream's socket is watched again between transactions
   std::vector<std::int64_t> replayed_scratch_;
   ReplayQueue::Released released_scratch_;
   Clock::time_point next_lag_update_{};
