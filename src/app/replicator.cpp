@@ -513,8 +513,11 @@ void Replicator::stream_loop() {
 bool Replicator::on_keepalive(const ReplicationFrame& frame) {
   metrics_.server_wal_end.store(std::max(metrics_.server_wal_end.load(), frame.wal_end));
   if (!stream_.in_transaction()) {
-    // Everything before walEnd was read; once it is all confirmed, walEnd is safe.
-    if (!flush_local()) return false;
+    // Everything before walEnd was read; once it is all confirmed, walEnd is safe. What is
+    // gathered is not handed over here: a walsender that is ahead of our confirmations
+    // sends a keepalive after each transaction, and a hand-over per keepalive would cut
+    // the transactions read in one wake-up into a batch of one and a batch of the rest,
+    // two round trips to Redis. AckTracker already waits for every ticket issued.
     tracker_.keepalive(frame.wal_end);
     if (endpos_ && frame.wal_end >= *endpos_) endpos_reached_ = true;
   }
